@@ -1,0 +1,60 @@
+"""pxp-bench: benchmark attribution methods for pruning neural networks by explaining them.
+
+The public API is importable from here without loading torch; the run pipeline (`Benchmark`,
+`run_benchmark`) is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pxp_bench.errors import (
+    CheckpointError,
+    ComponentError,
+    ConfigError,
+    DataError,
+    PluginError,
+    PxpBenchError,
+    UnknownNameError,
+)
+from pxp_bench.hookspecs import hookimpl
+from pxp_bench.params import Categorical, FloatRange, IntRange
+from pxp_bench.specs import DatasetSpec, DatasetSplits, LoadedModel, MethodSpec, ModelSpec, OptimizerSpec
+
+__all__ = [
+    "Benchmark",
+    "Categorical",
+    "CheckpointError",
+    "ComponentError",
+    "ConfigError",
+    "DataError",
+    "DatasetSpec",
+    "DatasetSplits",
+    "FloatRange",
+    "IntRange",
+    "LoadedModel",
+    "MethodSpec",
+    "ModelSpec",
+    "OptimizerSpec",
+    "PluginError",
+    "PxpBenchError",
+    "UnknownNameError",
+    "discover_components",
+    "hookimpl",
+    "run_benchmark",
+]
+
+_LAZY = {
+    "Benchmark": "pxp_bench.benchmark",
+    "run_benchmark": "pxp_bench.benchmark",
+    "discover_components": "pxp_bench.components",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import torch-dependent API on first use, keeping ``import pxp_bench`` light for plugins."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pxp_bench' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Attribution methods: one module per method family, registered as a built-in plugin."""

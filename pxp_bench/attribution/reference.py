@@ -1,0 +1,42 @@
+"""What a method's ``score`` receives besides the model: the reference samples and the run's context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass
+class ReferenceSet:
+    """The reference samples (PROTOCOL section 1), delivered in batches on the run's device.
+
+    ``targets`` are original class ids: the restricted logit of the true class equals the full logit
+    at that id, so ``model(x).gather(1, target)`` is the protocol's target output.
+    """
+
+    dataset: Dataset
+    class_ids: list[int]
+    batch_size: int
+    device: torch.device
+    seed: int
+    """Seed of the run's ``random_baseline`` stream, for methods that draw random numbers."""
+    on_batch: Callable[[int], None] | None = None
+    """Called with the batch size after each batch is handed out (progress reporting)."""
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def num_batches(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(inputs, targets)`` batches on the device, in a fixed order."""
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False,
+                            pin_memory=self.device.type == "cuda")
+        for inputs, targets in loader:
+            yield inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            if self.on_batch is not None:
+                self.on_batch(len(targets))

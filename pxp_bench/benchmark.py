@@ -1,0 +1,239 @@
+"""One standardized prune-and-evaluate run: a `Benchmark` spec in, a `Result` out.
+
+Data flow: registries resolve the names -> dataset and model -> the protocol's draws -> component
+discovery -> ``method.score`` -> global ranking -> the pruning curve -> metrics -> `Result`. Every step
+is a plain function; the CLI only parses options and renders.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.components import discover_components
+from pxp_bench.data.protocol import draw_sets, index_hash, seed_streams
+from pxp_bench.device import device_name, resolve_device
+from pxp_bench.errors import ConfigError, DataError, PluginError, PxpBenchError
+from pxp_bench.evaluate import DEFAULT_RATES, curve_metrics, prune_curve
+from pxp_bench.masking import rank_components
+from pxp_bench.params import DEFAULT_PRESET, resolve_params
+from pxp_bench.plugins import Plugins, get_plugins
+from pxp_bench.results import Result, environment
+from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
+
+METHOD_PREFERENCE = ("lrp", "magnitude")
+"""``--method`` default: the first of these that is registered and fits the model and components."""
+
+
+class Progress(Protocol):
+    """Receives progress of the long stages (``scoring`` in samples, ``evaluating`` in rates)."""
+
+    def start(self, stage: str, total: int) -> None: ...
+
+    def advance(self, stage: str, amount: int = 1) -> None: ...
+
+
+@dataclass
+class Benchmark:
+    """Everything that defines a run; names are resolved through the plugin registries."""
+
+    model: str = "digits-vgg"
+    method: str | None = None
+    dataset: str | None = None
+    data_root: Path | None = None
+    components: str | None = None
+    weights: str | None = None
+    rates: tuple[float, ...] = DEFAULT_RATES
+    n_classes: int | None = None
+    ref_per_class: int = 10
+    tune_per_class: int = 0
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 128
+    preset: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    """Typed parameter values (e.g. from a ``--params`` JSON file)."""
+    param_texts: dict[str, str] = field(default_factory=dict)
+    """``key=value`` texts, typed by the method's declared space."""
+
+
+@dataclass
+class Plan:
+    """A `Benchmark` with every name resolved and every parameter typed, before any heavy work."""
+
+    model: ModelSpec
+    dataset: DatasetSpec
+    method: MethodSpec
+    method_owner: str
+    components: str
+    params: dict[str, Any]
+    variant: str
+
+
+def _default_method(plugins: Plugins, family: str, components: str) -> str:
+    for name in METHOD_PREFERENCE:
+        if name in plugins.methods:
+            spec = plugins.methods.get(name)
+            if family in spec.families and components in spec.components:
+                return name
+    raise ConfigError(f"no default method fits a {family} with {components}; pass --method.")
+
+
+def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
+    """Resolve names and parameters; raises a `PxpBenchError` naming the first problem."""
+    plugins = plugins or get_plugins()
+    model = plugins.models.get(bench.model)
+    dataset_name = bench.dataset or model.default_dataset
+    if dataset_name is None:
+        raise ConfigError(f"model '{model.name}' has no default dataset; pass --dataset (and --data PATH).")
+    dataset = plugins.datasets.get(dataset_name)
+    components = bench.components or DEFAULT_COMPONENTS.get(model.family, "filters")
+    if components not in COMPONENT_KINDS:
+        raise ConfigError(
+            f"unknown components '{components}'; choose one of {', '.join(COMPONENT_KINDS)}."
+        )
+    method = plugins.methods.get(bench.method or _default_method(plugins, model.family, components))
+    if components not in method.components:
+        raise ConfigError(
+            f"method '{method.name}' cannot score {components}; it supports "
+            f"{', '.join(sorted(method.components))}."
+        )
+    if model.family not in method.families:
+        raise ConfigError(f"method '{method.name}' does not support {model.family} models.")
+    preset_name = bench.preset or DEFAULT_PRESET
+    if preset_name != DEFAULT_PRESET and preset_name not in method.presets:
+        raise ConfigError(
+            f"method '{method.name}' has no preset '{preset_name}'; presets: {', '.join(method.preset_names())}."
+        )
+    owner = f"method '{method.name}'"
+    params = resolve_params(method.params, owner=owner, preset=method.presets.get(preset_name),
+                            values=bench.params, texts=bench.param_texts)
+    variant = "custom" if bench.params or bench.param_texts else preset_name
+    return Plan(model, dataset, method, plugins.methods.owner(method.name), components, params, variant)
+
+
+def _check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
+    if bench.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
+    if not bench.rates:
+        raise ConfigError("no pruning rates given.")
+    if dataset.needs_root and bench.data_root is None:
+        raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH.")
+    if not dataset.needs_root and bench.data_root is not None:
+        raise ConfigError(f"dataset '{dataset.name}' is embedded and takes no --data; drop it.")
+    if bench.data_root is not None and not Path(bench.data_root).exists():
+        raise DataError(f"data root {bench.data_root} does not exist.")
+
+
+def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
+    if tuple(splits.input_shape) != tuple(loaded.input_shape):
+        raise DataError(
+            f"dataset '{dataset_name}' gives inputs of shape {tuple(splits.input_shape)}, but model "
+            f"'{model_name}' expects {tuple(loaded.input_shape)}. Choose a matching model or dataset."
+        )
+    if splits.num_classes > loaded.num_classes:
+        raise DataError(
+            f"dataset '{dataset_name}' has {splits.num_classes} classes, but model '{model_name}' has "
+            f"only {loaded.num_classes} outputs."
+        )
+
+
+def _score(plan: Plan, plugins: Plugins, model, components, reference) -> dict[str, torch.Tensor]:
+    score = plan.method.load_score()
+    try:
+        return score(model, components, reference, **plan.params)
+    except PxpBenchError:
+        raise
+    except Exception as exc:
+        info = plugins.infos[plan.method_owner]
+        if info.source == "builtin":
+            raise
+        raise PluginError(
+            f"method '{plan.method.name}' from plugin '{info.name}' ({info.distribution} {info.version}) "
+            f"failed while scoring: {type(exc).__name__}: {exc}."
+        ) from exc
+
+
+def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress: Progress | None = None) -> Result:
+    """Run one benchmark end to end and return its `Result` (not yet written to disk)."""
+    plugins = plugins or get_plugins()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(stage: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[stage] = round(now - since, 4)
+        return now
+
+    plan = plan_benchmark(bench, plugins)
+    _check_options(bench, plan.dataset)
+    device = resolve_device(bench.device)
+    clock = time.perf_counter()
+
+    splits = plan.dataset.load_splits()(plan.dataset.name, bench.data_root)
+    clock = lap("load_data", clock)
+    loaded = plan.model.load_build()(plan.model.name, weights=bench.weights, num_classes=splits.num_classes)
+    clock = lap("load_model", clock)
+    _check_fit(plan.model.name, loaded, plan.dataset.name, splits)
+    sets = draw_sets(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
+                     tune_per_class=bench.tune_per_class, seed=bench.seed)
+
+    model = loaded.module.to(device).eval()
+    reference_data = Subset(splits.train, sets.reference)
+    example = reference_data[0][0].unsqueeze(0).to(device)
+    components = discover_components(model, plan.components, example)
+    clock = lap("discover", clock)
+
+    random_seed = int(seed_streams(bench.seed)["random_baseline"].integers(2**63 - 1))
+    reference = ReferenceSet(reference_data, sets.classes, bench.batch_size, device, random_seed)
+    if progress is not None:
+        progress.start("scoring", len(reference))
+        reference.on_batch = lambda n: progress.advance("scoring", n)
+    scores = _score(plan, plugins, model, components, reference)
+    order = rank_components(components, scores)
+    clock = lap("score", clock)
+
+    loader = DataLoader(Subset(splits.eval, sets.evaluation), batch_size=bench.batch_size,
+                        pin_memory=device.type == "cuda")
+    if progress is not None:
+        progress.start("evaluating", len(bench.rates))
+    points = prune_curve(model, components, order, bench.rates, loader, sets.classes, device,
+                         on_rate=(lambda _: progress.advance("evaluating")) if progress else None)
+    lap("evaluate", clock)
+    timings["total"] = round(time.perf_counter() - started, 4)
+
+    accuracies = [p.accuracy for p in points]
+    return Result(
+        method=plan.method.name,
+        variant=plan.variant,
+        model=plan.model.name,
+        dataset=plan.dataset.name,
+        components=plan.components,
+        params=plan.params,
+        seed=bench.seed,
+        classes=sets.classes,
+        rates=[p.rate for p in points],
+        curve=[{"rate": p.rate, "pruned": p.pruned, "accuracy": p.accuracy} for p in points],
+        metrics=curve_metrics([p.rate for p in points], accuracies),
+        layers={g.name: [p.layers[g.name] for p in points] for g in components.groups},
+        timings=timings,
+        environment=environment(device_name(device)),
+        weights=loaded.weights,
+        samples={
+            "class_names": [splits.class_names[c] for c in sets.classes],
+            "reference": len(sets.reference),
+            "reference_hash": index_hash(sets.reference),
+            "tuning": len(sets.tuning),
+            "tuning_split": sets.tuning_split,
+            "tuning_hash": index_hash(sets.tuning),
+            "evaluation": len(sets.evaluation),
+            "evaluation_hash": index_hash(sets.evaluation),
+            "components": components.total,
+        },
+    )

@@ -1,0 +1,253 @@
+"""The ``pxp-bench`` command line: parses options, calls the library, renders with rich.
+
+Heavy libraries (torch and everything above it) are imported inside the commands, so that
+``pxp-bench --help`` stays fast. User errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pxp_bench.errors import ConfigError, PxpBenchError
+
+if TYPE_CHECKING:
+    from pxp_bench.results import Result
+
+app = typer.Typer(
+    name="pxp-bench",
+    help="Benchmark attribution methods for pruning neural networks by explaining them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+zoo_app = typer.Typer(help="The embedded model zoo: train and inspect its checkpoints.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+console = Console()
+err_console = Console(stderr=True)
+LIST_KINDS = ("models", "methods", "datasets", "optimizers")
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def user_errors(command):
+    """Turn a `PxpBenchError` into one clear line on stderr and exit status 2, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PxpBenchError as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"pxp-bench {version('pxp-bench')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Benchmark attribution methods for pruning neural networks by explaining them."""
+
+
+class _RichProgress:
+    """Rich progress bars for the benchmark's stages."""
+
+    def __init__(self, progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, int] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        self._tasks[stage] = self._progress.add_task(stage, total=total)
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self._progress.advance(self._tasks[stage], amount)
+
+
+def _parse_classes(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--classes expects a number or 'all', got '{text}'.") from None
+    if value < 1:
+        raise ConfigError(f"--classes must be at least 1, got {value}.")
+    return value
+
+
+def _format(value: float | None, pattern: str = "{:.4f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _render_result(result: Result, path: Path) -> None:
+    curve = Table(title=f"{result.method} ({result.variant}) on {result.model} / {result.components}")
+    curve.add_column("rate", justify="right")
+    curve.add_column("pruned", justify="right")
+    curve.add_column("top-1", justify="right")
+    for point in result.curve:
+        curve.add_row(f"{point['rate']:.2f}", str(point["pruned"]), f"{point['accuracy']:.4f}")
+    console.print(curve)
+    metrics = Table(title="metrics")
+    for column in ("A_PR", "Top-PR", "AUC", "acc@25%", "acc@50%", "acc@75%"):
+        metrics.add_column(column, justify="right")
+    m = result.metrics
+    metrics.add_row(_format(m["a_pr"]), _format(m["top_pr"], "{:.2f}"), _format(m["auc"]),
+                    _format(m["acc_25"]), _format(m["acc_50"]), _format(m["acc_75"]))
+    console.print(metrics)
+    console.print(f"result written to [bold]{path}[/]", highlight=False)
+
+
+@app.command()
+@user_errors
+def run(
+    model: Annotated[str, typer.Option(help="Model name (see `pxp-bench list models`).")] = "digits-vgg",
+    method: Annotated[Optional[str], typer.Option(help="Attribution method; default: the best available.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")] = None,
+    components: Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="A checkpoint file to use instead of the default weights.")] = None,
+    rates: Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")] = "0:1:0.05",
+    classes: Annotated[str, typer.Option(help="Number of classes drawn with the seed, or 'all'.")] = "all",
+    ref_per_class: Annotated[int, typer.Option(help="Reference samples per class (from train).")] = 10,
+    tune_per_class: Annotated[int, typer.Option(help="Tuning samples per class (0 = none; used by optimisation).")] = 0,
+    seed: Annotated[int, typer.Option(help="The run's seed: classes, samples, random baseline.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")] = 128,
+    preset: Annotated[Optional[str], typer.Option(help="A named parameter preset of the method.")] = None,
+    params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="A method parameter as key=value (repeatable).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON result.")] = Path("results"),
+) -> None:
+    """Score components, prune the least relevant globally at each rate, and measure top-1 accuracy."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pxp_bench.benchmark import Benchmark, plan_benchmark, run_benchmark
+    from pxp_bench.params import parse_param_pairs, read_params_file
+    from pxp_bench.rates import parse_rates
+    from pxp_bench.results import ensure_writable_dir, write_result
+
+    bench = Benchmark(
+        model=model, method=method, dataset=dataset, data_root=data, components=components,
+        weights=weights, rates=parse_rates(rates), n_classes=_parse_classes(classes),
+        ref_per_class=ref_per_class, tune_per_class=tune_per_class, seed=seed, device=device,
+        batch_size=batch_size, preset=preset,
+        params=read_params_file(params) if params else {},
+        param_texts=parse_param_pairs(param or []),
+    )
+    plan_benchmark(bench)
+    ensure_writable_dir(out)
+    with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=False) as bars:
+        result = run_benchmark(bench, progress=_RichProgress(bars))
+    _render_result(result, write_result(result, out))
+
+
+@app.command("list")
+@user_errors
+def list_names(
+    kind: Annotated[str, typer.Argument(help="models, methods, datasets or optimizers.")],
+    pattern: Annotated[Optional[str], typer.Argument(help="fnmatch wildcard, e.g. 'digits-*'.")] = None,
+) -> None:
+    """List registered names of one kind, optionally filtered by a wildcard."""
+    import difflib
+
+    from pxp_bench.plugins import get_plugins
+
+    if kind not in LIST_KINDS:
+        close = difflib.get_close_matches(kind, LIST_KINDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"cannot list '{kind}'.{hint} Choose one of {', '.join(LIST_KINDS)}.")
+    registry = getattr(get_plugins(), kind)
+    table = Table(title=kind)
+    table.add_column("name", style="bold")
+    table.add_column("summary")
+    if kind == "methods":
+        table.add_column("components")
+        table.add_column("parameters")
+    table.add_column("plugin")
+    for name in registry.names(pattern):
+        spec = registry.get(name)
+        row = [name, spec.summary]
+        if kind == "methods":
+            row += [", ".join(sorted(spec.components)),
+                    "; ".join(f"{key} {p.describe()}" for key, p in spec.params.items()) or "-"]
+        table.add_row(*row, registry.owner(name))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Show the loaded plugins, their versions, where they come from and what they register."""
+    from dataclasses import asdict
+
+    from pxp_bench.plugins import get_plugins
+
+    infos = list(get_plugins().infos.values())
+    if as_json:
+        typer.echo(json.dumps([asdict(info) for info in infos], indent=2))
+        return
+    table = Table(title="plugins")
+    for column in ("plugin", "distribution", "version", "source", "registers"):
+        table.add_column(column)
+    for info in infos:
+        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
+        table.add_row(info.name, info.distribution, info.version, info.source, registers or "-")
+    console.print(table)
+
+
+@zoo_app.command("train")
+@user_errors
+def zoo_train(
+    model: Annotated[str, typer.Argument(help="Zoo model name, e.g. digits-vgg.")],
+    out: Annotated[Path, typer.Option(help="Folder for MODEL.safetensors and its manifest MODEL.json.")],
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+) -> None:
+    """Train a zoo model on digits' train split, reproducibly, and write checkpoint + manifest."""
+    from rich.progress import Progress
+
+    from pxp_bench.models.training import train_zoo_model
+
+    command = f"pxp-bench zoo train {model} --out {out} --epochs {epochs} --seed {seed}"
+    with Progress(console=err_console) as bars:
+        task = bars.add_task(f"training {model}", total=epochs)
+        trained = train_zoo_model(model, out, epochs=epochs, seed=seed, command=command,
+                                  on_epoch=lambda epoch, loss: bars.update(task, completed=epoch))
+    console.print(f"eval accuracy {trained.eval_accuracy:.4f}; wrote {trained.checkpoint} "
+                  f"(sha256 {trained.sha256[:12]}...) and {trained.manifest}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point: loads plugin commands, then runs the app."""
+    from pxp_bench.plugins import get_plugins
+
+    try:
+        get_plugins().call_each("register_commands", "app", lambda _: app)
+    except PxpBenchError as exc:
+        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    app()

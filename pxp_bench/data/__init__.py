@@ -1,0 +1,1 @@
+"""Dataset plugins and the protocol's class, reference, tuning and evaluation draws."""

@@ -1,0 +1,103 @@
+"""Scores -> a global ranking -> nested keep-masks; masks applied to a model as a context manager."""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from pxp_bench.components import Components
+from pxp_bench.errors import ComponentError
+
+
+def check_scores(components: Components, scores: Mapping[str, torch.Tensor]) -> None:
+    """Refuse scores that do not cover exactly the components, with the right sizes, finite."""
+    expected = {group.name: group.size for group in components.groups}
+    missing = sorted(set(expected) - set(scores))
+    extra = sorted(set(scores) - set(expected))
+    if missing or extra:
+        raise ComponentError(
+            f"scores do not match the model's {components.kind}: missing {missing or 'none'}, "
+            f"unexpected {extra or 'none'}."
+        )
+    for name, size in expected.items():
+        score = scores[name]
+        if score.numel() != size:
+            raise ComponentError(f"scores for '{name}' have {score.numel()} entries; the layer has {size}.")
+        if not torch.isfinite(score).all():
+            raise ComponentError(f"scores for '{name}' are not all finite (NaN or inf).")
+
+
+def rank_components(components: Components, scores: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Flat component indices, least relevant first; ties keep the stable (layer, channel) order."""
+    check_scores(components, scores)
+    flat = torch.cat([scores[g.name].detach().flatten().double().cpu() for g in components.groups])
+    return torch.sort(flat, stable=True).indices
+
+
+def pruned_count(rate: float, total: int) -> int:
+    """How many components rate ``rate`` prunes: ``floor(rate * total + 1e-9)``."""
+    return math.floor(rate * total + 1e-9)
+
+
+def keep_masks(components: Components, order: torch.Tensor, n_pruned: int) -> dict[str, torch.Tensor]:
+    """Boolean keep-masks per group with the first ``n_pruned`` of ``order`` switched off."""
+    keep = torch.ones(components.total, dtype=torch.bool)
+    keep[order[:n_pruned]] = False
+    return dict(zip(components.names, keep.split([g.size for g in components.groups])))
+
+
+def pruned_fractions(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Per group, the fraction of its components that a set of masks prunes."""
+    return {name: 1.0 - mask.float().mean().item() for name, mask in masks.items()}
+
+
+class MaskHandle:
+    """What `masked` yields: which sites have been reached by a forward pass so far."""
+
+    def __init__(self, sites: list[str]) -> None:
+        self.sites = sites
+        self.fired: set[str] = set()
+
+    def check_all_fired(self) -> None:
+        """Fail loudly if a masked module did not run: its mask would silently do nothing."""
+        silent = [site for site in self.sites if site not in self.fired]
+        if silent:
+            raise ComponentError(
+                f"masked modules {', '.join(silent)} did not run in the forward pass, so their masks "
+                "had no effect. Rediscover the components on this model."
+            )
+
+
+@contextmanager
+def masked(
+    model: nn.Module, components: Components, masks: Mapping[str, torch.Tensor]
+) -> Iterator[MaskHandle]:
+    """Zero the pruned components' outputs inside the block; every hook is removed on exit."""
+    modules = dict(model.named_modules())
+    handle = MaskHandle([group.site for group in components.groups])
+    hooks = []
+
+    def make_hook(site: str, keep: torch.Tensor):
+        shaped: dict[tuple, torch.Tensor] = {}
+
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            handle.fired.add(site)
+            key = (output.dim(), output.device, output.dtype)
+            if key not in shaped:
+                view = [1, -1] + [1] * (output.dim() - 2)
+                shaped[key] = keep.to(device=output.device, dtype=output.dtype).view(view)
+            return output * shaped[key]
+
+        return hook
+
+    try:
+        for group in components.groups:
+            hooks.append(modules[group.site].register_forward_hook(make_hook(group.site, masks[group.name])))
+        yield handle
+    finally:
+        for hook in hooks:
+            hook.remove()

@@ -1,0 +1,1 @@
+"""Architecture plugins: the embedded digits zoo (and, later, torchvision / timm models)."""

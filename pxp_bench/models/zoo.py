@@ -1,0 +1,59 @@
+"""The embedded model zoo: packaged, manifest-verified checkpoints of small models trained on digits."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pxp_bench.errors import CheckpointError, ConfigError
+from pxp_bench.models.architectures import ARCHITECTURES
+from pxp_bench.models.checkpoints import (
+    apply_state_dict,
+    file_sha256,
+    load_state_dict,
+    manifest_path,
+    read_manifest,
+    verify_against_manifest,
+)
+from pxp_bench.specs import LoadedModel
+
+ZOO_CLASSES = 10
+ZOO_INPUT_SHAPE = (1, 32, 32)
+
+
+def packaged_checkpoint(name: str) -> Path:
+    """Path of the checkpoint shipped inside the package for zoo model ``name``."""
+    return Path(str(resources.files("pxp_bench.models") / "checkpoints" / f"{name}.safetensors"))
+
+
+def _retrain_hint(name: str) -> str:
+    return (f"Retrain it with `pxp-bench zoo train {name} --out DIR` and pass "
+            f"`--weights DIR/{name}.safetensors`, or reinstall pxp-bench.")
+
+
+def build_zoo_model(name: str, weights: str | None = None, num_classes: int | None = None) -> LoadedModel:
+    """Build zoo model ``name`` with its packaged weights, or with the checkpoint at ``weights``.
+
+    A checkpoint with a manifest beside it (same stem, ``.json``) is verified against it; packaged
+    checkpoints always are.
+    """
+    if num_classes not in (None, ZOO_CLASSES):
+        raise ConfigError(f"zoo model '{name}' has {ZOO_CLASSES} outputs; it cannot classify {num_classes} classes.")
+    if weights is None or weights == "default":
+        checkpoint = packaged_checkpoint(name)
+        manifest = manifest_path(checkpoint)
+        if not checkpoint.is_file() or not manifest.is_file():
+            raise CheckpointError(f"the packaged checkpoint of '{name}' is missing. {_retrain_hint(name)}")
+        identity = "packaged:" + verify_against_manifest(checkpoint, read_manifest(manifest), _retrain_hint(name))
+    else:
+        checkpoint = Path(weights)
+        manifest = manifest_path(checkpoint)
+        if checkpoint.is_file() and manifest.is_file():
+            sha = verify_against_manifest(checkpoint, read_manifest(manifest), _retrain_hint(name))
+        else:
+            sha = file_sha256(checkpoint) if checkpoint.is_file() else ""
+        identity = f"file:{sha}"
+    model = ARCHITECTURES[name]()
+    apply_state_dict(model, load_state_dict(checkpoint), checkpoint)
+    model.eval()
+    return LoadedModel(model, "cnn", ZOO_CLASSES, ZOO_INPUT_SHAPE, identity)

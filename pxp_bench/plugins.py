@@ -1,0 +1,197 @@
+"""The plugin manager: built-in and external plugins, name registries, "did you mean" errors.
+
+Built-ins answer the same hooks as third-party plugins. External plugins come from the ``pxp_bench``
+entry-point group; ``PXP_BENCH_LOAD_PLUGINS`` (comma list of distribution names, empty = none) limits
+which load. Each plugin's hook is called with a ``register`` callback bound to that plugin, so a
+duplicate name can name both plugins and a failure can name the one that raised.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.metadata
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+import pluggy
+
+from pxp_bench import hookspecs
+from pxp_bench.errors import PluginError, UnknownNameError
+
+LOAD_ENV = "PXP_BENCH_LOAD_PLUGINS"
+BUILTIN_PLUGINS = (
+    "pxp_bench.attribution.builtin",
+    "pxp_bench.models.builtin",
+    "pxp_bench.data.builtin",
+)
+BUILTIN_DISTRIBUTION = "pxp-bench"
+
+T = TypeVar("T")
+
+
+def _normalise(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+class Registry(Generic[T]):
+    """Names of one kind (``method``, ``model``, ...) mapped to their specs and owning plugins."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._owners: dict[str, str] = {}
+
+    def add(self, item: T, owner: str) -> None:
+        name = getattr(item, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin '{owner}' registered a {self.kind} without a name: {item!r}.")
+        if name in self._items:
+            raise PluginError(
+                f"{self.kind} '{name}' is registered twice: by plugin '{self._owners[name]}' and by "
+                f"plugin '{owner}'. Uninstall one of them, or select plugins with {LOAD_ENV}."
+            )
+        self._items[name] = item
+        self._owners[name] = owner
+
+    def get(self, name: str) -> T:
+        if name in self._items:
+            return self._items[name]
+        close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownNameError(
+            f"unknown {self.kind} '{name}'.{hint} See `pxp-bench list {self.kind}s` for all names."
+        )
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Sorted names, optionally filtered by an fnmatch wildcard (case-insensitive)."""
+        names = sorted(self._items)
+        if pattern:
+            names = [n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower())]
+        return names
+
+    def owner(self, name: str) -> str:
+        return self._owners[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items[n] for n in sorted(self._items))
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin: where it comes from and what it registered."""
+
+    name: str
+    distribution: str
+    version: str
+    source: str  # "builtin" or "entry point"
+    registers: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _external_entry_points(selected: set[str] | None) -> Iterator[tuple[Any, str, str]]:
+    """Entry points of group ``pxp_bench`` as (entry point, distribution, version), filtered."""
+    seen: set[tuple[str, str]] = set()
+    for dist in importlib.metadata.distributions():
+        dist_name = dist.metadata["Name"] or "unknown"
+        if _normalise(dist_name) == BUILTIN_DISTRIBUTION:
+            continue
+        if selected is not None and _normalise(dist_name) not in selected:
+            continue
+        for entry_point in dist.entry_points:
+            if entry_point.group == hookspecs.PROJECT and (dist_name, entry_point.name) not in seen:
+                seen.add((dist_name, entry_point.name))
+                yield entry_point, dist_name, dist.version
+
+
+def _selected_distributions(load_external: bool | None) -> set[str] | None:
+    """None = every installed plugin; a set = only those distributions."""
+    if load_external is False:
+        return set()
+    raw = os.environ.get(LOAD_ENV)
+    if raw is None:
+        return None
+    return {_normalise(part.strip()) for part in raw.split(",") if part.strip()}
+
+
+class Plugins:
+    """The loaded plugins and the registries their hooks filled."""
+
+    def __init__(self, *, load_external: bool | None = None, extra: tuple[object, ...] = ()) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        version = importlib.metadata.version(BUILTIN_DISTRIBUTION)
+        for module_name in BUILTIN_PLUGINS:
+            self._register(importlib.import_module(module_name), module_name,
+                           BUILTIN_DISTRIBUTION, version, "builtin")
+        for entry_point, dist_name, dist_version in _external_entry_points(
+            _selected_distributions(load_external)
+        ):
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:  # a broken third-party plugin must not look like our bug
+                raise PluginError(
+                    f"plugin '{entry_point.name}' from {dist_name} {dist_version} failed to load: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall {dist_name}, or leave it out "
+                    f"of {LOAD_ENV}."
+                ) from exc
+            self._register(plugin, entry_point.name, dist_name, dist_version, "entry point")
+        for plugin in extra:
+            name = getattr(plugin, "__name__", type(plugin).__name__)
+            self._register(plugin, name, "(registered in code)", "", "code")
+        self.methods = self._collect("method", "register_methods")
+        self.models = self._collect("model", "register_models")
+        self.datasets = self._collect("dataset", "register_datasets")
+        self.optimizers = self._collect("optimizer", "register_optimizers")
+
+    def _register(self, plugin: object, name: str, distribution: str, version: str, source: str) -> None:
+        if self.pm.has_plugin(name):
+            raise PluginError(
+                f"two plugins are named '{name}' ({self.infos[name].distribution} and {distribution}). "
+                f"Uninstall one, or select plugins with {LOAD_ENV}."
+            )
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin '{name}' from {distribution} is invalid: {exc}.") from None
+        self.infos[name] = PluginInfo(name, distribution, version, source)
+
+    def call_each(self, hook_name: str, argument: str, make_value: Callable[[str], Any]) -> None:
+        """Call ``hook_name`` on every plugin with ``argument=make_value(plugin name)``."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            info = self.infos[impl.plugin_name]
+            try:
+                impl.function(**{argument: make_value(impl.plugin_name)})
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin '{info.name}' ({info.distribution} {info.version}) raised in {hook_name}: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall it, or leave it out of {LOAD_ENV}."
+                ) from exc
+
+    def _collect(self, kind: str, hook_name: str) -> Registry:
+        registry: Registry = Registry(kind)
+
+        def bound(plugin_name: str) -> Callable[[Any], None]:
+            def register(spec: Any) -> None:
+                registry.add(spec, plugin_name)
+                self.infos[plugin_name].registers.setdefault(f"{kind}s", []).append(spec.name)
+
+            return register
+
+        self.call_each(hook_name, "register", bound)
+        return registry
+
+
+@lru_cache(maxsize=1)
+def get_plugins() -> Plugins:
+    """The process-wide plugins, loaded once (honours ``PXP_BENCH_LOAD_PLUGINS``)."""
+    return Plugins()

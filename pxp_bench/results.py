@@ -1,0 +1,152 @@
+"""The run record: a JSON document per run, its environment metadata, and atomic writing."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pxp_bench.errors import ConfigError
+
+SCHEMA_VERSION = 1
+PROTOCOL_VERSION = 1
+RECORDED_PACKAGES = ("torch", "torchvision", "timm", "zennit", "lxt", "captum")
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create ``path`` if needed and prove it is writable, before any long work starts."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"output folder {path} is not writable ({exc.strerror or exc}). "
+                          "Choose another --out.") from None
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half."""
+    path = Path(path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode())
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_state() -> dict[str, Any]:
+    """The pxp-bench checkout's commit and dirty flag, when the package runs from a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return {"git_sha": None, "git_dirty": None}
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "git_dirty": None}
+    return {"git_sha": sha, "git_dirty": bool(status.strip())}
+
+
+def environment(device_name: str) -> dict[str, Any]:
+    """Versions, device and checkout state recorded with every result."""
+    return {
+        "python": platform.python_version(),
+        "pxp_bench": _version("pxp-bench"),
+        **{package: _version(package) for package in RECORDED_PACKAGES},
+        "device": device_name,
+        "platform": platform.platform(),
+        **_git_state(),
+    }
+
+
+@dataclass
+class Result:
+    """One run of the benchmark: what ran, on what, and the pruning curve it produced."""
+
+    method: str
+    variant: str
+    model: str
+    dataset: str
+    components: str
+    params: dict[str, Any]
+    seed: int
+    classes: list[int]
+    rates: list[float]
+    curve: list[dict[str, Any]]
+    metrics: dict[str, float | None]
+    layers: dict[str, list[float]]
+    timings: dict[str, float]
+    environment: dict[str, Any]
+    weights: str
+    samples: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+    protocol_version: int = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def file_stem(self) -> str:
+        stamp = re.sub(r"[^0-9]", "", self.created)[:14]
+        raw = f"{self.model}_{self.components}_{self.method}-{self.variant}_{self.dataset}_seed{self.seed}_{stamp}"
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)
+
+
+def write_result(result: Result, out_dir: Path) -> Path:
+    """Write ``result`` as JSON into ``out_dir`` atomically; never overwrites an earlier run."""
+    out_dir = ensure_writable_dir(out_dir)
+    stem = result.file_stem()
+    path = out_dir / f"{stem}.json"
+    counter = 1
+    while path.exists():
+        counter += 1
+        path = out_dir / f"{stem}-{counter}.json"
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
+    return path
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Read a stored result, refusing files that are not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"result {path} is unreadable: {exc}.") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"{path} is not a pxp-bench result of schema version {SCHEMA_VERSION}.")
+    return data

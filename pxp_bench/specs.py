@@ -1,0 +1,124 @@
+"""What plugins register: the specs of methods, models, datasets and optimizers, and what they return.
+
+This module imports no torch so that listing plugins and ``pxp-bench --help`` stay fast. Callables may
+be given as ``"package.module:function"`` strings, imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pxp_bench.errors import PluginError
+from pxp_bench.params import DEFAULT_PRESET, ParamSpace
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.data import Dataset
+
+COMPONENT_KINDS = ("filters", "neurons", "heads")
+FAMILIES = ("cnn", "transformer")
+DEFAULT_COMPONENTS = {"cnn": "filters", "transformer": "heads"}
+
+
+def resolve_callable(ref: Callable | str, owner: str) -> Callable:
+    """Return ``ref`` itself, or import it from a ``"module:attribute"`` string."""
+    if callable(ref):
+        return ref
+    module_name, _, attribute = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"{owner}: cannot import '{ref}': {exc}.") from None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """An attribution method.
+
+    ``score(model, components, reference, **params) -> {group name: 1-D tensor}`` returns one score per
+    component (higher = more relevant = pruned later), the shape of Torch-Pruning's importances.
+    """
+
+    name: str
+    score: Callable | str
+    summary: str
+    components: frozenset[str] = frozenset(COMPONENT_KINDS)
+    families: frozenset[str] = frozenset(FAMILIES)
+    params: ParamSpace = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def load_score(self) -> Callable:
+        return resolve_callable(self.score, f"method '{self.name}'")
+
+    def preset_names(self) -> list[str]:
+        return [DEFAULT_PRESET, *(name for name in self.presets if name != DEFAULT_PRESET)]
+
+
+@dataclass
+class LoadedModel:
+    """A ready classifier and what the pipeline needs to know about it."""
+
+    module: nn.Module
+    family: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    weights: str
+    """Identity of the weights: ``packaged:<sha256>``, ``file:<sha256>``, ``random`` ..."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An architecture. ``build(name, weights=..., num_classes=...) -> LoadedModel``.
+
+    ``weights`` is None (the model's default weights) or a path; ``num_classes`` is the dataset's class
+    count, for models whose head is sized to the data. One build function may serve many names.
+    """
+
+    name: str
+    build: Callable | str
+    summary: str
+    family: str = "cnn"
+    default_dataset: str | None = None
+
+    def load_build(self) -> Callable:
+        return resolve_callable(self.build, f"model '{self.name}'")
+
+
+@dataclass
+class DatasetSplits:
+    """A labelled dataset's splits; every split has a ``targets`` sequence of integer labels.
+
+    ``tune`` is a dedicated tuning split when the dataset has one; otherwise tuning samples are drawn
+    from ``train``, disjoint from the reference samples.
+    """
+
+    train: Dataset
+    eval: Dataset
+    num_classes: int
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    tune: Dataset | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset. ``load(name, root) -> DatasetSplits``; ``root`` is None for embedded datasets."""
+
+    name: str
+    load: Callable | str
+    summary: str
+    needs_root: bool = False
+
+    def load_splits(self) -> Callable:
+        return resolve_callable(self.load, f"dataset '{self.name}'")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A hyperparameter optimizer; its ``run`` signature is defined by the optimisation module."""
+
+    name: str
+    run: Callable | str
+    summary: str

@@ -1,0 +1,89 @@
+"""Shared fixtures: built-in plugins only, the digits splits, fresh copies of the zoo models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["PXP_BENCH_LOAD_PLUGINS"] = ""  # tests never autoload external plugins
+
+import pytest
+import torch
+
+from pxp_bench.data.digits import load_digits_splits
+from pxp_bench.models.zoo import build_zoo_model
+from pxp_bench.plugins import Plugins, get_plugins
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+QUICK_RATES = (0.0, 0.3, 0.6)
+
+
+@pytest.fixture(scope="session")
+def plugins() -> Plugins:
+    return Plugins(load_external=False)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_digits_splits()
+
+
+@pytest.fixture
+def zoo_model():
+    """A fresh copy of a packaged zoo model (tests may mutate or compare it)."""
+
+    def build(name: str = "digits-vgg") -> torch.nn.Module:
+        return build_zoo_model(name).module
+
+    return build
+
+
+@pytest.fixture
+def fresh_plugin_cache():
+    """Reset the process-wide plugin cache before and after a test that changes what loads."""
+    get_plugins.cache_clear()
+    yield
+    get_plugins.cache_clear()
+
+
+def state_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def has_hooks(model: torch.nn.Module) -> bool:
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or getattr(m, "_backward_pre_hooks", None)
+        for m in model.modules()
+    )
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch, fresh_plugin_cache):
+    """Install a real third-party-style plugin: a module plus a ``.dist-info`` on ``sys.path``.
+
+    ``install_plugin(dist, source)`` writes the module and an ``entry_points.txt`` in group
+    ``pxp_bench``, then selects that distribution through ``PXP_BENCH_LOAD_PLUGINS``.
+    """
+    import importlib
+    import sys
+
+    selected: list[str] = []
+    modules: list[str] = []
+
+    def install(dist: str, source: str, *, entry_point: str | None = None) -> str:
+        module = dist.replace("-", "_") + "_plugin"
+        (tmp_path / f"{module}.py").write_text(source)
+        info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        (info / "entry_points.txt").write_text(f"[pxp_bench]\n{entry_point or dist} = {module}\n")
+        selected.append(dist)
+        modules.append(module)
+        monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", ",".join(selected))
+        importlib.invalidate_caches()
+        return module
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)

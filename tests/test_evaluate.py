@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.evaluate import accuracy, curve_metrics
+
+
+def test_metrics_of_a_hand_made_curve():
+    rates = [0.0, 0.25, 0.5, 0.75]
+    accs = [1.0, 0.96, 0.9, 0.2]
+    metrics = curve_metrics(rates, accs)
+    assert metrics["a_pr"] == pytest.approx(0.765)
+    assert metrics["top_pr"] == 0.25  # 0.9 < 0.95 * 1.0
+    assert metrics["auc"] == pytest.approx(((1 + 0.96) + (0.96 + 0.9) + (0.9 + 0.2)) / 2 * 0.25 / 0.75)
+    assert (metrics["acc_25"], metrics["acc_50"], metrics["acc_75"]) == (0.96, 0.9, 0.2)
+
+
+def test_top_pr_needs_every_rate_up_to_it():
+    assert curve_metrics([0.0, 0.1, 0.2, 0.3], [0.8, 0.7, 0.8, 0.8])["top_pr"] == 0.0
+    assert curve_metrics([0.0, 0.1, 0.2], [0.8, 0.79, 0.77])["top_pr"] == 0.2
+
+
+def test_missing_grid_points_are_interpolated_or_none():
+    metrics = curve_metrics([0.0, 0.4, 0.6], [1.0, 0.8, 0.6])
+    assert metrics["acc_50"] == pytest.approx(0.7)
+    assert metrics["acc_75"] is None
+    assert curve_metrics([0.0], [0.5])["auc"] == 0.5
+
+
+class Fixed(nn.Module):
+    """Logits equal to the input vector: the prediction is chosen by the test."""
+
+    def forward(self, x):
+        return x
+
+
+def test_accuracy_is_over_the_restricted_classes():
+    logits = torch.tensor([[0.0, 5.0, 1.0, 0.0], [9.0, 0.0, 2.0, 3.0], [0.0, 0.0, 0.0, 1.0]])
+    loader = DataLoader(LabelledTensors(logits, [2, 3, 3]), batch_size=2)
+    # full argmax would say 1, 0, 3; restricted to classes [2, 3] it says 2, 3, 3
+    assert accuracy(Fixed(), loader, [2, 3], torch.device("cpu")) == 1.0
+    assert accuracy(Fixed(), loader, [0, 1, 2, 3], torch.device("cpu")) == pytest.approx(1 / 3)

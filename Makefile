@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/pxp-bench run --model digits-vgg --method magnitude
+	$(BIN)/pxp-bench run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

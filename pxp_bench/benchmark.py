@@ -38,6 +38,8 @@ class Progress(Protocol):
 
     def advance(self, stage: str, amount: int = 1) -> None: ...
 
+    def finish(self, stage: str) -> None: ...
+
 
 @dataclass
 class Benchmark:
@@ -196,6 +198,8 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
         progress.start("scoring", len(reference))
         reference.on_batch = lambda n: progress.advance("scoring", n)
     scores = _score(plan, plugins, model, components, reference)
+    if progress is not None:
+        progress.finish("scoring")  # data-free methods never ask for a batch
     order = rank_components(components, scores)
     clock = lap("score", clock)
 

@@ -76,12 +76,17 @@ class _RichProgress:
     def __init__(self, progress) -> None:
         self._progress = progress
         self._tasks: dict[str, int] = {}
+        self._totals: dict[str, int] = {}
 
     def start(self, stage: str, total: int) -> None:
         self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._totals[stage] = total
 
     def advance(self, stage: str, amount: int = 1) -> None:
         self._progress.advance(self._tasks[stage], amount)
+
+    def finish(self, stage: str) -> None:
+        self._progress.update(self._tasks[stage], completed=self._totals[stage])
 
 
 def _parse_classes(text: str) -> int | None:
@@ -251,3 +256,7 @@ def main() -> None:
         err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The run pipeline through the Python API: records, and refusals that need plugins of their own."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import QUICK_RATES
+from pxp_bench import Benchmark, DatasetSpec, DatasetSplits, MethodSpec, hookimpl, run_benchmark
+from pxp_bench.data.digits import load_digits_splits
+from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, UnknownNameError
+from pxp_bench.plugins import Plugins
+
+
+def test_a_run_records_what_the_protocol_asks_for(plugins):
+    result = run_benchmark(Benchmark(method="taylor", rates=QUICK_RATES, n_classes=4), plugins=plugins)
+    record = result.to_dict()
+    for key in ("schema_version", "protocol_version", "method", "variant", "model", "dataset", "components",
+                "params", "seed", "classes", "rates", "curve", "metrics", "layers", "timings", "environment"):
+        assert key in record
+    assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none"}
+    assert set(record["metrics"]) == {"a_pr", "top_pr", "auc", "acc_25", "acc_50", "acc_75"}
+    assert {"load_data", "load_model", "discover", "score", "evaluate", "total"} <= set(record["timings"])
+    assert record["weights"].startswith("packaged:") and len(record["classes"]) == 4
+    assert record["samples"]["reference"] == 40 and record["samples"]["components"] == 160
+    pruned = [point["pruned"] for point in record["curve"]]
+    assert pruned == [0, 48, 96]
+    for rate_index, count in enumerate(pruned):
+        fractions = [layer[rate_index] for layer in record["layers"].values()]
+        sizes = [16, 16, 32, 32, 64]
+        assert round(sum(f * s for f, s in zip(fractions, sizes))) == count
+
+
+def test_params_and_presets_set_the_variant(plugins):
+    custom = run_benchmark(Benchmark(method="taylor", rates=(0.0,), param_texts={"aggregation": "signed"}),
+                           plugins=plugins)
+    assert custom.variant == "custom" and custom.params["aggregation"] == "signed"
+    with pytest.raises(ConfigError, match="no preset 'yeom'.*presets: default"):
+        run_benchmark(Benchmark(method="taylor", preset="yeom"), plugins=plugins)
+    with pytest.raises(ConfigError, match="unknown parameter 'sigma' for method 'taylor'"):
+        run_benchmark(Benchmark(method="taylor", param_texts={"sigma": "1"}), plugins=plugins)
+
+
+@pytest.mark.parametrize("bench, error, message", [
+    (Benchmark(model="digits-vg"), UnknownNameError, "Did you mean 'digits-vgg'"),
+    (Benchmark(method="lrp-eps"), UnknownNameError, "unknown method 'lrp-eps'"),
+    (Benchmark(dataset="imagenet"), UnknownNameError, "unknown dataset 'imagenet'"),
+    (Benchmark(components="channels"), ConfigError, "unknown components 'channels'"),
+    (Benchmark(method="magnitude", components="heads"), ConfigError, "cannot score heads"),
+    (Benchmark(data_root="/tmp"), ConfigError, "embedded and takes no --data"),
+    (Benchmark(batch_size=0), ConfigError, "--batch-size"),
+    (Benchmark(device="tpu"), ConfigError, "unknown device 'tpu'"),
+    (Benchmark(model="digits-resnet", components="neurons"), ComponentError, "no hidden fully connected"),
+])
+def test_bad_specs_are_refused_clearly(plugins, bench, error, message):
+    with pytest.raises(error, match=message):
+        run_benchmark(bench, plugins=plugins)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_refused(plugins):
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        run_benchmark(Benchmark(device="cuda"), plugins=plugins)
+
+
+def _digits_variant(inputs_size: int = 32, num_classes: int = 10) -> DatasetSplits:
+    base = load_digits_splits()
+
+    def reshape(split):
+        inputs = torch.nn.functional.interpolate(split.inputs, size=inputs_size) if inputs_size != 32 else split.inputs
+        return LabelledTensors(inputs, split.targets)
+
+    return DatasetSplits(train=reshape(base.train), eval=reshape(base.eval), num_classes=num_classes,
+                         class_names=[str(i) for i in range(num_classes)], input_shape=(1, inputs_size, inputs_size))
+
+
+class OddDatasets:
+    @hookimpl
+    def register_datasets(self, register):
+        register(DatasetSpec(name="digits-16px", load=lambda name, root: _digits_variant(16), summary="small"))
+        register(DatasetSpec(name="digits-12-classes", load=lambda name, root: _digits_variant(num_classes=12),
+                             summary="more classes than the zoo has outputs"))
+        register(DatasetSpec(name="on-disk", load=lambda name, root: _digits_variant(), summary="needs files",
+                             needs_root=True))
+
+
+def test_a_dataset_that_does_not_fit_the_model_is_refused():
+    odd = Plugins(load_external=False, extra=(OddDatasets(),))
+    with pytest.raises(DataError, match=r"shape \(1, 16, 16\).*expects \(1, 32, 32\)"):
+        run_benchmark(Benchmark(dataset="digits-16px"), plugins=odd)
+    with pytest.raises((DataError, ConfigError), match="12 classes"):
+        run_benchmark(Benchmark(dataset="digits-12-classes"), plugins=odd)
+    with pytest.raises(ConfigError, match="needs its files: pass --data"):
+        run_benchmark(Benchmark(dataset="on-disk"), plugins=odd)
+    with pytest.raises(DataError, match="does not exist"):
+        run_benchmark(Benchmark(dataset="on-disk", data_root="/no/such/folder"), plugins=odd)
+
+
+class RaisingMethods:
+    @hookimpl
+    def register_methods(self, register):
+        def explode(model, components, reference):
+            raise ValueError("division by zero in my method")
+
+        def wrong_shape(model, components, reference):
+            return {name: torch.zeros(1) for name in components.names}
+
+        register(MethodSpec(name="explodes", score=explode, summary="raises"))
+        register(MethodSpec(name="wrong-shape", score=wrong_shape, summary="bad scores"))
+
+
+def test_a_third_party_method_that_raises_or_misbehaves_is_named():
+    loaded = Plugins(load_external=False, extra=(RaisingMethods(),))
+    with pytest.raises(PluginError, match="method 'explodes' from plugin 'RaisingMethods'.*division by zero"):
+        run_benchmark(Benchmark(method="explodes"), plugins=loaded)
+    with pytest.raises(ComponentError, match="have 1 entries; the layer has 16"):
+        run_benchmark(Benchmark(method="wrong-shape"), plugins=loaded)

@@ -1,0 +1,136 @@
+"""The command line through Typer's CliRunner: the happy path and every bad input (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pxp_bench.cli import app
+from pxp_bench.models.zoo import packaged_checkpoint
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_run_prints_the_curve_and_writes_one_json_result(tmp_path):
+    result = invoke("run", "--method", "taylor", "--rates", "0,0.2,0.4", "--out", str(tmp_path), "--classes", "5")
+    assert result.exit_code == 0, result.output
+    assert "A_PR" in result.output and "Top-PR" in result.output and "0.40" in result.output
+    written = list(tmp_path.glob("*.json"))
+    assert len(written) == 1
+    record = json.loads(written[0].read_text())
+    assert record["method"] == "taylor" and record["rates"] == [0.0, 0.2, 0.4] and len(record["classes"]) == 5
+
+
+def test_defaults_pick_magnitude_filters_digits_and_params(tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"normalize": "layer"}))
+    result = invoke("run", "--rates", "0,0.5", "--out", str(tmp_path), "--params", str(params),
+                    "--weights", str(packaged_checkpoint("digits-vgg")))
+    assert result.exit_code == 0, result.output
+    record = json.loads(next(tmp_path.glob("digits-vgg*.json")).read_text())
+    assert (record["method"], record["components"], record["dataset"]) == ("magnitude", "filters", "digits")
+    assert record["variant"] == "custom" and record["params"] == {"normalize": "layer"}
+    assert record["weights"].startswith("file:")
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.startswith("pxp-bench 0.")
+
+
+def test_list_with_wildcards():
+    result = invoke("list", "models", "digits-*")
+    assert result.exit_code == 0 and "digits-vgg" in result.output and "digits-resnet" in result.output
+    methods = invoke("list", "methods", "t*")
+    assert "taylor" in methods.output and "magnitude" not in methods.output
+    assert "aggregation" in methods.output
+    assert "digits" in invoke("list", "datasets").output
+
+
+def test_plugins_json():
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0
+    plugins = json.loads(result.output)
+    assert {p["name"] for p in plugins} == {"pxp_bench.attribution.builtin", "pxp_bench.models.builtin",
+                                           "pxp_bench.data.builtin"}
+    assert all(p["distribution"] == "pxp-bench" and p["version"] for p in plugins)
+    assert "plugins" in invoke("plugins").output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--model", "digits-vg"], "unknown model 'digits-vg'. Did you mean 'digits-vgg'"),
+    (["run", "--method", "tayler"], "Did you mean 'taylor'"),
+    (["run", "--dataset", "digit"], "unknown dataset 'digit'"),
+    (["run", "--components", "filter"], "unknown components 'filter'"),
+    (["run", "--rates", "0,x"], "'x' is not a number"),
+    (["run", "--rates", "0:1"], "start:stop:step"),
+    (["run", "--rates", "0,1.2"], "must lie in [0, 1]"),
+    (["run", "--classes", "11"], "--classes 11 is out of range"),
+    (["run", "--classes", "three"], "--classes expects a number or 'all'"),
+    (["run", "--ref-per-class", "1000"], "fewer than --ref-per-class 1000"),
+    (["run", "--param", "foo=1"], "unknown parameter 'foo'"),
+    (["run", "--method", "taylor", "--param", "aggregation=max"], "bad value 'max'"),
+    (["run", "--param", "novalue"], "key=value"),
+    (["run", "--params", "/no/such/params.json"], "does not exist"),
+    (["run", "--preset", "yeom"], "no preset 'yeom'"),
+    (["run", "--weights", "/no/such/weights.pt"], "does not exist"),
+    (["run", "--device", "gpu"], "unknown device 'gpu'"),
+    (["run", "--data", "/tmp"], "takes no --data"),
+    (["run", "--model", "digits-resnet", "--components", "neurons"], "no hidden fully connected"),
+    (["list", "model"], "Did you mean 'models'"),
+    (["zoo", "train", "resnet50", "--out", "/tmp/zoo-out"], "not a zoo model"),
+])
+def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path):
+    result = invoke(*args, *(["--out", str(tmp_path)] if args[0] == "run" else []))
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not list(tmp_path.glob("*.json"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda(tmp_path):
+    result = invoke("run", "--device", "cuda", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = invoke("run", "--out", str(blocker / "results"))
+    assert result.exit_code == 2 and "not writable" in result.output and "scoring" not in result.output
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    result = invoke("run", "--weights", str(bad), "--out", str(tmp_path))
+    assert result.exit_code == 2 and "corrupt" in result.output
+
+
+def test_zoo_train_writes_checkpoint_and_manifest(tmp_path):
+    result = invoke("zoo", "train", "digits-vgg", "--out", str(tmp_path), "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "digits-vgg.json").read_text())
+    assert manifest["command"] == f"pxp-bench zoo train digits-vgg --out {tmp_path} --epochs 1 --seed 0"
+
+
+def test_console_script_help_and_plugin_errors(install_plugin):
+    """The installed entry point: --help works, and a broken plugin is one clear line, exit 2."""
+    script = [sys.executable, "-c", "from pxp_bench.cli import main; main()"]
+    helped = subprocess.run([*script, "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "run" in helped.stdout
+    install_plugin("pxp-broken", "raise ImportError('needs foo')\n")
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    broken = subprocess.run([*script, "list", "methods"], capture_output=True, text=True, timeout=60, env=env)
+    assert broken.returncode == 2 and "pxp-broken" in broken.stderr and "Traceback" not in broken.stderr

@@ -15,8 +15,6 @@ from pxp_bench.plugins import Plugins, get_plugins
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-QUICK_RATES = (0.0, 0.3, 0.6)
-
 
 @pytest.fixture(scope="session")
 def plugins() -> Plugins:
@@ -44,17 +42,6 @@ def fresh_plugin_cache():
     get_plugins.cache_clear()
     yield
     get_plugins.cache_clear()
-
-
-def state_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def has_hooks(model: torch.nn.Module) -> bool:
-    return any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or getattr(m, "_backward_pre_hooks", None)
-        for m in model.modules()
-    )
 
 
 @pytest.fixture

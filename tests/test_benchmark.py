@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import QUICK_RATES
+from helpers import QUICK_RATES
 from pxp_bench import Benchmark, DatasetSpec, DatasetSplits, MethodSpec, hookimpl, run_benchmark
 from pxp_bench.data.digits import load_digits_splits
 from pxp_bench.data.tensors import LabelledTensors

@@ -73,7 +73,7 @@ def test_shared_modules_are_refused():
 
 
 def test_discovery_leaves_no_hooks(zoo_model):
-    from conftest import has_hooks
+    from helpers import has_hooks
 
     model = zoo_model("digits-vgg")
     discover_components(model, "filters", EXAMPLE)

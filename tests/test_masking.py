@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import has_hooks
+from helpers import has_hooks
 from pxp_bench.components import ComponentGroup, Components, discover_components
 from pxp_bench.errors import ComponentError
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions, rank_components

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from conftest import QUICK_RATES, has_hooks, state_snapshot
+from helpers import QUICK_RATES, has_hooks, state_snapshot
 from pxp_bench.attribution.reference import ReferenceSet
 from pxp_bench.benchmark import Benchmark, run_benchmark
 from pxp_bench.components import discover_components

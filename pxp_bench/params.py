@@ -1,7 +1,7 @@
 """Hyperparameter spaces: what a method declares, how ``--param`` / ``--params`` / presets resolve.
 
 One declaration format serves the CLI (typing ``key=value`` strings), presets, JSON files and the
-optimizers (which enumerate or sample each parameter).
+optimizers (which enumerate or sample each parameter marked ``searched``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ class Categorical:
 
     choices: tuple[Any, ...]
     default: Any
+    searched: bool = True
+    """Whether optimizers search this parameter by default (else it stays at its value)."""
 
     def parse(self, text: str) -> Any:
         for choice in self.choices:
@@ -48,6 +50,7 @@ class IntRange:
     high: int
     default: int
     log: bool = False
+    searched: bool = True
 
     def parse(self, text: str) -> int:
         try:
@@ -72,6 +75,7 @@ class FloatRange:
     high: float
     default: float
     log: bool = False
+    searched: bool = True
 
     def parse(self, text: str) -> float:
         try:
@@ -154,3 +158,18 @@ def resolve_params(
         for key, value in (source or {}).items():
             resolved[key] = _checked(key, value, space, owner, from_text=from_text)
     return resolved
+
+
+def searched_space(space: ParamSpace) -> dict[str, Param]:
+    """The parameters an optimizer searches by default."""
+    return {key: param for key, param in space.items() if param.searched}
+
+
+def grid_size(space: ParamSpace) -> int | None:
+    """Number of points of the searched space when it is all categorical, else None (continuous)."""
+    size = 1
+    for param in searched_space(space).values():
+        if not isinstance(param, Categorical):
+            return None
+        size *= len(param.choices)
+    return size

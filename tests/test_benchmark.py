@@ -19,7 +19,7 @@ def test_a_run_records_what_the_protocol_asks_for(plugins):
     for key in ("schema_version", "protocol_version", "method", "variant", "model", "dataset", "components",
                 "params", "seed", "classes", "rates", "curve", "metrics", "layers", "timings", "environment"):
         assert key in record
-    assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none"}
+    assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none", "init": "one"}
     assert set(record["metrics"]) == {"a_pr", "top_pr", "auc", "acc_25", "acc_50", "acc_75"}
     assert {"load_data", "load_model", "discover", "score", "evaluate", "total"} <= set(record["timings"])
     assert record["weights"].startswith("packaged:") and len(record["classes"]) == 4

@@ -30,15 +30,15 @@ def test_run_prints_the_curve_and_writes_one_json_result(tmp_path):
     assert record["method"] == "taylor" and record["rates"] == [0.0, 0.2, 0.4] and len(record["classes"]) == 5
 
 
-def test_defaults_pick_magnitude_filters_digits_and_params(tmp_path):
+def test_defaults_pick_lrp_filters_digits_and_params(tmp_path):
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"normalize": "layer"}))
     result = invoke("run", "--rates", "0,0.5", "--out", str(tmp_path), "--params", str(params),
                     "--weights", str(packaged_checkpoint("digits-vgg")))
     assert result.exit_code == 0, result.output
     record = json.loads(next(tmp_path.glob("digits-vgg*.json")).read_text())
-    assert (record["method"], record["components"], record["dataset"]) == ("magnitude", "filters", "digits")
-    assert record["variant"] == "custom" and record["params"] == {"normalize": "layer"}
+    assert (record["method"], record["components"], record["dataset"]) == ("lrp", "filters", "digits")
+    assert record["variant"] == "custom" and record["params"]["normalize"] == "layer"
     assert record["weights"].startswith("file:")
 
 
@@ -81,7 +81,7 @@ def test_plugins_json():
     (["run", "--method", "taylor", "--param", "aggregation=max"], "bad value 'max'"),
     (["run", "--param", "novalue"], "key=value"),
     (["run", "--params", "/no/such/params.json"], "does not exist"),
-    (["run", "--preset", "yeom"], "no preset 'yeom'"),
+    (["run", "--method", "taylor", "--preset", "yeom"], "no preset 'yeom'"),
     (["run", "--weights", "/no/such/weights.pt"], "does not exist"),
     (["run", "--device", "gpu"], "unknown device 'gpu'"),
     (["run", "--data", "/tmp"], "takes no --data"),

@@ -23,11 +23,12 @@ EXTRA_METHOD = textwrap.dedent('''
 
 
 def test_builtins_register_through_the_same_hooks(plugins):
-    assert plugins.methods.names() == ["magnitude", "random", "taylor"]
+    assert plugins.methods.names() == ["ig", "lrp", "magnitude", "random", "smoothgrad", "taylor"]
     assert plugins.models.names("digits-*") == ["digits-resnet", "digits-vgg"]
     assert plugins.datasets.names() == ["digits"]
     assert {info.source for info in plugins.infos.values()} == {"builtin"}
-    assert plugins.infos["pxp_bench.attribution.builtin"].registers["methods"] == ["random", "magnitude", "taylor"]
+    assert plugins.infos["pxp_bench.attribution.builtin"].registers["methods"] == [
+        "random", "magnitude", "taylor", "ig", "smoothgrad", "lrp"]
 
 
 def test_unknown_name_suggests_close_ones(plugins):

@@ -1,10 +1,29 @@
-"""Built-in method plugin: random, magnitude and taylor (score functions are imported on first use)."""
+"""Built-in method plugin: random, magnitude, taylor, ig, smoothgrad and lrp.
+
+Score functions are named as ``"module:function"`` strings and imported on first use, so listing
+methods never imports torch, zennit or captum.
+"""
 
 from __future__ import annotations
 
-from pxp_bench.attribution.options import AGGREGATION, NORMALIZE
+from pxp_bench.attribution.options import AGGREGATION, GRADIENT_OPTIONS, INIT, LRP_GROUPS, LRP_RULES, NORMALIZE
 from pxp_bench.hookspecs import hookimpl
+from pxp_bench.params import Categorical, FloatRange, IntRange
 from pxp_bench.specs import MethodSpec
+
+
+
+def _lrp_params() -> dict:
+    # default: LRP-epsilon everywhere, the paper's strongest non-optimised composite
+    return {
+        **{group: Categorical(LRP_RULES, "epsilon") for group in LRP_GROUPS},
+        "epsilon": FloatRange(1e-12, 1.0, 1e-6, log=True, searched=False),
+        "gamma_conv": FloatRange(0.0, 10.0, 0.25, searched=False),
+        "gamma_linear": FloatRange(0.0, 10.0, 0.05, searched=False),
+        "aggregation": AGGREGATION,
+        "normalize": NORMALIZE,
+        "init": INIT,
+    }
 
 
 @hookimpl
@@ -23,7 +42,32 @@ def register_methods(register) -> None:
     ))
     register(MethodSpec(
         name="taylor",
-        score="pxp_bench.attribution.taylor:taylor_scores",
+        score="pxp_bench.attribution.gradients:taylor_scores",
         summary="first-order Taylor: activation x gradient of the true-class logit (Molchanov et al.)",
-        params={"aggregation": AGGREGATION, "normalize": NORMALIZE},
+        params=GRADIENT_OPTIONS,
+    ))
+    register(MethodSpec(
+        name="ig",
+        score="pxp_bench.attribution.gradients:ig_scores",
+        summary="latent Integrated Gradients at each component, zero input baseline",
+        params={"n_steps": IntRange(1, 1000, 20, searched=False), **GRADIENT_OPTIONS},
+    ))
+    register(MethodSpec(
+        name="smoothgrad",
+        score="pxp_bench.attribution.gradients:smoothgrad_scores",
+        summary="SmoothGrad of activation x gradient: mean over Gaussian-noised inputs",
+        params={"sigma": FloatRange(0.0, 1.0, 0.15, searched=False),
+                "n_samples": IntRange(1, 1000, 20, searched=False), **GRADIENT_OPTIONS},
+    ))
+    register(MethodSpec(
+        name="lrp",
+        score="pxp_bench.attribution.lrp:lrp_scores",
+        summary="LRP (zennit) with one rule per depth group: low / mid / high convs and fc layers",
+        components=frozenset({"filters", "neurons"}),
+        families=frozenset({"cnn"}),
+        params=_lrp_params(),
+        presets={
+            "epsilon": {group: "epsilon" for group in LRP_GROUPS},
+            "yeom": {**{group: "zplus" for group in LRP_GROUPS}, "normalize": "layer"},
+        },
     ))

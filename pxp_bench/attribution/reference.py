@@ -34,9 +34,17 @@ class ReferenceSet:
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(inputs, targets)`` batches on the device, in a fixed order."""
+        for _, inputs, targets in self.indexed_batches():
+            yield inputs, targets
+
+    def indexed_batches(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(index of the first sample, inputs, targets)``: for per-sample randomness that must not
+        depend on the batch size."""
         loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False,
                             pin_memory=self.device.type == "cuda")
+        start = 0
         for inputs, targets in loader:
-            yield inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            yield start, inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            start += len(targets)
             if self.on_batch is not None:
                 self.on_batch(len(targets))

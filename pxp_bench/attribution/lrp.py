@@ -1,0 +1,134 @@
+"""LRP for CNNs on zennit, with the paper's layer-group composites (PROTOCOL section 3).
+
+Conv layers are split into depth groups by forward-execution order: ``low`` = the first ceil(L/4),
+``high`` = the last ceil(L/4), ``mid`` = the rest; every Linear layer is in ``fc``. Each group gets one
+rule from {epsilon, gamma, zplus, alpha2beta1}. Canonizers come from the model's dataflow, not its
+layer names: each BatchNorm is merged into the conv / Linear whose output it consumes (zennit's
+NamedMergeBatchNorm with the pairs found by component discovery), torchvision residual blocks get
+zennit's residual canonizers (the sum split proportionally), activations, pooling and sums get
+zennit's base rules. Everything is undone when scoring returns (``composite.context``).
+
+zennit is LGPL-3.0; pxp-bench imports it unmodified.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from pxp_bench.attribution.aggregate import RelevanceAggregator
+from pxp_bench.attribution.capture import captured_sites
+from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.components import Components, discover_components
+from pxp_bench.errors import ComponentError
+
+def depth_groups(conv_names: list[str]) -> dict[str, list[str]]:
+    """Split convs (in execution order) into low / mid / high: ceil(L/4) first, ceil(L/4) last."""
+    size = math.ceil(len(conv_names) / 4)
+    if len(conv_names) <= 2 * size:  # too few convs for three groups: low and high share them
+        half = math.ceil(len(conv_names) / 2)
+        return {"low": conv_names[:half], "mid": [], "high": conv_names[half:]}
+    return {"low": conv_names[:size], "mid": conv_names[size:-size], "high": conv_names[-size:]}
+
+
+def _rule(name: str, *, linear: bool, epsilon: float, gamma_conv: float, gamma_linear: float):
+    from zennit.rules import AlphaBeta, Epsilon, Gamma, ZPlus
+
+    if name == "epsilon":
+        return Epsilon(epsilon=epsilon)
+    if name == "gamma":
+        return Gamma(gamma=gamma_linear if linear else gamma_conv)
+    if name == "zplus":
+        return ZPlus()
+    return AlphaBeta(alpha=2.0, beta=1.0)
+
+
+def _batchnorm_pairs(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[tuple[str], str]], list[str]]:
+    """(producer, BatchNorm) pairs by dataflow, and the BatchNorms that consume no conv / Linear."""
+    pairs = []
+    for kind in ("filters", "neurons"):
+        try:
+            found = discover_components(model, kind, example)
+        except ComponentError:
+            continue
+        pairs += [((group.name,), group.site) for group in found.groups if group.site != group.name]
+    merged = {bn for _, bn in pairs}
+    loose = [name for name, module in model.named_modules()
+             if isinstance(module, nn.modules.batchnorm._BatchNorm) and name not in merged]
+    return pairs, loose
+
+
+def _residual_canonizers(model: nn.Module) -> list:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
+
+    canonizers = []
+    if any(isinstance(m, BasicBlock) for m in model.modules()):
+        canonizers.append(ResNetBasicBlockCanonizer())
+    if any(isinstance(m, Bottleneck) for m in model.modules()):
+        canonizers.append(ResNetBottleneckCanonizer())
+    return canonizers
+
+
+def build_composite(
+    model: nn.Module, example: torch.Tensor, rules: dict[str, str], *,
+    epsilon: float = 1e-6, gamma_conv: float = 0.25, gamma_linear: float = 0.05,
+):
+    """The zennit composite for ``model``: one rule per depth group, canonizers from dataflow."""
+    from zennit.canonizers import NamedMergeBatchNorm
+    from zennit.composites import NameLayerMapComposite, layer_map_base
+
+    conv_names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    try:
+        executed = discover_components(model, "filters", example).names
+    except ComponentError:
+        executed = []
+    conv_names = [n for n in executed if n in conv_names]
+    linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    groups = {**depth_groups(conv_names), "fc": linear_names}
+    parameters = dict(epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)
+    name_map = [
+        (tuple(names), _rule(rules[group], linear=group == "fc", **parameters))
+        for group, names in groups.items() if names
+    ]
+    pairs, loose = _batchnorm_pairs(model, example)
+    if loose:
+        warnings.warn(
+            f"BatchNorm modules {', '.join(loose)} do not directly consume a conv or Linear output, so "
+            "they cannot be merged; LRP passes relevance through them unchanged.",
+            stacklevel=3,
+        )
+    canonizers = ([NamedMergeBatchNorm(pairs)] if pairs else []) + _residual_canonizers(model)
+    return NameLayerMapComposite(name_map=name_map, layer_map=layer_map_base(), canonizers=canonizers)
+
+
+def lrp_scores(
+    model: nn.Module, components: Components, reference: ReferenceSet,
+    low: str = "epsilon", mid: str = "epsilon", high: str = "epsilon", fc: str = "epsilon",
+    epsilon: float = 1e-6, gamma_conv: float = 0.25, gamma_linear: float = 0.05,
+    aggregation: str = "abs", normalize: str = "none", init: str = "one",
+) -> dict[str, torch.Tensor]:
+    """Relevance at each component's site under the group composite, aggregated over the samples.
+
+    zennit computes relevance as a modified gradient: seeding the output gradient with the one-hot of
+    the true class is ``init=one``; seeding it with one-hot x logit is ``init=logit``. The modified
+    gradient at a tensor *is* its relevance.
+    """
+    example = next(iter(reference.dataset))[0].unsqueeze(0).to(reference.device)
+    composite = build_composite(model, example, {"low": low, "mid": mid, "high": high, "fc": fc},
+                                epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)
+    aggregator = RelevanceAggregator(components, aggregation, normalize)
+    # the composite registers first, so the site capture sees the canonized model's outputs
+    with composite.context(model), captured_sites(model, components) as sites, torch.enable_grad():
+        for inputs, targets in reference.batches():
+            sites.clear()
+            logits = model(inputs.detach().requires_grad_(True))
+            seed = torch.zeros_like(logits).scatter_(1, targets[:, None], 1.0)
+            if init == "logit":
+                seed = seed * logits.detach()
+            relevances = torch.autograd.grad(logits, sites.flat(), grad_outputs=seed)
+            aggregator.add(sites.per_sample(list(relevances)))
+    return aggregator.scores()

@@ -1,0 +1,191 @@
+"""Attribution methods checked against their theory on real small networks (PROTOCOL section 3)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from helpers import has_hooks, state_snapshot
+from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.components import discover_components
+from pxp_bench.data.protocol import draw_sets
+from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.params import grid_size, resolve_params
+from pxp_bench.plugins import Plugins
+
+BUILTINS = Plugins(load_external=False)
+CPU = torch.device("cpu")
+GRADIENT_METHODS = ("taylor", "ig", "smoothgrad", "lrp")
+
+
+def score(method: str, model, components, reference, **params):
+    spec = BUILTINS.methods.get(method)
+    resolved = resolve_params(spec.params, owner=method, values=params)
+    return spec.load_score()(model, components, reference, **resolved)
+
+
+def bias_free_cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3, bias=False),
+    ).eval()
+
+
+def image_reference(n: int = 6, batch_size: int = 16, targets: list[int] | None = None) -> ReferenceSet:
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.rand(n, 1, 8, 8, generator=generator)
+    return ReferenceSet(LabelledTensors(inputs, targets or [i % 3 for i in range(n)]), [0, 1, 2],
+                        batch_size, CPU, seed=5)
+
+
+def per_layer_sums(scores: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {name: float(s.double().sum()) for name, s in scores.items()}
+
+
+def test_lrp_epsilon_conserves_relevance_per_layer():
+    model = bias_free_cnn()
+    components = discover_components(model, "filters", torch.zeros(1, 1, 8, 8))
+    for n in (1, 5):
+        scores = score("lrp", model, components, image_reference(n), epsilon=1e-9,
+                       aggregation="signed")
+        for name, total in per_layer_sums(scores).items():
+            assert total == pytest.approx(1.0, abs=1e-3), name
+
+
+def test_lrp_zplus_relevances_are_non_negative(digits, zoo_model):
+    model = zoo_model("digits-vgg")
+    components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
+    sets = draw_sets(digits, n_classes=None, ref_per_class=1, tune_per_class=0, seed=0)
+    for index in sets.reference[:3]:
+        reference = ReferenceSet(Subset(digits.train, [index]), sets.classes, 1, CPU, seed=0)
+        scores = score("lrp", model, components, reference, low="zplus", mid="zplus", high="zplus",
+                       fc="zplus", aggregation="signed")
+        assert all(bool((s >= 0).all()) for s in scores.values())
+
+
+def test_lrp_alpha2beta1_matches_its_definition_on_a_small_layer():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False)).eval()
+    x = torch.rand(1, 5)
+    reference = ReferenceSet(LabelledTensors(x, [1]), [0, 1], 1, CPU, seed=0)
+    components = discover_components(model, "neurons", x)
+    scores = score("lrp", model, components, reference, fc="alpha2beta1", aggregation="signed")
+    hidden = torch.relu(model[0](x))[0]
+    contributions = hidden * model[2].weight[1]  # z_k = h_k w_k1 towards the target output 1
+    positive, negative = contributions.clamp(min=0), contributions.clamp(max=0)
+    expected = 2 * positive / positive.sum() - 1 * negative / negative.sum()
+    torch.testing.assert_close(scores["0"], expected.detach(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_scores_do_not_depend_on_the_batch_size(method, digits, zoo_model):
+    """In float64, so that float32 kernels choosing other algorithms per batch size add no noise."""
+    model = zoo_model("digits-resnet").double()
+    components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32, dtype=torch.float64))
+    sets = draw_sets(digits, n_classes=4, ref_per_class=4, tune_per_class=0, seed=0)
+    data = LabelledTensors(digits.train.inputs[sets.reference].double(),
+                           [digits.train.targets[i] for i in sets.reference])
+    extra = {"n_steps": 4} if method == "ig" else {"n_samples": 3} if method == "smoothgrad" else {}
+
+    def run(batch_size: int):
+        return score(method, model, components, ReferenceSet(data, sets.classes, batch_size, CPU, seed=9), **extra)
+
+    one, sixteen = run(1), run(16)
+    for name in components.names:
+        torch.testing.assert_close(one[name], sixteen[name], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_init_logit_differs_from_init_one_by_the_logit(method):
+    model = bias_free_cnn(seed=2)
+    components = discover_components(model, "filters", torch.zeros(1, 1, 8, 8))
+    reference = image_reference(1)
+    extra = {"n_steps": 3} if method == "ig" else {"n_samples": 2} if method == "smoothgrad" else {}
+    one = score(method, model, components, reference, init="one", aggregation="signed", **extra)
+    logit = score(method, model, components, reference, init="logit", aggregation="signed", **extra)
+    x, target = reference.dataset[0]
+    with torch.no_grad():
+        y = model(x[None])[0, target]
+    for name in components.names:
+        torch.testing.assert_close(logit[name], one[name] * y, rtol=1e-4, atol=1e-7)
+
+
+def test_latent_ig_is_complete_at_the_first_layer():
+    """Bias-free: a(0) = 0 and f(0) = 0, so the first layer's component IG sums to f(x)."""
+    model = bias_free_cnn(seed=4)
+    components = discover_components(model, "filters", torch.zeros(1, 1, 8, 8))
+    reference = image_reference(1, targets=[2])
+    scores = score("ig", model, components, reference, n_steps=400, init="logit", aggregation="signed")
+    x, target = reference.dataset[0]
+    with torch.no_grad():
+        fx = model(x[None])[0, target]
+    first = components.names[0]
+    assert float(scores[first].sum()) == pytest.approx(float(fx), rel=0.02, abs=1e-4)
+
+
+def test_latent_ig_agrees_with_captum_layer_ig():
+    from captum.attr import LayerIntegratedGradients
+
+    model = bias_free_cnn(seed=5)
+    components = discover_components(model, "filters", torch.zeros(1, 1, 8, 8))
+    reference = image_reference(3, targets=[0, 1, 2])
+    ours = score("ig", model, components, reference, n_steps=8, init="logit", aggregation="signed")
+    inputs = torch.stack([reference.dataset[i][0] for i in range(3)])
+    layer = model[2]  # second conv; bias-free, so a(0) = 0 as our formula assumes
+    captum_ig = LayerIntegratedGradients(model, layer)
+    per_sample = captum_ig.attribute(inputs, baselines=torch.zeros_like(inputs), target=[0, 1, 2],
+                                     n_steps=8, method="riemann_right").sum(dim=(2, 3))
+    torch.testing.assert_close(ours["2"], per_sample.mean(dim=0).detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_lrp_leaves_the_resnet_as_it_was(digits, zoo_model):
+    model = zoo_model("digits-resnet")
+    before = state_snapshot(model)
+    components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
+    sets = draw_sets(digits, n_classes=3, ref_per_class=2, tune_per_class=0, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    score("lrp", model, components, reference, low="gamma", mid="alpha2beta1")
+    after = model.state_dict()
+    assert list(before) == list(after) and all(torch.equal(before[k], after[k]) for k in before)
+    assert not has_hooks(model)
+    for block in (model.layer1, model.layer2, model.layer3):
+        assert "forward" not in vars(block) and not hasattr(block, "canonizer_sum")
+    assert model.layer1.conv1.bias is None
+
+
+def test_rule_choices_change_the_scores(digits, zoo_model):
+    model = zoo_model("digits-vgg")
+    components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
+    sets = draw_sets(digits, n_classes=3, ref_per_class=2, tune_per_class=0, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    epsilon = score("lrp", model, components, reference)
+    low_gamma = score("lrp", model, components, reference, low="gamma")
+    assert not torch.allclose(epsilon["features.0"], low_gamma["features.0"])
+    torch.testing.assert_close(epsilon["features.14"], low_gamma["features.14"])  # high group unchanged
+
+
+def test_a_batchnorm_that_cannot_be_merged_is_named_in_one_warning():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 3)).eval()
+    components = discover_components(model, "filters", torch.zeros(1, 1, 8, 8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score("lrp", model, components, image_reference(2))
+    messages = [str(w.message) for w in caught if "BatchNorm" in str(w.message)]
+    assert len(messages) == 1 and "modules 0 " in messages[0]
+
+
+def test_lrp_search_space_and_presets():
+    spec = BUILTINS.methods.get("lrp")
+    assert grid_size(spec.params) == 4 ** 4 * 2 == 512
+    yeom = resolve_params(spec.params, owner="lrp", preset=spec.presets["yeom"])
+    assert {yeom[g] for g in ("low", "mid", "high", "fc")} == {"zplus"} and yeom["normalize"] == "layer"
+    assert set(spec.preset_names()) == {"default", "epsilon", "yeom"}

@@ -25,6 +25,7 @@ from pxp_bench.masking import rank_components
 from pxp_bench.params import DEFAULT_PRESET, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.results import Result, environment
+from pxp_bench.scores import load_scores
 from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
 
 METHOD_PREFERENCE = ("lrp", "magnitude")
@@ -63,6 +64,8 @@ class Benchmark:
     """Typed parameter values (e.g. from a ``--params`` JSON file)."""
     param_texts: dict[str, str] = field(default_factory=dict)
     """``key=value`` texts, typed by the method's declared space."""
+    scores_file: Path | None = None
+    """Saved scores to evaluate instead of scoring (their method, variant and params are recorded)."""
 
 
 @dataclass
@@ -197,9 +200,20 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
     if progress is not None:
         progress.start("scoring", len(reference))
         reference.on_batch = lambda n: progress.advance("scoring", n)
-    scores = _score(plan, plugins, model, components, reference)
+    method_record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
+    if bench.scores_file is not None:
+        saved = load_scores(bench.scores_file, components)
+        if bench.method is not None and bench.method != saved.metadata.get("method"):
+            raise ConfigError(
+                f"--scores {bench.scores_file} holds '{saved.metadata.get('method')}' scores, not "
+                f"'{bench.method}'; drop --method or rescore."
+            )
+        scores = saved.scores
+        method_record = {key: saved.metadata.get(key) for key in method_record}
+    else:
+        scores = _score(plan, plugins, model, components, reference)
     if progress is not None:
-        progress.finish("scoring")  # data-free methods never ask for a batch
+        progress.finish("scoring")  # data-free methods and saved scores never ask for a batch
     order = rank_components(components, scores)
     clock = lap("score", clock)
 
@@ -214,12 +228,10 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
 
     accuracies = [p.accuracy for p in points]
     return Result(
-        method=plan.method.name,
-        variant=plan.variant,
+        **method_record,
         model=plan.model.name,
         dataset=plan.dataset.name,
         components=plan.components,
-        params=plan.params,
         seed=bench.seed,
         classes=sets.classes,
         rates=[p.rate for p in points],
@@ -240,4 +252,7 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
             "evaluation_hash": index_hash(sets.evaluation),
             "components": components.total,
         },
+        scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
+        scores=scores,
+        scored=components,
     )

@@ -143,6 +143,8 @@ def run(
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter as key=value (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the JSON result.")] = Path("results"),
+    save_scores: Annotated[bool, typer.Option("--save-scores", help="Also write the scores (safetensors) beside the result.")] = False,
+    scores: Annotated[Optional[Path], typer.Option("--scores", help="Evaluate saved scores instead of scoring.")] = None,
 ) -> None:
     """Score components, prune the least relevant globally at each rate, and measure top-1 accuracy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -158,14 +160,14 @@ def run(
         ref_per_class=ref_per_class, tune_per_class=tune_per_class, seed=seed, device=device,
         batch_size=batch_size, preset=preset,
         params=read_params_file(params) if params else {},
-        param_texts=parse_param_pairs(param or []),
+        param_texts=parse_param_pairs(param or []), scores_file=scores,
     )
     plan_benchmark(bench)
     ensure_writable_dir(out)
     with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=False) as bars:
         result = run_benchmark(bench, progress=_RichProgress(bars))
-    _render_result(result, write_result(result, out))
+    _render_result(result, write_result(result, out, save_scores=save_scores))
 
 
 @app.command("list")

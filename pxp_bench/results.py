@@ -9,7 +9,7 @@ import platform
 import re
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -115,12 +115,25 @@ class Result:
     environment: dict[str, Any]
     weights: str
     samples: dict[str, Any] = field(default_factory=dict)
+    scores_source: str | None = None
+    """The saved-scores file this run evaluated, when it did not score itself."""
+    scores_file: str | None = None
+    """The scores this run saved beside its JSON (``--save-scores``)."""
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
     protocol_version: int = PROTOCOL_VERSION
+    scores: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """The component scores (tensors; not part of the JSON record)."""
+    scored: Any = field(default=None, repr=False, compare=False)
+    """The `Components` the scores belong to (not part of the JSON record)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("scores", "scored")}
+        return json.loads(json.dumps(record))
+
+    def scores_metadata(self) -> dict[str, Any]:
+        keys = ("model", "weights", "components", "method", "variant", "params", "seed", "classes")
+        return {key: getattr(self, key) for key in keys}
 
     def file_stem(self) -> str:
         stamp = re.sub(r"[^0-9]", "", self.created)[:14]
@@ -128,15 +141,24 @@ class Result:
         return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)
 
 
-def write_result(result: Result, out_dir: Path) -> Path:
-    """Write ``result`` as JSON into ``out_dir`` atomically; never overwrites an earlier run."""
-    out_dir = ensure_writable_dir(out_dir)
+def write_result(result: Result, out_dir: Path, *, save_scores: bool = False) -> Path:
+    """Write ``result`` as JSON into ``out_dir`` atomically; never overwrites an earlier run.
+
+    With ``save_scores``, the scores go first to ``<stem>.scores.safetensors`` beside it.
+    """
+    out_dir = ensure_writable_dir(Path(out_dir))
     stem = result.file_stem()
     path = out_dir / f"{stem}.json"
     counter = 1
     while path.exists():
         counter += 1
         path = out_dir / f"{stem}-{counter}.json"
+    if save_scores:
+        from pxp_bench.scores import save_scores as save
+
+        scores_path = path.with_suffix(".scores.safetensors")
+        save(scores_path, result.scored, result.scores, result.scores_metadata())
+        result.scores_file = scores_path.name
     atomic_write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
     return path
 

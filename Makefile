@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean zoo-leaderboard
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,3 +23,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The README's leaderboard: every built-in method and LRP preset on the zoo models (filters), seeds 0-2.
+ZOO_RESULTS := leaderboard/zoo
+zoo-leaderboard: $(STAMP)
+	rm -rf $(ZOO_RESULTS)
+	for model in digits-vgg digits-resnet; do for seed in 0 1 2; do \
+	  for method in random magnitude taylor ig smoothgrad; do \
+	    $(BIN)/pxp-bench run --model $$model --method $$method --seed $$seed --out $(ZOO_RESULTS) >/dev/null || exit 1; done; \
+	  for preset in default yeom; do \
+	    $(BIN)/pxp-bench run --model $$model --method lrp --preset $$preset --seed $$seed --out $(ZOO_RESULTS) >/dev/null || exit 1; done; \
+	done; done
+	$(BIN)/pxp-bench leaderboard $(ZOO_RESULTS) --readme README.md

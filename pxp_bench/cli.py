@@ -213,7 +213,9 @@ def plugins(
 
     from pxp_bench.plugins import get_plugins
 
-    infos = list(get_plugins().infos.values())
+    loaded = get_plugins()
+    loaded.collect_all()
+    infos = list(loaded.infos.values())
     if as_json:
         typer.echo(json.dumps([asdict(info) for info in infos], indent=2))
         return
@@ -224,6 +226,21 @@ def plugins(
         registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
         table.add_row(info.name, info.distribution, info.version, info.source, registers or "-")
     console.print(table)
+
+
+@app.command()
+@user_errors
+def leaderboard(
+    results: Annotated[Path, typer.Argument(help="Folder of result JSON files.")],
+    readme: Annotated[Optional[Path], typer.Option(help="Write the table between the leaderboard markers of this file.")] = None,
+) -> None:
+    """Print a markdown table of mean A_PR / Top-PR per model, components, method and variant."""
+    from pxp_bench.leaderboard import leaderboard_markdown, load_results, update_readme
+
+    table = leaderboard_markdown(load_results(results))
+    typer.echo(table, nl=False)
+    if readme is not None:
+        update_readme(readme, table)
 
 
 @zoo_app.command("train")

@@ -15,7 +15,7 @@ import importlib.metadata
 import os
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import pluggy
@@ -146,10 +146,29 @@ class Plugins:
         for plugin in extra:
             name = getattr(plugin, "__name__", type(plugin).__name__)
             self._register(plugin, name, "(registered in code)", "", "code")
-        self.methods = self._collect("method", "register_methods")
-        self.models = self._collect("model", "register_models")
-        self.datasets = self._collect("dataset", "register_datasets")
-        self.optimizers = self._collect("optimizer", "register_optimizers")
+
+    # Registries fill on first use: the CLI loads plugins for their commands without paying for
+    # hooks that import heavy libraries (model lists come from torchvision and timm).
+    @cached_property
+    def methods(self) -> Registry:
+        return self._collect("method", "register_methods")
+
+    @cached_property
+    def models(self) -> Registry:
+        return self._collect("model", "register_models")
+
+    @cached_property
+    def datasets(self) -> Registry:
+        return self._collect("dataset", "register_datasets")
+
+    @cached_property
+    def optimizers(self) -> Registry:
+        return self._collect("optimizer", "register_optimizers")
+
+    def collect_all(self) -> None:
+        """Fill every registry now (``pxp-bench plugins`` shows what each plugin registered)."""
+        for registry in ("methods", "models", "datasets", "optimizers"):
+            getattr(self, registry)
 
     def _register(self, plugin: object, name: str, distribution: str, version: str, source: str) -> None:
         if self.pm.has_plugin(name):

@@ -189,3 +189,56 @@ def test_lrp_search_space_and_presets():
     yeom = resolve_params(spec.params, owner="lrp", preset=spec.presets["yeom"])
     assert {yeom[g] for g in ("low", "mid", "high", "fc")} == {"zplus"} and yeom["normalize"] == "layer"
     assert set(spec.preset_names()) == {"default", "epsilon", "yeom"}
+
+
+@pytest.mark.parametrize("count, sizes", [(13, (4, 5, 4)), (20, (5, 10, 5)), (5, (2, 1, 2)), (2, (1, 0, 1)), (1, (1, 0, 0))])
+def test_depth_groups_follow_the_protocol(count, sizes):
+    from pxp_bench.attribution.lrp import depth_groups
+
+    names = [f"conv{i}" for i in range(count)]
+    groups = depth_groups(names)
+    assert tuple(len(groups[g]) for g in ("low", "mid", "high")) == sizes
+    assert groups["low"] + groups["mid"] + groups["high"] == names
+
+
+class CustomResidual(nn.Module):
+    """A residual block zennit has no canonizer for: its sum is a plain tensor addition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.body = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = x + torch.relu(self.body(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_unsplit_residual_sums_are_warned_about_but_torchvision_blocks_are_not(digits, zoo_model):
+    torch.manual_seed(0)
+    model = CustomResidual().eval()
+    components = discover_components(model, "filters", torch.zeros(1, 1, 8, 8))
+    with pytest.warns(UserWarning, match="adds tensors 1 time"):
+        score("lrp", model, components, image_reference(2))
+    resnet = zoo_model("digits-resnet")
+    resnet_components = discover_components(resnet, "filters", torch.zeros(1, 1, 32, 32))
+    sets = draw_sets(digits, n_classes=3, ref_per_class=1, tune_per_class=0, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        score("lrp", resnet, resnet_components, reference)
+
+
+def test_lrp_epsilon_equals_gradient_times_activation_on_a_relu_network(digits, zoo_model):
+    """For ReLU networks LRP-0/epsilon relevance at any layer is a * dy/da (biases included): a
+    cross-check of the zennit backend against the taylor implementation on the trained zoo model."""
+    model = zoo_model("digits-vgg")
+    components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
+    sets = draw_sets(digits, n_classes=3, ref_per_class=2, tune_per_class=0, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    lrp = score("lrp", model, components, reference, epsilon=1e-12, aggregation="signed")
+    taylor = score("taylor", model, components, reference, aggregation="signed")
+    for name in components.names:
+        torch.testing.assert_close(lrp[name], taylor[name], rtol=1e-3, atol=1e-5)

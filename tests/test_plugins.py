@@ -52,7 +52,7 @@ def test_duplicate_name_is_refused_naming_both_plugins():
             register(MethodSpec(name="taylor", score=lambda: None, summary="again"))
 
     with pytest.raises(PluginError, match="'taylor' is registered twice.*pxp_bench.attribution.builtin.*Clash"):
-        Plugins(load_external=False, extra=(Clash(),))
+        Plugins(load_external=False, extra=(Clash(),)).collect_all()
 
 
 def test_a_raising_plugin_is_named():
@@ -62,7 +62,7 @@ def test_a_raising_plugin_is_named():
             raise RuntimeError("boom")
 
     with pytest.raises(PluginError, match="plugin 'Broken'.*raised in register_models: RuntimeError: boom"):
-        Plugins(load_external=False, extra=(Broken(),))
+        Plugins(load_external=False, extra=(Broken(),)).collect_all()
 
 
 def test_a_spec_without_name_is_refused():
@@ -72,7 +72,7 @@ def test_a_spec_without_name_is_refused():
             register(object())
 
     with pytest.raises(PluginError, match="without a name"):
-        Plugins(load_external=False, extra=(Nameless(),))
+        Plugins(load_external=False, extra=(Nameless(),)).collect_all()
 
 
 def test_entry_point_plugins_load_with_distribution_and_version(install_plugin):

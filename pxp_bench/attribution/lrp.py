@@ -27,10 +27,9 @@ from pxp_bench.errors import ComponentError
 
 def depth_groups(conv_names: list[str]) -> dict[str, list[str]]:
     """Split convs (in execution order) into low / mid / high: ceil(L/4) first, ceil(L/4) last."""
+    if len(conv_names) < 2:  # a single conv is "low"; it cannot be first and last quarter at once
+        return {"low": list(conv_names), "mid": [], "high": []}
     size = math.ceil(len(conv_names) / 4)
-    if len(conv_names) <= 2 * size:  # too few convs for three groups: low and high share them
-        half = math.ceil(len(conv_names) / 2)
-        return {"low": conv_names[:half], "mid": [], "high": conv_names[half:]}
     return {"low": conv_names[:size], "mid": conv_names[size:-size], "high": conv_names[-size:]}
 
 
@@ -46,19 +45,11 @@ def _rule(name: str, *, linear: bool, epsilon: float, gamma_conv: float, gamma_l
     return AlphaBeta(alpha=2.0, beta=1.0)
 
 
-def _batchnorm_pairs(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[tuple[str], str]], list[str]]:
-    """(producer, BatchNorm) pairs by dataflow, and the BatchNorms that consume no conv / Linear."""
-    pairs = []
-    for kind in ("filters", "neurons"):
-        try:
-            found = discover_components(model, kind, example)
-        except ComponentError:
-            continue
-        pairs += [((group.name,), group.site) for group in found.groups if group.site != group.name]
-    merged = {bn for _, bn in pairs}
-    loose = [name for name, module in model.named_modules()
-             if isinstance(module, nn.modules.batchnorm._BatchNorm) and name not in merged]
-    return pairs, loose
+def _discovered(model: nn.Module, kind: str, example: torch.Tensor) -> list:
+    try:
+        return list(discover_components(model, kind, example).groups)
+    except ComponentError:
+        return []
 
 
 def _residual_canonizers(model: nn.Module) -> list:
@@ -81,20 +72,19 @@ def build_composite(
     from zennit.canonizers import NamedMergeBatchNorm
     from zennit.composites import NameLayerMapComposite, layer_map_base
 
-    conv_names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    try:
-        executed = discover_components(model, "filters", example).names
-    except ComponentError:
-        executed = []
-    conv_names = [n for n in executed if n in conv_names]
+    convs = _discovered(model, "filters", example)  # in execution order, with their BatchNorms
+    hidden_linears = _discovered(model, "neurons", example)
     linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    groups = {**depth_groups(conv_names), "fc": linear_names}
+    groups = {**depth_groups([g.name for g in convs]), "fc": linear_names}
     parameters = dict(epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)
     name_map = [
         (tuple(names), _rule(rules[group], linear=group == "fc", **parameters))
         for group, names in groups.items() if names
     ]
-    pairs, loose = _batchnorm_pairs(model, example)
+    pairs = [((g.name,), g.site) for g in convs + hidden_linears if g.site != g.name]
+    merged = {bn for _, bn in pairs}
+    loose = [name for name, module in model.named_modules()
+             if isinstance(module, nn.modules.batchnorm._BatchNorm) and name not in merged]
     if loose:
         warnings.warn(
             f"BatchNorm modules {', '.join(loose)} do not directly consume a conv or Linear output, so "
@@ -103,6 +93,27 @@ def build_composite(
         )
     canonizers = ([NamedMergeBatchNorm(pairs)] if pairs else []) + _residual_canonizers(model)
     return NameLayerMapComposite(name_map=name_map, layer_map=layer_map_base(), canonizers=canonizers)
+
+
+def count_unsplit_sums(output: torch.Tensor) -> int:
+    """Additions of two graph tensors in ``output``'s autograd graph (residual sums, typically).
+
+    After canonization torchvision's residual sums run through zennit's ``Sum`` module, which LRP splits
+    proportionally; an ``add`` left in the graph passes the full relevance to both summands.
+    """
+    seen: set = set()
+    stack = [output.grad_fn]
+    count = 0
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        parents = [parent for parent, _ in node.next_functions if parent is not None]
+        if node.name() in ("AddBackward0", "SubBackward0") and len(parents) >= 2:
+            count += 1
+        stack.extend(parents)
+    return count
 
 
 def lrp_scores(
@@ -123,9 +134,16 @@ def lrp_scores(
     aggregator = RelevanceAggregator(components, aggregation, normalize)
     # the composite registers first, so the site capture sees the canonized model's outputs
     with composite.context(model), captured_sites(model, components) as sites, torch.enable_grad():
-        for inputs, targets in reference.batches():
+        for index, (inputs, targets) in enumerate(reference.batches()):
             sites.clear()
             logits = model(inputs.detach().requires_grad_(True))
+            if index == 0 and (sums := count_unsplit_sums(logits)):
+                warnings.warn(
+                    f"the model adds tensors {sums} time(s) outside blocks zennit can canonize (e.g. residual "
+                    "sums of non-torchvision blocks); LRP passes the full relevance to both summands there, "
+                    "so relevance is not conserved across those additions.",
+                    stacklevel=2,
+                )
             seed = torch.zeros_like(logits).scatter_(1, targets[:, None], 1.0)
             if init == "logit":
                 seed = seed * logits.detach()

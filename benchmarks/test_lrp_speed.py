@@ -1,0 +1,65 @@
+"""LRP scoring as a ratio to a plain forward + backward of the same batch (target <= 3x).
+
+``extra_info["ratio"]`` holds the ratio; the README reports it. The 224 px vgg16_bn case is heavy on a
+CPU, so it runs only when benchmarks are enabled (``make bench``), not as a smoke test in ``make test``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+import torch
+
+from pxp_bench.attribution.lrp import lrp_scores
+from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.components import discover_components
+from pxp_bench.data.digits import load_digits_splits
+from pxp_bench.data.protocol import draw_sets
+from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.models.zoo import build_zoo_model
+
+CPU = torch.device("cpu")
+
+
+def _forward_backward_seconds(model, inputs, targets, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        leaf = inputs.detach().requires_grad_(True)
+        logits = model(leaf)
+        torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), leaf)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _measure(benchmark, model, inputs, targets, rounds: int) -> None:
+    components = discover_components(model, "filters", inputs[:1])
+    reference = ReferenceSet(LabelledTensors(inputs, targets.tolist()), sorted(set(targets.tolist())),
+                             len(inputs), CPU, seed=0)
+    baseline = _forward_backward_seconds(model, inputs, targets)
+    benchmark.pedantic(lambda: lrp_scores(model, components, reference), rounds=rounds, iterations=1)
+    if not benchmark.disabled:
+        benchmark.extra_info["forward_backward_s"] = round(baseline, 4)
+        benchmark.extra_info["ratio"] = round(benchmark.stats.stats.median / baseline, 2)
+
+
+def test_lrp_digits_vgg_reference_batch(benchmark):
+    splits = load_digits_splits()
+    sets = draw_sets(splits, n_classes=None, ref_per_class=10, tune_per_class=0, seed=0)
+    inputs = splits.train.inputs[sets.reference]
+    targets = torch.tensor([splits.train.targets[i] for i in sets.reference])
+    _measure(benchmark, build_zoo_model("digits-vgg").module, inputs, targets, rounds=5)
+
+
+def test_lrp_vgg16_bn_224(benchmark):
+    if benchmark.disabled:
+        pytest.skip("heavy on a CPU: runs under `make bench` only")
+    from torchvision.models import vgg16_bn
+
+    torch.manual_seed(0)
+    model = vgg16_bn(weights=None).eval()
+    inputs = torch.rand(8, 3, 224, 224)
+    targets = torch.randint(0, 1000, (8,))
+    _measure(benchmark, model, inputs, targets, rounds=2)

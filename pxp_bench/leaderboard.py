@@ -1,0 +1,62 @@
+"""Tables from stored results: mean A_PR / Top-PR per (model, components, method, variant) over seeds."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from pxp_bench.errors import ConfigError
+from pxp_bench.results import atomic_write_text, read_result
+
+README_START = "<!-- leaderboard:start -->"
+README_END = "<!-- leaderboard:end -->"
+
+
+def load_results(folder: Path) -> list[dict]:
+    """Every result JSON in ``folder`` (scores files and other JSON files are skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"results folder {folder} does not exist. Run `pxp-bench run --out {folder}` first.")
+    results = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            results.append(read_result(path))
+        except ConfigError:
+            continue
+    if not results:
+        raise ConfigError(f"no pxp-bench results in {folder}.")
+    return results
+
+
+def leaderboard_markdown(results: list[dict]) -> str:
+    """A markdown table, best mean A_PR first within each model and component kind."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for result in results:
+        key = (result["model"], result["components"], result["method"], result["variant"])
+        groups[key].append(result)
+    rows = []
+    for (model, components, method, variant), runs in groups.items():
+        a_pr = [r["metrics"]["a_pr"] for r in runs]
+        top_pr = [r["metrics"]["top_pr"] for r in runs]
+        spread = f" ± {statistics.stdev(a_pr):.3f}" if len(a_pr) > 1 else ""
+        rows.append((model, components, -statistics.mean(a_pr), method, variant,
+                     f"{statistics.mean(a_pr):.3f}{spread}", f"{statistics.mean(top_pr):.2f}",
+                     ", ".join(str(s) for s in sorted({r["seed"] for r in runs}))))
+    rows.sort()
+    lines = ["| model | components | method | variant | A_PR (mean ± sd) | Top-PR | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {c} | {method} | {variant} | {a_pr} | {top} | {seeds} |"
+              for m, c, _, method, variant, a_pr, top, seeds in rows]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the text between the leaderboard markers of ``readme`` with ``table``."""
+    text = Path(readme).read_text()
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
+    if not pattern.search(text):
+        raise ConfigError(f"{readme} has no '{README_START}' ... '{README_END}' markers to fill.")
+    replacement = f"{README_START}\n{table}{README_END}"
+    atomic_write_text(Path(readme), pattern.sub(lambda _: replacement, text))

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from pxp_bench.errors import ConfigError
+from pxp_bench.leaderboard import README_END, README_START, leaderboard_markdown, load_results, update_readme
+from pxp_bench.results import Result, write_result
+
+
+def _result(method: str, seed: int, a_pr: float) -> Result:
+    return Result(method=method, variant="default", model="digits-vgg", dataset="digits", components="filters",
+                  params={}, seed=seed, classes=[0], rates=[0.0], curve=[], layers={}, timings={},
+                  environment={}, weights="packaged", metrics={"a_pr": a_pr, "top_pr": 0.1 * seed})
+
+
+def test_the_table_averages_seeds_and_ranks_by_a_pr(tmp_path):
+    for seed, (good, bad) in enumerate([(0.8, 0.3), (0.6, 0.5)]):
+        write_result(_result("lrp", seed, good), tmp_path)
+        write_result(_result("random", seed, bad), tmp_path)
+    (tmp_path / "notes.json").write_text("{}")  # not a result: skipped
+    table = leaderboard_markdown(load_results(tmp_path))
+    lines = table.splitlines()
+    assert lines[2].startswith("| digits-vgg | filters | lrp | default | 0.700 ± 0.141 | 0.05 | 0, 1 |")
+    assert "| random |" in lines[3] and "0.400 ± 0.141" in lines[3]
+
+
+def test_readme_markers_are_filled_and_required(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nafter\n")
+    update_readme(readme, "| new |\n")
+    assert readme.read_text() == f"intro\n{README_START}\n| new |\n{README_END}\nafter\n"
+    readme.write_text("no markers")
+    with pytest.raises(ConfigError, match="markers"):
+        update_readme(readme, "x")
+
+
+def test_missing_or_empty_results_folder(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_results(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="no pxp-bench results"):
+        load_results(tmp_path)

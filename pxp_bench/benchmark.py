@@ -7,10 +7,12 @@ is a plain function; the CLI only parses options and renders.
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from pxp_bench.attribution.reference import ReferenceSet
 from pxp_bench.components import discover_components
 from pxp_bench.data.protocol import draw_sets, index_hash, seed_streams
+from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.device import device_name, resolve_device
 from pxp_bench.errors import ConfigError, DataError, PluginError, PxpBenchError
 from pxp_bench.evaluate import DEFAULT_RATES, curve_metrics, prune_curve
@@ -66,6 +69,10 @@ class Benchmark:
     """``key=value`` texts, typed by the method's declared space."""
     scores_file: Path | None = None
     """Saved scores to evaluate instead of scoring (their method, variant and params are recorded)."""
+    image_size: int | None = None
+    """Input size for models that accept one (random-weight ViTs, any CNN's preprocessing)."""
+    amp: str | None = None
+    """Autocast dtype for evaluation: None, ``bf16`` or ``fp16``."""
 
 
 @dataclass
@@ -124,6 +131,10 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
 
 
 def _check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
+    if bench.amp not in (None, "bf16", "fp16"):
+        raise ConfigError(f"--amp must be bf16 or fp16, got '{bench.amp}'.")
+    if bench.image_size is not None and not 16 <= bench.image_size <= 4096:
+        raise ConfigError(f"--image-size must be between 16 and 4096 pixels, got {bench.image_size}.")
     if bench.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
     if not bench.rates:
@@ -142,10 +153,11 @@ def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
             f"dataset '{dataset_name}' gives inputs of shape {tuple(splits.input_shape)}, but model "
             f"'{model_name}' expects {tuple(loaded.input_shape)}. Choose a matching model or dataset."
         )
-    if splits.num_classes > loaded.num_classes:
+    if splits.num_classes != loaded.num_classes:
         raise DataError(
             f"dataset '{dataset_name}' has {splits.num_classes} classes, but model '{model_name}' has "
-            f"only {loaded.num_classes} outputs."
+            f"{loaded.num_classes} outputs. Use weights trained on this dataset, or --weights none for a "
+            f"randomly initialised model sized to it."
         )
 
 
@@ -153,7 +165,7 @@ def _score(plan: Plan, plugins: Plugins, model, components, reference) -> dict[s
     score = plan.method.load_score()
     try:
         return score(model, components, reference, **plan.params)
-    except PxpBenchError:
+    except (PxpBenchError, torch.cuda.OutOfMemoryError):
         raise
     except Exception as exc:
         info = plugins.infos[plan.method_owner]
@@ -163,6 +175,46 @@ def _score(plan: Plan, plugins: Plugins, model, components, reference) -> dict[s
             f"method '{plan.method.name}' from plugin '{info.name}' ({info.distribution} {info.version}) "
             f"failed while scoring: {type(exc).__name__}: {exc}."
         ) from exc
+
+
+T = TypeVar("T")
+
+
+def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T:
+    """Run ``work(batch_size)``; on CUDA out-of-memory halve the batch once (with a warning), then fail
+    with a clear message."""
+    try:
+        return work(batch_size)
+    except torch.cuda.OutOfMemoryError:
+        smaller = max(1, batch_size // 2)
+        torch.cuda.empty_cache()
+        warnings.warn(f"CUDA ran out of memory while {stage} at batch size {batch_size}; retrying at {smaller}.",
+                      stacklevel=2)
+        try:
+            return work(smaller)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise ConfigError(
+                f"CUDA ran out of memory while {stage}, also at batch size {smaller}. Lower --batch-size, "
+                "evaluate with --amp bf16, or choose a smaller --image-size."
+            ) from None
+
+
+def _loader(dataset, batch_size: int, device: torch.device) -> DataLoader:
+    """Tensors in memory load fastest in the main process; decoded images use worker processes."""
+    in_memory = isinstance(getattr(dataset, "dataset", dataset), LabelledTensors)
+    workers = 0 if in_memory else min(4, os.cpu_count() or 1)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=device.type == "cuda")
+
+
+def _load(plan: Plan, bench: Benchmark):
+    splits = plan.dataset.load_splits()(plan.dataset.name, bench.data_root)
+    loaded = plan.model.load_build()(plan.model.name, weights=bench.weights, num_classes=splits.num_classes,
+                                     image_size=bench.image_size)
+    splits.use_transform(loaded.transform)
+    _check_fit(plan.model.name, loaded, plan.dataset.name, splits)
+    return splits, loaded
 
 
 def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress: Progress | None = None) -> Result:
@@ -180,12 +232,8 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
     _check_options(bench, plan.dataset)
     device = resolve_device(bench.device)
     clock = time.perf_counter()
-
-    splits = plan.dataset.load_splits()(plan.dataset.name, bench.data_root)
-    clock = lap("load_data", clock)
-    loaded = plan.model.load_build()(plan.model.name, weights=bench.weights, num_classes=splits.num_classes)
-    clock = lap("load_model", clock)
-    _check_fit(plan.model.name, loaded, plan.dataset.name, splits)
+    splits, loaded = _load(plan, bench)
+    clock = lap("load", clock)
     sets = draw_sets(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
                      tune_per_class=bench.tune_per_class, seed=bench.seed)
 
@@ -195,11 +243,6 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
     components = discover_components(model, plan.components, example)
     clock = lap("discover", clock)
 
-    random_seed = int(seed_streams(bench.seed)["random_baseline"].integers(2**63 - 1))
-    reference = ReferenceSet(reference_data, sets.classes, bench.batch_size, device, random_seed)
-    if progress is not None:
-        progress.start("scoring", len(reference))
-        reference.on_batch = lambda n: progress.advance("scoring", n)
     method_record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
     if bench.scores_file is not None:
         saved = load_scores(bench.scores_file, components)
@@ -211,18 +254,32 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
         scores = saved.scores
         method_record = {key: saved.metadata.get(key) for key in method_record}
     else:
-        scores = _score(plan, plugins, model, components, reference)
-    if progress is not None:
-        progress.finish("scoring")  # data-free methods and saved scores never ask for a batch
+        random_seed = int(seed_streams(bench.seed)["random_baseline"].integers(2**63 - 1))
+
+        def score_at(batch_size: int) -> dict[str, torch.Tensor]:
+            reference = ReferenceSet(reference_data, sets.classes, batch_size, device, random_seed)
+            if progress is not None:
+                progress.start("scoring", len(reference))
+                reference.on_batch = lambda n: progress.advance("scoring", n)
+            scored = _score(plan, plugins, model, components, reference)
+            if progress is not None:
+                progress.finish("scoring")  # data-free methods never ask for a batch
+            return scored
+
+        scores = with_oom_backoff("scoring", bench.batch_size, score_at)
     order = rank_components(components, scores)
     clock = lap("score", clock)
 
-    loader = DataLoader(Subset(splits.eval, sets.evaluation), batch_size=bench.batch_size,
-                        pin_memory=device.type == "cuda")
-    if progress is not None:
-        progress.start("evaluating", len(bench.rates))
-    points = prune_curve(model, components, order, bench.rates, loader, sets.classes, device,
-                         on_rate=(lambda _: progress.advance("evaluating")) if progress else None)
+    evaluation = Subset(splits.eval, sets.evaluation)
+
+    def curve_at(batch_size: int):
+        if progress is not None:
+            progress.start("evaluating", len(bench.rates))
+        return prune_curve(model, components, order, bench.rates, _loader(evaluation, batch_size, device),
+                           sets.classes, device, amp=bench.amp,
+                           on_rate=(lambda _: progress.advance("evaluating")) if progress else None)
+
+    points = with_oom_backoff("evaluating", bench.batch_size, curve_at)
     lap("evaluate", clock)
     timings["total"] = round(time.perf_counter() - started, 4)
 
@@ -243,6 +300,7 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
         weights=loaded.weights,
         samples={
             "class_names": [splits.class_names[c] for c in sets.classes],
+            "class_hash": index_hash(sets.classes),
             "reference": len(sets.reference),
             "reference_hash": index_hash(sets.reference),
             "tuning": len(sets.tuning),
@@ -251,6 +309,8 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
             "evaluation": len(sets.evaluation),
             "evaluation_hash": index_hash(sets.evaluation),
             "components": components.total,
+            "amp": bench.amp,
+            "image_size": bench.image_size,
         },
         scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
         scores=scores,

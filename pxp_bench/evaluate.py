@@ -13,7 +13,13 @@ from pxp_bench.components import Components
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
 
 DEFAULT_RATES = tuple(round(0.05 * i, 2) for i in range(20))
+AMP_DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TOP_PR_FRACTION = 0.95
+
+
+def restricted_logits(model: nn.Module, inputs: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+    """The logits of ``class_ids`` only, in that order (PROTOCOL section 1's domain restriction)."""
+    return model(inputs)[:, class_ids]
 
 
 @torch.no_grad()
@@ -23,14 +29,20 @@ def accuracy(
     class_ids: Sequence[int],
     device: torch.device,
     *,
+    amp: str | None = None,
     on_first_batch: Callable[[], None] | None = None,
 ) -> float:
-    """Top-1 over the logits restricted to ``class_ids``; labels are original class ids."""
+    """Top-1 over the logits restricted to ``class_ids``; labels are original class ids.
+
+    ``amp`` (``bf16`` / ``fp16``) runs the forward passes under autocast.
+    """
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
+    autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
     for inputs, labels in loader:
-        logits = model(inputs.to(device, non_blocking=True))[:, ids]
+        with autocast:
+            logits = restricted_logits(model, inputs.to(device, non_blocking=True), ids)
         correct += (ids[logits.argmax(dim=1)] == labels.to(device, non_blocking=True)).sum()
         seen += len(labels)
         if on_first_batch is not None:
@@ -59,6 +71,7 @@ def prune_curve(
     class_ids: Sequence[int],
     device: torch.device,
     *,
+    amp: str | None = None,
     on_rate: Callable[[CurvePoint], None] | None = None,
 ) -> list[CurvePoint]:
     """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` masked."""
@@ -67,7 +80,7 @@ def prune_curve(
         n_pruned = pruned_count(rate, components.total)
         masks = keep_masks(components, order, n_pruned)
         with masked(model, components, masks) as handle:
-            acc = accuracy(model, loader, class_ids, device, on_first_batch=handle.check_all_fired)
+            acc = accuracy(model, loader, class_ids, device, amp=amp, on_first_batch=handle.check_all_fired)
         point = CurvePoint(rate, n_pruned, acc, pruned_fractions(masks))
         points.append(point)
         if on_rate is not None:

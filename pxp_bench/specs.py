@@ -65,15 +65,18 @@ class LoadedModel:
     num_classes: int
     input_shape: tuple[int, ...]
     weights: str
-    """Identity of the weights: ``packaged:<sha256>``, ``file:<sha256>``, ``random`` ..."""
+    """Identity of the weights: ``packaged:<sha256>``, ``file:<sha256>``, ``random:seed0`` ..."""
+    transform: Callable | None = None
+    """Preprocessing of a PIL image into the model's input tensor, for image-folder datasets."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """An architecture. ``build(name, weights=..., num_classes=...) -> LoadedModel``.
+    """An architecture. ``build(name, weights=..., num_classes=..., image_size=...) -> LoadedModel``.
 
-    ``weights`` is None (the model's default weights) or a path; ``num_classes`` is the dataset's class
-    count, for models whose head is sized to the data. One build function may serve many names.
+    ``weights`` is None (the model's default weights), ``"none"`` (random init) or a path;
+    ``num_classes`` is the dataset's class count, for models whose head is sized to the data;
+    ``image_size`` is None or a requested input size. One build function may serve many names.
     """
 
     name: str
@@ -100,6 +103,21 @@ class DatasetSplits:
     class_names: list[str]
     input_shape: tuple[int, ...]
     tune: Dataset | None = None
+
+    def use_transform(self, transform: Callable | None) -> None:
+        """Give image datasets the model's preprocessing, then record the resulting input shape.
+
+        Datasets without a ``transform`` attribute (tensors) keep their own shape.
+        """
+        if transform is None:
+            return
+        changed = False
+        for split in (self.train, self.tune, self.eval):
+            if split is not None and hasattr(split, "transform"):
+                split.transform = transform
+                changed = True
+        if changed:
+            self.input_shape = tuple(self.train[0][0].shape)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import torch
 
 from pxp_bench.data.digits import load_digits_splits
 from pxp_bench.models.zoo import build_zoo_model
+from helpers import write_image_folder
 from pxp_bench.plugins import Plugins, get_plugins
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -74,3 +75,9 @@ def install_plugin(tmp_path, monkeypatch, fresh_plugin_cache):
     yield install
     for module in modules:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture(scope="session")
+def imagenet_like(tmp_path_factory):
+    """Three WordNet-id classes, 6 train and 3 val JPEGs each."""
+    return write_image_folder(tmp_path_factory.mktemp("imagenet"), ["n01440764", "n01443537", "n01484850"])

@@ -21,7 +21,7 @@ def test_a_run_records_what_the_protocol_asks_for(plugins):
         assert key in record
     assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none", "init": "one"}
     assert set(record["metrics"]) == {"a_pr", "top_pr", "auc", "acc_25", "acc_50", "acc_75"}
-    assert {"load_data", "load_model", "discover", "score", "evaluate", "total"} <= set(record["timings"])
+    assert {"load", "discover", "score", "evaluate", "total"} <= set(record["timings"])
     assert record["weights"].startswith("packaged:") and len(record["classes"]) == 4
     assert record["samples"]["reference"] == 40 and record["samples"]["components"] == 160
     pruned = [point["pruned"] for point in record["curve"]]
@@ -45,7 +45,8 @@ def test_params_and_presets_set_the_variant(plugins):
 @pytest.mark.parametrize("bench, error, message", [
     (Benchmark(model="digits-vg"), UnknownNameError, "Did you mean 'digits-vgg'"),
     (Benchmark(method="lrp-eps"), UnknownNameError, "unknown method 'lrp-eps'"),
-    (Benchmark(dataset="imagenet"), UnknownNameError, "unknown dataset 'imagenet'"),
+    (Benchmark(dataset="imagenett"), UnknownNameError, "Did you mean 'imagenet'"),
+    (Benchmark(dataset="imagenet"), ConfigError, "needs its files: pass --data"),
     (Benchmark(components="channels"), ConfigError, "unknown components 'channels'"),
     (Benchmark(method="magnitude", components="heads"), ConfigError, "cannot score heads"),
     (Benchmark(data_root="/tmp"), ConfigError, "embedded and takes no --data"),

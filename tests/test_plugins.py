@@ -25,7 +25,9 @@ EXTRA_METHOD = textwrap.dedent('''
 def test_builtins_register_through_the_same_hooks(plugins):
     assert plugins.methods.names() == ["ig", "lrp", "magnitude", "random", "smoothgrad", "taylor"]
     assert plugins.models.names("digits-*") == ["digits-resnet", "digits-vgg"]
-    assert plugins.datasets.names() == ["digits"]
+    assert plugins.datasets.names() == ["digits", "imagefolder", "imagenet"]
+    assert {"resnet18", "vgg11_bn", "vit_b_16", "timm/resnet10t"} <= set(plugins.models.names())
+    assert plugins.models.get("vit_b_16").family == "transformer" and plugins.models.get("resnet50").family == "cnn"
     assert {info.source for info in plugins.infos.values()} == {"builtin"}
     assert plugins.infos["pxp_bench.attribution.builtin"].registers["methods"] == [
         "random", "magnitude", "taylor", "ig", "smoothgrad", "lrp"]

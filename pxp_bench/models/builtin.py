@@ -1,13 +1,20 @@
-"""Built-in model plugin: the embedded digits zoo."""
+"""Built-in model plugin: the embedded digits zoo, every torchvision classifier, every timm model.
+
+torchvision and timm names are listed when the model registry is first used (not for ``--help``).
+"""
 
 from __future__ import annotations
 
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.specs import ModelSpec
 
+PRETRAINED = "pxp_bench.models.pretrained"
+
 
 @hookimpl
 def register_models(register) -> None:
+    from pxp_bench.models.pretrained import family_of, timm_names, torchvision_names
+
     register(ModelSpec(
         name="digits-vgg",
         build="pxp_bench.models.zoo:build_zoo_model",
@@ -22,3 +29,11 @@ def register_models(register) -> None:
         family="cnn",
         default_dataset="digits",
     ))
+    for name in torchvision_names():
+        register(ModelSpec(name=name, build=f"{PRETRAINED}:build_torchvision", family=family_of(name),
+                           summary="torchvision classifier (--weights default | none | FILE)",
+                           default_dataset="imagenet"))
+    for name in timm_names():
+        register(ModelSpec(name=name, build=f"{PRETRAINED}:build_timm", family=family_of(name),
+                           summary="timm model (--weights default | none | FILE)",
+                           default_dataset="imagenet"))

@@ -31,12 +31,17 @@ def _retrain_hint(name: str) -> str:
             f"`--weights DIR/{name}.safetensors`, or reinstall pxp-bench.")
 
 
-def build_zoo_model(name: str, weights: str | None = None, num_classes: int | None = None) -> LoadedModel:
+def build_zoo_model(name: str, weights: str | None = None, num_classes: int | None = None,
+                    image_size: int | None = None) -> LoadedModel:
     """Build zoo model ``name`` with its packaged weights, or with the checkpoint at ``weights``.
 
     A checkpoint with a manifest beside it (same stem, ``.json``) is verified against it; packaged
     checkpoints always are.
     """
+    if image_size not in (None, ZOO_INPUT_SHAPE[-1]):
+        raise ConfigError(f"zoo model '{name}' takes {ZOO_INPUT_SHAPE[-1]} px inputs; drop --image-size.")
+    if weights == "none":
+        raise ConfigError(f"zoo model '{name}' is only useful trained; train one with `pxp-bench zoo train`.")
     if num_classes not in (None, ZOO_CLASSES):
         raise ConfigError(f"zoo model '{name}' has {ZOO_CLASSES} outputs; it cannot classify {num_classes} classes.")
     if weights is None or weights == "default":

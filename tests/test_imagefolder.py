@@ -1,0 +1,82 @@
+"""Image-folder datasets (ImageNet layout) made of real JPEG files the tests write."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from helpers import write_image_folder
+from pxp_bench.data.imagefolder import load_image_folders
+from pxp_bench.data.protocol import draw_sets
+from pxp_bench.errors import DataError
+
+
+def test_classes_are_the_sorted_folders_and_targets_follow(imagenet_like):
+    splits = load_image_folders("imagenet", imagenet_like)
+    assert splits.class_names == ["n01440764", "n01443537", "n01484850"] and splits.num_classes == 3
+    assert len(splits.train) == 18 and len(splits.eval) == 9
+    assert sorted(set(splits.train.targets)) == [0, 1, 2]
+
+
+def test_transform_sets_the_input_shape(imagenet_like):
+    from torchvision.models import ResNet18_Weights
+
+    splits = load_image_folders("imagefolder", imagenet_like)
+    splits.use_transform(ResNet18_Weights.DEFAULT.transforms(crop_size=24, resize_size=24))
+    image, label = splits.eval[4]
+    assert splits.input_shape == (3, 24, 24) and image.dtype == torch.float32 and label == 1
+
+
+def test_reference_tuning_and_eval_sets_are_disjoint_and_deterministic(imagenet_like):
+    splits = load_image_folders("imagefolder", imagenet_like)
+    first = draw_sets(splits, n_classes=2, ref_per_class=3, tune_per_class=2, seed=3)
+    assert first == draw_sets(splits, n_classes=2, ref_per_class=3, tune_per_class=2, seed=3)
+    assert first.tuning_split == "train" and not set(first.reference) & set(first.tuning)
+    assert {splits.eval.targets[i] for i in first.evaluation} == set(first.classes)
+
+
+def _copy(source, target):
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing-root", "does not exist"),
+    ("no-val", "expects .*val/ with one folder per class"),
+    ("flat-val", "holds images directly.*valprep"),
+    ("empty-class", "Every class folder needs at least one image"),
+    ("odd-names", "WordNet ids"),
+    ("class-mismatch", "different class folders"),
+])
+def test_broken_layouts_are_named(imagenet_like, tmp_path, breakage, message):
+    root = _copy(imagenet_like, tmp_path / "data")
+    if breakage == "missing-root":
+        root = tmp_path / "nowhere"
+    elif breakage == "no-val":
+        shutil.rmtree(root / "val")
+    elif breakage == "flat-val":
+        for image in (root / "val").rglob("*.jpg"):
+            image.rename(root / "val" / f"{image.parent.name}-{image.name}")
+        for folder in [p for p in (root / "val").iterdir() if p.is_dir()]:
+            folder.rmdir()
+    elif breakage == "empty-class":
+        for image in (root / "train" / "n01443537").iterdir():
+            image.unlink()
+    elif breakage == "odd-names":
+        for split in ("train", "val"):
+            (root / split / "n01440764").rename(root / split / "goldfish")
+    elif breakage == "class-mismatch":
+        (root / "val" / "n01484850").rename(root / "val" / "n09999999")
+    with pytest.raises(DataError, match=message):
+        load_image_folders("imagenet", root)
+
+
+def test_an_unreadable_image_is_named_when_loaded(tmp_path):
+    root = write_image_folder(tmp_path / "data", ["a", "b"], per_split=(2, 2))
+    broken = root / "val" / "b" / "img1.jpg"
+    broken.write_bytes(b"not a jpeg")
+    splits = load_image_folders("imagefolder", root)
+    with pytest.raises(DataError, match="cannot read image .*img1.jpg"):
+        splits.eval[3]

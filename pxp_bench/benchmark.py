@@ -124,7 +124,7 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
             f"method '{method.name}' has no preset '{preset_name}'; presets: {', '.join(method.preset_names())}."
         )
     owner = f"method '{method.name}'"
-    params = resolve_params(method.params, owner=owner, preset=method.presets.get(preset_name),
+    params = resolve_params(method.space_for(model.family), owner=owner, preset=method.presets.get(preset_name),
                             values=bench.params, texts=bench.param_texts)
     variant = "custom" if bench.params or bench.param_texts else preset_name
     return Plan(model, dataset, method, plugins.methods.owner(method.name), components, params, variant)
@@ -140,7 +140,8 @@ def _check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
     if not bench.rates:
         raise ConfigError("no pruning rates given.")
     if dataset.needs_root and bench.data_root is None:
-        raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH.")
+        raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH (a folder with "
+                          "train/ and val/, one sub-folder per class), or choose another --dataset.")
     if not dataset.needs_root and bench.data_root is not None:
         raise ConfigError(f"dataset '{dataset.name}' is embedded and takes no --data; drop it.")
     if bench.data_root is not None and not Path(bench.data_root).exists():

@@ -250,14 +250,15 @@ def leaderboard(
 def zoo_train(
     model: Annotated[str, typer.Argument(help="Zoo model name, e.g. digits-vgg.")],
     out: Annotated[Path, typer.Option(help="Folder for MODEL.safetensors and its manifest MODEL.json.")],
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the model's, 30 or 40).")] = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
 ) -> None:
     """Train a zoo model on digits' train split, reproducibly, and write checkpoint + manifest."""
     from rich.progress import Progress
 
-    from pxp_bench.models.training import train_zoo_model
+    from pxp_bench.models.training import DEFAULT_EPOCHS, train_zoo_model
 
+    epochs = DEFAULT_EPOCHS.get(model, 30) if epochs is None else epochs
     command = f"pxp-bench zoo train {model} --out {out} --epochs {epochs} --seed {seed}"
     with Progress(console=err_console) as bars:
         task = bars.add_task(f"training {model}", total=epochs)

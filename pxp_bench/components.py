@@ -1,10 +1,15 @@
 """Find the prunable units of any ``nn.Module`` by dataflow in a probe forward pass (PROTOCOL section 2).
 
-A component is scored and masked at the same tensor, its *site*: for ``filters`` the output of the
-BatchNorm that consumes the conv's output (found by tensor identity, not module order), else the conv's
-output; for CNN ``neurons`` the output of each hidden Linear of the classifier (every Linear except the
-one producing the logits). Only modules that actually ran in the probe are returned, so a module that
-is never called can never carry a mask.
+A component is scored and masked at the same tensor, its *site*:
+- ``filters``: the output of the BatchNorm that consumes the conv's output (found by tensor identity,
+  not module order), else the conv's output;
+- ``neurons``: for a CNN the output of each hidden Linear of the classifier (every Linear except the
+  one producing the logits); for a transformer the output of each MLP's activation (an activation
+  module fed by a Linear), i.e. the hidden units of every block's MLP;
+- ``heads``: the input of each attention module's output projection, the concatenated per-head
+  outputs (under `explicit_attention`, which the probe, masking and capture switch on themselves).
+Only modules that actually ran in the probe are returned, so a module that is never called can never
+carry a mask.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pxp_bench.attention import attention_modules, explicit_attention_active, output_projection
 from pxp_bench.errors import ComponentError
 from pxp_bench.specs import COMPONENT_KINDS
 
@@ -24,10 +30,16 @@ class ComponentGroup:
     """The components of one layer: ``size`` channels along dim 1 of the site module's output."""
 
     name: str
-    """The producing module (conv or Linear); its weights define magnitude scores."""
+    """The producing module (conv, Linear or attention); its weights define magnitude scores."""
     site: str
-    """The module whose output carries the components (where they are scored and masked)."""
+    """The module whose output (or input, see ``at_input``) carries the components."""
     size: int
+    channel_dim: int = 1
+    """Where the channels lie in the site tensor: 1 for (batch, channels, ...), -1 for tokens."""
+    unit: int = 1
+    """Channels per component: a head spans ``head_dim`` channels."""
+    at_input: bool = False
+    """The components live in the site module's input (heads: the output projection's input)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class Components:
 
 class _Probe:
     """Records, in execution order, each module call's first input and output tensors."""
+    # (the output projection of attention is recorded too: its call proves the heads' site exists)
 
     def __init__(self, model: nn.Module) -> None:
         self.calls: list[tuple[str, nn.Module, object, object]] = []
@@ -69,7 +82,7 @@ class _Probe:
 def _probe(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, nn.Module, object, object]], object]:
     probe = _Probe(model)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), explicit_attention_active(model):
             output = model(example)
     finally:
         probe.remove()
@@ -115,19 +128,49 @@ def _cnn_neurons(
     ]
 
 
+ACTIVATIONS = (nn.GELU, nn.ReLU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.LeakyReLU)
+
+
+def _transformer_neurons(calls: list[tuple[str, nn.Module, object, object]]) -> list[ComponentGroup]:
+    linear_outputs = {id(out): (name, module) for name, module, _, out in calls if isinstance(module, nn.Linear)}
+    groups = []
+    for name, module, first_input, _ in calls:
+        if isinstance(module, ACTIVATIONS) and id(first_input) in linear_outputs:
+            producer, linear = linear_outputs[id(first_input)]
+            groups.append(ComponentGroup(producer, name, linear.out_features, channel_dim=-1))
+    _refuse_shared(calls, [group.site for group in groups])
+    return groups
+
+
+def _heads(model: nn.Module, calls: list[tuple[str, nn.Module, object, object]]) -> list[ComponentGroup]:
+    ran = {name for name, *_ in calls}
+    groups = []
+    for name, module in attention_modules(model):
+        projection = output_projection(name, module)
+        if projection in ran:
+            channels = dict(model.named_modules())[projection].in_features
+            groups.append(ComponentGroup(name, projection, module.num_heads, channel_dim=-1,
+                                         unit=channels // module.num_heads, at_input=True))
+    _refuse_shared(calls, [group.site for group in groups])
+    return groups
+
+
 def discover_components(model: nn.Module, kind: str, example: torch.Tensor) -> Components:
     """Find the components of ``kind`` in ``model`` by running ``example`` (a batch) through it."""
     if kind not in COMPONENT_KINDS:
         raise ComponentError(f"unknown component kind '{kind}'; choose one of {', '.join(COMPONENT_KINDS)}.")
-    if kind == "heads":
-        raise ComponentError(
-            "component kind 'heads' needs a transformer with discoverable attention heads; "
-            "this model has none. Use --components filters or neurons."
-        )
     calls, output = _probe(model, example)
-    groups = _filters(calls) if kind == "filters" else _cnn_neurons(calls, output)
+    if kind == "filters":
+        groups = _filters(calls)
+    elif kind == "heads":
+        groups = _heads(model, calls)
+    elif attention_modules(model):
+        groups = _transformer_neurons(calls)
+    else:
+        groups = _cnn_neurons(calls, output)
     if not groups:
-        what = "no Conv2d layer" if kind == "filters" else "no hidden fully connected layer"
+        what = {"filters": "no Conv2d layer", "neurons": "no hidden fully connected layer",
+                "heads": "no attention module (torchvision MultiheadAttention or timm Attention)"}[kind]
         raise ComponentError(
             f"the model has {what} that ran in a forward pass, so it has no '{kind}' to prune. "
             "Choose another --components."

@@ -9,7 +9,8 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from pxp_bench.components import Components
+from pxp_bench.attention import explicit_attention_active
+from pxp_bench.components import ComponentGroup, Components
 from pxp_bench.errors import ComponentError
 
 
@@ -72,32 +73,49 @@ class MaskHandle:
             )
 
 
+def channel_view(values: torch.Tensor, group: ComponentGroup, like: torch.Tensor) -> torch.Tensor:
+    """Per-component ``values`` expanded to the site tensor's channels, shaped to broadcast on ``like``."""
+    if group.unit > 1:
+        values = values.repeat_interleave(group.unit)
+    shape = [1] * like.dim()
+    shape[group.channel_dim] = -1
+    return values.to(device=like.device, dtype=like.dtype).view(shape)
+
+
+def site_hook(module: nn.Module, group: ComponentGroup, transform) -> torch.utils.hooks.RemovableHandle:
+    """Hook ``transform(tensor) -> tensor`` onto the site tensor: the module's output, or its first
+    input for ``at_input`` groups."""
+    if group.at_input:
+        return module.register_forward_pre_hook(lambda _, args: (transform(args[0]), *args[1:]))
+    return module.register_forward_hook(lambda _, __, output: transform(output))
+
+
 @contextmanager
 def masked(
     model: nn.Module, components: Components, masks: Mapping[str, torch.Tensor]
 ) -> Iterator[MaskHandle]:
-    """Zero the pruned components' outputs inside the block; every hook is removed on exit."""
+    """Zero the pruned components inside the block; every hook is removed on exit."""
     modules = dict(model.named_modules())
     handle = MaskHandle([group.site for group in components.groups])
     hooks = []
 
-    def make_hook(site: str, keep: torch.Tensor):
+    def make_transform(group: ComponentGroup):
         shaped: dict[tuple, torch.Tensor] = {}
 
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-            handle.fired.add(site)
-            key = (output.dim(), output.device, output.dtype)
+        def transform(tensor: torch.Tensor) -> torch.Tensor:
+            handle.fired.add(group.site)
+            key = (tensor.dim(), tensor.device, tensor.dtype)
             if key not in shaped:
-                view = [1, -1] + [1] * (output.dim() - 2)
-                shaped[key] = keep.to(device=output.device, dtype=output.dtype).view(view)
-            return output * shaped[key]
+                shaped[key] = channel_view(masks[group.name], group, tensor)
+            return tensor * shaped[key]
 
-        return hook
+        return transform
 
-    try:
-        for group in components.groups:
-            hooks.append(modules[group.site].register_forward_hook(make_hook(group.site, masks[group.name])))
-        yield handle
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with explicit_attention_active(model):
+        try:
+            for group in components.groups:
+                hooks.append(site_hook(modules[group.site], group, make_transform(group)))
+            yield handle
+        finally:
+            for hook in hooks:
+                hook.remove()

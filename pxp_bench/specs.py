@@ -48,6 +48,12 @@ class MethodSpec:
     families: frozenset[str] = frozenset(FAMILIES)
     params: ParamSpace = field(default_factory=dict)
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    family_params: Mapping[str, ParamSpace] = field(default_factory=dict)
+    """Parameters that exist only for one model family (e.g. LRP's attention rule for transformers)."""
+
+    def space_for(self, family: str) -> dict:
+        """The parameter space on a model of ``family``."""
+        return {**self.params, **self.family_params.get(family, {})}
 
     def load_score(self) -> Callable:
         return resolve_callable(self.score, f"method '{self.name}'")

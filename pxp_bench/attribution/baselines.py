@@ -16,15 +16,27 @@ def random_scores(model: nn.Module, components: Components, reference: Reference
     return dict(zip(components.names, flat.split([g.size for g in components.groups])))
 
 
+def _producing_weights(module: nn.Module, size: int) -> torch.Tensor:
+    """(components, ...) weights; attention's packed q/k/v rows are regrouped per head."""
+    if isinstance(module, nn.MultiheadAttention):
+        packed = module.in_proj_weight
+    elif hasattr(module, "qkv"):
+        packed = module.qkv.weight
+    else:
+        return module.weight.detach()
+    q_k_v = packed.detach().view(3, size, -1, packed.shape[-1])  # (q/k/v, head, head_dim, in)
+    return q_k_v.transpose(0, 1)
+
+
 def magnitude_scores(
     model: nn.Module, components: Components, reference: ReferenceSet, normalize: str = "none"
 ) -> dict[str, torch.Tensor]:
-    """Mean |w| of each component's producing weights (mean, so layers of any fan-in compare)."""
+    """Mean |w| of each component's producing weights (mean, so layers of any fan-in compare):
+    a filter's kernel, a neuron's row of its Linear, a head's rows of the q, k and v projections."""
     modules = dict(model.named_modules())
     scores = {}
     for group in components.groups:
-        weight = modules[group.name].weight.detach()
-        score = weight.abs().flatten(1).mean(dim=1).double()
+        score = _producing_weights(modules[group.name], group.size).abs().flatten(1).mean(dim=1).double()
         if normalize == "layer":
             score = score / score.sum().clamp_min(torch.finfo(torch.float64).tiny)
         scores[group.name] = score.float().cpu()

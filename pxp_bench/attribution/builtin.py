@@ -6,7 +6,15 @@ methods never imports torch, zennit or captum.
 
 from __future__ import annotations
 
-from pxp_bench.attribution.options import AGGREGATION, GRADIENT_OPTIONS, INIT, LRP_GROUPS, LRP_RULES, NORMALIZE
+from pxp_bench.attribution.options import (
+    AGGREGATION,
+    ATTENTION_RULES,
+    GRADIENT_OPTIONS,
+    INIT,
+    LRP_GROUPS,
+    LRP_RULES,
+    NORMALIZE,
+)
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.params import Categorical, FloatRange, IntRange
 from pxp_bench.specs import MethodSpec
@@ -37,7 +45,6 @@ def register_methods(register) -> None:
         name="magnitude",
         score="pxp_bench.attribution.baselines:magnitude_scores",
         summary="mean |w| of the weights producing each component (data-free)",
-        components=frozenset({"filters", "neurons"}),
         params={"normalize": NORMALIZE},
     ))
     register(MethodSpec(
@@ -62,10 +69,9 @@ def register_methods(register) -> None:
     register(MethodSpec(
         name="lrp",
         score="pxp_bench.attribution.lrp:lrp_scores",
-        summary="LRP (zennit) with one rule per depth group: low / mid / high convs and fc layers",
-        components=frozenset({"filters", "neurons"}),
-        families=frozenset({"cnn"}),
+        summary="LRP with one rule per depth group (zennit for CNNs, lxt AttnLRP for transformers)",
         params=_lrp_params(),
+        family_params={"transformer": {"attention": Categorical(ATTENTION_RULES, "attnlrp")}},
         presets={
             "epsilon": {group: "epsilon" for group in LRP_GROUPS},
             "yeom": {**{group: "zplus" for group in LRP_GROUPS}, "normalize": "layer"},

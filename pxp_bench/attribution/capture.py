@@ -8,13 +8,23 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from pxp_bench.components import Components
+from pxp_bench.attention import explicit_attention_active
+from pxp_bench.components import ComponentGroup, Components
+from pxp_bench.masking import site_hook
+
+
+def per_component(value: torch.Tensor, group: ComponentGroup) -> torch.Tensor:
+    """Sum a site-shaped tensor over positions / tokens (and a head's channels): (batch, size)."""
+    channels = value.movedim(group.channel_dim, 1) if value.dim() > 2 else value
+    summed = channels.flatten(2).sum(dim=2) if channels.dim() > 2 else channels
+    return summed.view(summed.shape[0], group.size, group.unit).sum(dim=2) if group.unit > 1 else summed
 
 
 class SiteTensors:
-    """The site outputs of the last forward pass, per group (a list: one entry per call)."""
+    """The site tensors of the last forward pass, per group (a list: one entry per call)."""
 
-    def __init__(self) -> None:
+    def __init__(self, components: Components) -> None:
+        self.groups = {group.name: group for group in components.groups}
         self.tensors: dict[str, list[torch.Tensor]] = {}
 
     def clear(self) -> None:
@@ -24,38 +34,37 @@ class SiteTensors:
         return [tensor for tensors in self.tensors.values() for tensor in tensors]
 
     def per_sample(self, values: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Sum ``values`` (aligned with ``flat()``) over positions and calls: ``{group: (batch, size)}``."""
+        """Sum ``values`` (aligned with ``flat()``) per component over positions and calls:
+        ``{group: (batch, size)}``."""
         out: dict[str, torch.Tensor] = {}
         position = 0
         for name, tensors in self.tensors.items():
-            total = None
-            for value in values[position:position + len(tensors)]:
-                summed = value.flatten(2).sum(dim=2) if value.dim() > 2 else value
-                total = summed if total is None else total + summed
+            parts = [per_component(value, self.groups[name]) for value in values[position:position + len(tensors)]]
             position += len(tensors)
-            out[name] = total
+            out[name] = torch.stack(parts).sum(dim=0) if len(parts) > 1 else parts[0]
         return out
 
 
 @contextmanager
 def captured_sites(model: nn.Module, components: Components) -> Iterator[SiteTensors]:
-    """Record each site's output; the model receives a copy so in-place ops downstream (an inplace
+    """Record each site tensor; the model continues with a copy, so in-place ops downstream (an inplace
     ReLU after a BatchNorm) cannot overwrite the recorded tensor. Hooks are removed on exit."""
     modules = dict(model.named_modules())
-    sites = SiteTensors()
+    sites = SiteTensors(components)
     handles = []
 
-    def make_hook(name: str):
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-            sites.tensors.setdefault(name, []).append(output)
-            return output.clone()
+    def make_transform(name: str):
+        def transform(tensor: torch.Tensor) -> torch.Tensor:
+            sites.tensors.setdefault(name, []).append(tensor)
+            return tensor.clone()
 
-        return hook
+        return transform
 
-    try:
-        for group in components.groups:
-            handles.append(modules[group.site].register_forward_hook(make_hook(group.name)))
-        yield sites
-    finally:
-        for handle in handles:
-            handle.remove()
+    with explicit_attention_active(model):
+        try:
+            for group in components.groups:
+                handles.append(site_hook(modules[group.site], group, make_transform(group.name)))
+            yield sites
+        finally:
+            for handle in handles:
+                handle.remove()

@@ -19,6 +19,7 @@ import warnings
 import torch
 from torch import nn
 
+from pxp_bench.attention import attention_modules
 from pxp_bench.attribution.aggregate import RelevanceAggregator
 from pxp_bench.attribution.capture import captured_sites
 from pxp_bench.attribution.reference import ReferenceSet
@@ -33,7 +34,8 @@ def depth_groups(conv_names: list[str]) -> dict[str, list[str]]:
     return {"low": conv_names[:size], "mid": conv_names[size:-size], "high": conv_names[-size:]}
 
 
-def _rule(name: str, *, linear: bool, epsilon: float, gamma_conv: float, gamma_linear: float):
+def rule_for(name: str, *, linear: bool, epsilon: float, gamma_conv: float, gamma_linear: float):
+    """The zennit rule called ``name`` with its parameters."""
     from zennit.rules import AlphaBeta, Epsilon, Gamma, ZPlus
 
     if name == "epsilon":
@@ -78,7 +80,7 @@ def build_composite(
     groups = {**depth_groups([g.name for g in convs]), "fc": linear_names}
     parameters = dict(epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)
     name_map = [
-        (tuple(names), _rule(rules[group], linear=group == "fc", **parameters))
+        (tuple(names), rule_for(rules[group], linear=group == "fc", **parameters))
         for group, names in groups.items() if names
     ]
     pairs = [((g.name,), g.site) for g in convs + hidden_linears if g.site != g.name]
@@ -120,14 +122,23 @@ def lrp_scores(
     model: nn.Module, components: Components, reference: ReferenceSet,
     low: str = "epsilon", mid: str = "epsilon", high: str = "epsilon", fc: str = "epsilon",
     epsilon: float = 1e-6, gamma_conv: float = 0.25, gamma_linear: float = 0.05,
-    aggregation: str = "abs", normalize: str = "none", init: str = "one",
+    aggregation: str = "abs", normalize: str = "none", init: str = "one", attention: str = "attnlrp",
 ) -> dict[str, torch.Tensor]:
     """Relevance at each component's site under the group composite, aggregated over the samples.
+
+    Models with attention modules go to the transformer backend (`attnlrp_scores`, lxt); ``attention``
+    is its rule inside attention and is ignored for CNNs.
 
     zennit computes relevance as a modified gradient: seeding the output gradient with the one-hot of
     the true class is ``init=one``; seeding it with one-hot x logit is ``init=logit``. The modified
     gradient at a tensor *is* its relevance.
     """
+    if attention_modules(model):
+        from pxp_bench.attribution.attnlrp import attnlrp_scores
+
+        return attnlrp_scores(model, components, reference, low=low, mid=mid, high=high, fc=fc,
+                              attention=attention, epsilon=epsilon, gamma_linear=gamma_linear,
+                              aggregation=aggregation, normalize=normalize, init=init)
     example = next(iter(reference.dataset))[0].unsqueeze(0).to(reference.device)
     composite = build_composite(model, example, {"low": low, "mid": mid, "high": high, "fc": fc},
                                 epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)

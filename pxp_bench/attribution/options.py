@@ -14,3 +14,6 @@ GRADIENT_OPTIONS = {"aggregation": AGGREGATION, "normalize": NORMALIZE, "init": 
 LRP_RULES = ("epsilon", "gamma", "zplus", "alpha2beta1")
 LRP_GROUPS = ("low", "mid", "high", "fc")
 """Depth groups: the first / middle / last quarter of the convs in execution order, and Linear layers."""
+
+ATTENTION_RULES = ("attnlrp", "cp")
+"""Transformer LRP inside attention: AttnLRP's uniform rule, or CP-LRP (attention held constant)."""

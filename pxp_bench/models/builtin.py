@@ -29,6 +29,13 @@ def register_models(register) -> None:
         family="cnn",
         default_dataset="digits",
     ))
+    register(ModelSpec(
+        name="digits-vit",
+        build="pxp_bench.models.zoo:build_zoo_model",
+        summary="ViT (torchvision), 4 blocks x 4 heads, width 64, narrow MLP (32), trained on digits",
+        family="transformer",
+        default_dataset="digits",
+    ))
     for name in torchvision_names():
         register(ModelSpec(name=name, build=f"{PRETRAINED}:build_torchvision", family=family_of(name),
                            summary="torchvision classifier (--weights default | none | FILE)",

@@ -20,7 +20,7 @@ from pxp_bench.models.architectures import ARCHITECTURES
 from pxp_bench.models.checkpoints import file_sha256, manifest_path
 from pxp_bench.results import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = {"digits-vgg": 30, "digits-resnet": 30, "digits-vit": 40}
 DEFAULT_SEED = 0
 
 
@@ -44,7 +44,7 @@ def train_zoo_model(
     name: str,
     out_dir: Path,
     *,
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = None,
     seed: int = DEFAULT_SEED,
     command: str = "",
     on_epoch: Callable[[int, float], None] | None = None,
@@ -54,6 +54,7 @@ def train_zoo_model(
 
     if name not in ARCHITECTURES:
         raise ConfigError(f"'{name}' is not a zoo model; zoo models: {', '.join(sorted(ARCHITECTURES))}.")
+    epochs = DEFAULT_EPOCHS[name] if epochs is None else epochs
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}.")
     out_dir = ensure_writable_dir(Path(out_dir))

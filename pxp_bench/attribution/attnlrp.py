@@ -1,0 +1,120 @@
+"""LRP for transformers: AttnLRP / CP-LRP through lxt's Gradient x Input rules (PROTOCOL section 3).
+
+Inside `lxt_rules`, LayerNorms and GELUs follow lxt's identity rule and zennit's rule hooks work in
+the Gradient x Input framework (lxt's ``monkey_patch_zennit``); attention is computed explicitly with
+the chosen attention rule (`pxp_bench.attention`). The relevance at a tensor is then a * dL/da, and
+seeding the true class with gradient 1 makes the output carry its logit (``init=logit``); ``init=one``
+divides each sample's relevances by its logit.
+
+Depth groups run over the transformer blocks (the modules holding an attention module) in execution
+order; each group's rule applies to the Linear layers inside its blocks, ``fc`` to the Linear layers
+outside any block (the classifier head). The patch embedding lies below every component, so its rule
+cannot change component scores and it gets none. torchvision packs q, k and v into one parameter that
+is not a module, so on torchvision ViTs the q/k/v projection always propagates as epsilon (plain
+Gradient x Input); timm's ``qkv`` Linear follows its group's rule.
+
+lxt is BSD-3-Clause, but its authors state that LRP is patented and free only for personal and
+scientific use. lxt patches classes globally; every patch here is undone when scoring returns.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from pxp_bench.attention import attention_modules, explicit_attention
+from pxp_bench.attribution.aggregate import RelevanceAggregator
+from pxp_bench.attribution.capture import captured_sites
+from pxp_bench.attribution.gradients import init_factor
+from pxp_bench.attribution.lrp import depth_groups, rule_for
+from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.components import Components
+
+_MISSING = object()
+
+
+@contextmanager
+def _class_attributes(changes: list[tuple[type, str, object]]) -> Iterator[None]:
+    """Set class attributes inside the block and restore each one exactly (or delete it) on exit."""
+    saved = [(cls, name, cls.__dict__.get(name, _MISSING)) for cls, name, _ in changes]
+    try:
+        for cls, name, value in changes:
+            setattr(cls, name, value)
+        yield
+    finally:
+        for cls, name, value in reversed(saved):
+            if value is _MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value)
+
+
+@contextmanager
+def lxt_rules(model: nn.Module) -> Iterator[None]:
+    """lxt's identity rules on the model's LayerNorm and GELU classes, and lxt's Gradient x Input
+    version of zennit's ``BasicHook``; all restored on exit."""
+    from lxt.efficient.patches import layer_norm_forward, non_linear_forward
+    from lxt.efficient.zennit_patches import backward as gi_backward
+    from lxt.efficient.zennit_patches import forward as gi_forward
+    from zennit.core import BasicHook
+
+    classes = {type(module) for module in model.modules()}
+    changes: list[tuple[type, str, object]] = [(BasicHook, "forward", gi_forward), (BasicHook, "backward", gi_backward)]
+    for cls in classes:
+        if issubclass(cls, nn.LayerNorm):
+            changes.append((cls, "forward", layer_norm_forward))
+        elif issubclass(cls, nn.GELU):
+            changes += [(cls, "original_forward", cls.forward), (cls, "forward", non_linear_forward)]
+    with _class_attributes(changes):
+        yield
+
+
+def _block_names(model: nn.Module) -> list[str]:
+    """The blocks: parents of the attention modules, in the model's order."""
+    return [name.rpartition(".")[0] for name, _ in attention_modules(model)]
+
+
+def transformer_composite(model: nn.Module, rules: dict[str, str], *, epsilon: float, gamma_linear: float):
+    from zennit.composites import NameMapComposite
+
+    blocks = _block_names(model)
+    group_of_block = {block: group for group, names in depth_groups(blocks).items() for block in names}
+    names: dict[str, list[str]] = {group: [] for group in ("low", "mid", "high", "fc")}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            block = next((b for b in blocks if name.startswith(b + ".")), None)
+            names[group_of_block[block] if block is not None else "fc"].append(name)
+    name_map = [(tuple(members), rule_for(rules[group], linear=True, epsilon=epsilon, gamma_conv=0.0,
+                                          gamma_linear=gamma_linear))
+                for group, members in names.items() if members]
+    return NameMapComposite(name_map=name_map)
+
+
+def attnlrp_scores(
+    model: nn.Module, components: Components, reference: ReferenceSet, *,
+    low: str, mid: str, high: str, fc: str, attention: str, epsilon: float, gamma_linear: float,
+    aggregation: str, normalize: str, init: str,
+) -> dict[str, torch.Tensor]:
+    """Relevance (a * modified gradient) at each component's site, aggregated over the samples."""
+    composite = transformer_composite(model, {"low": low, "mid": mid, "high": high, "fc": fc},
+                                      epsilon=epsilon, gamma_linear=gamma_linear)
+    aggregator = RelevanceAggregator(components, aggregation, normalize)
+    with ExitStack() as stack:
+        stack.enter_context(lxt_rules(model))
+        stack.enter_context(explicit_attention(model, rule=attention))
+        stack.enter_context(composite.context(model))
+        sites = stack.enter_context(captured_sites(model, components))
+        stack.enter_context(torch.enable_grad())
+        for inputs, targets in reference.batches():
+            sites.clear()
+            logits = model(inputs.detach().requires_grad_(True))
+            target_logits = logits.gather(1, targets[:, None]).squeeze(1)
+            activations = sites.flat()
+            gradients = torch.autograd.grad(target_logits.sum(), activations)
+            relevances = sites.per_sample([a.detach() * g for a, g in zip(activations, gradients)])
+            factor = init_factor(target_logits.detach(), init)
+            aggregator.add({name: r * factor[:, None] for name, r in relevances.items()})
+    return aggregator.scores()

@@ -24,14 +24,16 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-# The README's leaderboard: every built-in method and LRP preset on the zoo models (filters), seeds 0-2.
+# The README's leaderboard: every built-in method and LRP preset on the zoo models, seeds 0-2
+# (filters for the CNNs, heads and neurons for the ViT).
 ZOO_RESULTS := leaderboard/zoo
+ZOO_RUNS := digits-vgg:filters digits-resnet:filters digits-vit:heads digits-vit:neurons
 zoo-leaderboard: $(STAMP)
 	rm -rf $(ZOO_RESULTS)
-	for model in digits-vgg digits-resnet; do for seed in 0 1 2; do \
+	for run in $(ZOO_RUNS); do model=$${run%%:*}; kind=$${run##*:}; for seed in 0 1 2; do \
 	  for method in random magnitude taylor ig smoothgrad; do \
-	    $(BIN)/pxp-bench run --model $$model --method $$method --seed $$seed --out $(ZOO_RESULTS) >/dev/null || exit 1; done; \
+	    $(BIN)/pxp-bench run --model $$model --components $$kind --method $$method --seed $$seed --out $(ZOO_RESULTS) >/dev/null || exit 1; done; \
 	  for preset in default yeom; do \
-	    $(BIN)/pxp-bench run --model $$model --method lrp --preset $$preset --seed $$seed --out $(ZOO_RESULTS) >/dev/null || exit 1; done; \
+	    $(BIN)/pxp-bench run --model $$model --components $$kind --method lrp --preset $$preset --seed $$seed --out $(ZOO_RESULTS) >/dev/null || exit 1; done; \
 	done; done
 	$(BIN)/pxp-bench leaderboard $(ZOO_RESULTS) --readme README.md

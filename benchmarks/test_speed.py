@@ -20,7 +20,8 @@ from pxp_bench.benchmark import Benchmark, plan_benchmark
 from pxp_bench.components import discover_components
 from pxp_bench.data.digits import load_digits_splits
 from pxp_bench.data.protocol import draw_sets
-from pxp_bench.evaluate import DEFAULT_RATES, prune_curve
+from pxp_bench.evaluate import prune_curve
+from pxp_bench.rates import DEFAULT_RATES
 from pxp_bench.masking import rank_components
 from pxp_bench.models.zoo import build_zoo_model
 from pxp_bench.plugins import Plugins

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pxp_bench.attribution.options import ATTENTION_RULES
+from pxp_bench.errors import ComponentError
 
 
 def _apply_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rule: str | None):
@@ -44,6 +45,14 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rule: str | None)
     return out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
 
 
+def _unsupported(module: nn.Module, rule: str | None) -> None:
+    if rule is not None:
+        raise ComponentError(
+            f"LRP's attention rules cannot be applied to this {type(module).__name__} (masks, gating, "
+            "separate key/value inputs or extra biases); only plain self-attention is supported."
+        )
+
+
 def _torchvision_forward(module: nn.MultiheadAttention, rule: str | None):
     fused = type(module).forward
 
@@ -51,8 +60,10 @@ def _torchvision_forward(module: nn.MultiheadAttention, rule: str | None):
                 average_attn_weights=True, is_causal=False):
         supported = (module.batch_first and query is key is value and key_padding_mask is None
                      and attn_mask is None and not need_weights and module._qkv_same_embed_dim
+                     and module.bias_k is None and not module.add_zero_attn
                      and not (module.training and module.dropout > 0))
         if not supported:  # heads are then not discoverable: the probe sees out_proj never run
+            _unsupported(module, rule)
             return fused(module, query, key, value, key_padding_mask, need_weights, attn_mask,
                          average_attn_weights, is_causal)
         batch, tokens, channels = query.shape
@@ -65,21 +76,29 @@ def _torchvision_forward(module: nn.MultiheadAttention, rule: str | None):
 
 
 def _timm_forward(module: nn.Module, rule: str | None):
-    def forward(x, attn_mask=None, **kwargs):
+    original = type(module).forward
+
+    def forward(x, attn_mask=None, is_causal=False):
+        if module.gate is not None or attn_mask is not None or is_causal:
+            # the original forward still calls proj on the (gated) head outputs: exact for gradients
+            _unsupported(module, rule)
+            return original(module, x, attn_mask=attn_mask, is_causal=is_causal)
         batch, tokens, channels = x.shape
         heads = module.num_heads
         qkv = module.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = module.q_norm(q), module.k_norm(k)
         out = _attend(q, k, v, rule)
-        out = getattr(module, "norm", nn.Identity())(out)
+        out = module.norm(out)
         return module.proj_drop(module.proj(out))
 
     return forward
 
 
 def is_timm_attention(module: nn.Module) -> bool:
-    return all(hasattr(module, name) for name in ("qkv", "proj", "num_heads", "q_norm", "k_norm"))
+    """timm's standard ``Attention`` only: its variants (relative positions, RoPE, EVA, differential
+    attention) compute something else, and pxp-bench leaves them untouched (no heads discovered)."""
+    return type(module).__name__ == "Attention" and type(module).__module__ == "timm.layers.attention"
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -23,10 +23,11 @@ from pxp_bench.data.protocol import draw_sets, index_hash, seed_streams
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.device import device_name, resolve_device
 from pxp_bench.errors import ConfigError, DataError, PluginError, PxpBenchError
-from pxp_bench.evaluate import DEFAULT_RATES, curve_metrics, prune_curve
+from pxp_bench.evaluate import curve_metrics, prune_curve
 from pxp_bench.masking import rank_components
 from pxp_bench.params import DEFAULT_PRESET, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
+from pxp_bench.rates import DEFAULT_RATES, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
 from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
@@ -137,8 +138,11 @@ def _check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
         raise ConfigError(f"--image-size must be between 16 and 4096 pixels, got {bench.image_size}.")
     if bench.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
-    if not bench.rates:
-        raise ConfigError("no pruning rates given.")
+    if bench.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {bench.seed}.")
+    if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
+        raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
+    normalise_rates(bench.rates)
     if dataset.needs_root and bench.data_root is None:
         raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH (a folder with "
                           "train/ and val/, one sub-folder per class), or choose another --dataset.")
@@ -231,6 +235,7 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
 
     plan = plan_benchmark(bench, plugins)
     _check_options(bench, plan.dataset)
+    rates = normalise_rates(bench.rates)
     device = resolve_device(bench.device)
     clock = time.perf_counter()
     splits, loaded = _load(plan, bench)
@@ -252,13 +257,20 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
                 f"--scores {bench.scores_file} holds '{saved.metadata.get('method')}' scores, not "
                 f"'{bench.method}'; drop --method or rescore."
             )
+        for key, ours in (("model", plan.model.name), ("weights", loaded.weights), ("classes", sets.classes)):
+            if saved.metadata.get(key) != ours:
+                raise ConfigError(
+                    f"--scores {bench.scores_file} was saved for {key} {saved.metadata.get(key)!r}, this run has "
+                    f"{ours!r}. Use the same --model, --weights, --classes and --seed, or rescore."
+                )
         scores = saved.scores
         method_record = {key: saved.metadata.get(key) for key in method_record}
     else:
-        random_seed = int(seed_streams(bench.seed)["random_baseline"].integers(2**63 - 1))
+        streams = seed_streams(bench.seed)
+        random_seed, sampler_seed = (int(streams[name].integers(2**63 - 1)) for name in ("random_baseline", "sampler"))
 
         def score_at(batch_size: int) -> dict[str, torch.Tensor]:
-            reference = ReferenceSet(reference_data, sets.classes, batch_size, device, random_seed)
+            reference = ReferenceSet(reference_data, sets.classes, batch_size, device, random_seed, sampler_seed)
             if progress is not None:
                 progress.start("scoring", len(reference))
                 reference.on_batch = lambda n: progress.advance("scoring", n)
@@ -275,8 +287,8 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
 
     def curve_at(batch_size: int):
         if progress is not None:
-            progress.start("evaluating", len(bench.rates))
-        return prune_curve(model, components, order, bench.rates, _loader(evaluation, batch_size, device),
+            progress.start("evaluating", len(rates))
+        return prune_curve(model, components, order, rates, _loader(evaluation, batch_size, device),
                            sets.classes, device, amp=bench.amp,
                            on_rate=(lambda _: progress.advance("evaluating")) if progress else None)
 

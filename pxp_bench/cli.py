@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pxp_bench.errors import ConfigError, PxpBenchError
+from pxp_bench.rates import DEFAULT_GRID
 
 if TYPE_CHECKING:
     from pxp_bench.results import Result
@@ -133,7 +134,7 @@ def run(
     components: Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="default (pretrained), none (random init) or a checkpoint file.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels, for models that accept one.")] = None,
-    rates: Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")] = "0:1:0.05",
+    rates: Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")] = DEFAULT_GRID,
     classes: Annotated[str, typer.Option(help="Number of classes drawn with the seed, or 'all'.")] = "all",
     ref_per_class: Annotated[int, typer.Option(help="Reference samples per class (from train).")] = 10,
     tune_per_class: Annotated[int, typer.Option(help="Tuning samples per class (0 = none; used by optimisation).")] = 0,

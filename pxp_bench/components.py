@@ -84,6 +84,11 @@ def _probe(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, nn.
     try:
         with torch.no_grad(), explicit_attention_active(model):
             output = model(example)
+    except RuntimeError as exc:
+        raise ComponentError(
+            f"the model cannot run on inputs of shape {tuple(example.shape)}: {str(exc).splitlines()[0]}. "
+            "Check --image-size and the dataset."
+        ) from None
     finally:
         probe.remove()
     return probe.calls, output
@@ -129,13 +134,19 @@ def _cnn_neurons(
 
 
 ACTIVATIONS = (nn.GELU, nn.ReLU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.LeakyReLU)
+GELU_NAMES = {"GELU", "GELUTanh", "QuickGELU"}
+"""timm's own GELU classes (not subclasses of nn.GELU), recognised by name to avoid importing timm."""
+
+
+def is_activation(module: nn.Module) -> bool:
+    return isinstance(module, ACTIVATIONS) or type(module).__name__ in GELU_NAMES
 
 
 def _transformer_neurons(calls: list[tuple[str, nn.Module, object, object]]) -> list[ComponentGroup]:
     linear_outputs = {id(out): (name, module) for name, module, _, out in calls if isinstance(module, nn.Linear)}
     groups = []
     for name, module, first_input, _ in calls:
-        if isinstance(module, ACTIVATIONS) and id(first_input) in linear_outputs:
+        if is_activation(module) and id(first_input) in linear_outputs:
             producer, linear = linear_outputs[id(first_input)]
             groups.append(ComponentGroup(producer, name, linear.out_features, channel_dim=-1))
     _refuse_shared(calls, [group.site for group in groups])

@@ -12,7 +12,6 @@ from torch import nn
 from pxp_bench.components import Components
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
 
-DEFAULT_RATES = tuple(round(0.05 * i, 2) for i in range(20))
 AMP_DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TOP_PR_FRACTION = 0.95
 

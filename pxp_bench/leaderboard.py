@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from collections import defaultdict
@@ -32,12 +33,18 @@ def load_results(folder: Path) -> list[dict]:
 
 def leaderboard_markdown(results: list[dict]) -> str:
     """A markdown table, best mean A_PR first within each model and component kind."""
+    latest: dict[tuple, dict] = {}
+    for result in results:  # only comparable runs share a row; a rerun of a seed replaces it
+        key = (result["model"], result["components"], result["method"], result["variant"], result["dataset"],
+               len(result["classes"]), tuple(result["rates"]), result["weights"],
+               json.dumps(result["params"], sort_keys=True), result["seed"])
+        if key not in latest or result["created"] >= latest[key]["created"]:
+            latest[key] = result
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for result in results:
-        key = (result["model"], result["components"], result["method"], result["variant"])
-        groups[key].append(result)
+    for key, result in latest.items():
+        groups[key[:-1]].append(result)
     rows = []
-    for (model, components, method, variant), runs in groups.items():
+    for (model, components, method, variant, *_), runs in groups.items():
         a_pr = [r["metrics"]["a_pr"] for r in runs]
         top_pr = [r["metrics"]["top_pr"] for r in runs]
         spread = f" ± {statistics.stdev(a_pr):.3f}" if len(a_pr) > 1 else ""
@@ -54,7 +61,10 @@ def leaderboard_markdown(results: list[dict]) -> str:
 
 def update_readme(readme: Path, table: str) -> None:
     """Replace the text between the leaderboard markers of ``readme`` with ``table``."""
-    text = Path(readme).read_text()
+    try:
+        text = Path(readme).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {readme}: {exc.strerror or exc}.") from None
     pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
     if not pattern.search(text):
         raise ConfigError(f"{readme} has no '{README_START}' ... '{README_END}' markers to fill.")

@@ -84,9 +84,11 @@ def channel_view(values: torch.Tensor, group: ComponentGroup, like: torch.Tensor
 
 def site_hook(module: nn.Module, group: ComponentGroup, transform) -> torch.utils.hooks.RemovableHandle:
     """Hook ``transform(tensor) -> tensor`` onto the site tensor: the module's output, or its first
-    input for ``at_input`` groups."""
+    input for ``at_input`` groups. Input hooks run first (``prepend``): an LRP rule hook on the same
+    module wraps its input, and the site must be the tensor *below* that wrapper, where the rule's
+    relevance arrives."""
     if group.at_input:
-        return module.register_forward_pre_hook(lambda _, args: (transform(args[0]), *args[1:]))
+        return module.register_forward_pre_hook(lambda _, args: (transform(args[0]), *args[1:]), prepend=True)
     return module.register_forward_hook(lambda _, __, output: transform(output))
 
 
@@ -100,20 +102,26 @@ def masked(
     hooks = []
 
     def make_transform(group: ComponentGroup):
+        keep = masks[group.name]
         shaped: dict[tuple, torch.Tensor] = {}
 
         def transform(tensor: torch.Tensor) -> torch.Tensor:
             handle.fired.add(group.site)
             key = (tensor.dim(), tensor.device, tensor.dtype)
             if key not in shaped:
-                shaped[key] = channel_view(masks[group.name], group, tensor)
-            return tensor * shaped[key]
+                shaped[key] = channel_view(keep, group, tensor)
+            if torch.is_grad_enabled():
+                return tensor * shaped[key]
+            return tensor.mul_(shaped[key])  # evaluation: no autograd, spare the allocation
 
         return transform
 
     with explicit_attention_active(model):
         try:
             for group in components.groups:
+                if bool(masks[group.name].all()):  # nothing pruned here: no hook, no work
+                    handle.fired.add(group.site)
+                    continue
                 hooks.append(site_hook(modules[group.site], group, make_transform(group)))
             yield handle
         finally:

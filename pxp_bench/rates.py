@@ -35,7 +35,17 @@ def parse_rates(text: str) -> tuple[float, ...]:
         rates = [round(start + i * step, 10) for i in range(max(count, 0))]
     else:
         rates = [_number(p.strip(), text) for p in text.split(",") if p.strip()]
-    bad = [r for r in rates if not 0.0 <= r <= 1.0]
+    return normalise_rates(rates, text)
+
+
+def normalise_rates(rates, source: str | None = None) -> tuple[float, ...]:
+    """Sorted, de-duplicated rates in [0, 1] with rate 0 (the unpruned baseline) always included."""
+    rates = [float(r) for r in rates]
+    bad = [r for r in rates if not (math.isfinite(r) and 0.0 <= r <= 1.0)]
     if bad:
-        raise ConfigError(f"--rates '{text}': rates must lie in [0, 1]; got {', '.join(f'{r:g}' for r in bad)}.")
+        where = f"--rates '{source}'" if source else "rates"
+        raise ConfigError(f"{where}: rates must lie in [0, 1]; got {', '.join(f'{r:g}' for r in bad)}.")
     return tuple(sorted({0.0, *rates}))
+
+
+DEFAULT_RATES = parse_rates(DEFAULT_GRID)

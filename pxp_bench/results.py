@@ -40,9 +40,8 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half."""
-    path = Path(path)
+def _temporary_copy(path: Path, data: bytes) -> str:
+    """``data`` in a fully written, readable temporary file beside ``path``; returns its name."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
@@ -50,10 +49,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half."""
+    path = Path(path)
+    temporary = _temporary_copy(path, data)
+    try:
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def create_new_file(path: Path, data: bytes) -> bool:
+    """Atomically create ``path`` with ``data`` unless it exists (then False: nothing is touched)."""
+    path = Path(path)
+    temporary = _temporary_copy(path, data)
+    try:
+        os.link(temporary, path)  # fails if path exists: two runs can never overwrite each other
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -148,19 +171,19 @@ def write_result(result: Result, out_dir: Path, *, save_scores: bool = False) ->
     """
     out_dir = ensure_writable_dir(Path(out_dir))
     stem = result.file_stem()
-    path = out_dir / f"{stem}.json"
-    counter = 1
-    while path.exists():
-        counter += 1
-        path = out_dir / f"{stem}-{counter}.json"
-    if save_scores:
-        from pxp_bench.scores import save_scores as save
+    for counter in range(1, 10_000):
+        path = out_dir / (f"{stem}.json" if counter == 1 else f"{stem}-{counter}.json")
+        if path.exists():
+            continue
+        if save_scores:
+            from pxp_bench.scores import save_scores as save
 
-        scores_path = path.with_suffix(".scores.safetensors")
-        save(scores_path, result.scored, result.scores, result.scores_metadata())
-        result.scores_file = scores_path.name
-    atomic_write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
-    return path
+            scores_path = path.with_suffix(".scores.safetensors")
+            save(scores_path, result.scored, result.scores, result.scores_metadata())
+            result.scores_file = scores_path.name
+        if create_new_file(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode()):
+            return path
+    raise ConfigError(f"could not find a free result name for {stem} in {out_dir}.")
 
 
 def read_result(path: Path) -> dict[str, Any]:

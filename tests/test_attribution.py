@@ -242,3 +242,24 @@ def test_lrp_epsilon_equals_gradient_times_activation_on_a_relu_network(digits, 
     taylor = score("taylor", model, components, reference, aggregation="signed")
     for name in components.names:
         torch.testing.assert_close(lrp[name], taylor[name], rtol=1e-3, atol=1e-5)
+
+
+def test_an_input_site_sees_the_rule_of_its_own_module():
+    """Heads live at an output projection's input; the relevance there must be that projection's
+    rule (zplus here), not the plain gradient below zennit's input wrapper."""
+    from zennit.composites import NameMapComposite
+    from zennit.rules import ZPlus
+
+    from pxp_bench.attribution.capture import captured_sites
+    from pxp_bench.components import ComponentGroup, Components
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3, bias=False))
+    x = torch.rand(1, 5)
+    components = Components("heads", (ComponentGroup("0", "0", 5, channel_dim=-1, at_input=True),))
+    composite = NameMapComposite([(("0",), ZPlus())])
+    with composite.context(model), captured_sites(model, components) as sites:
+        out = model(x.requires_grad_(True))
+        (relevance,) = torch.autograd.grad(out, sites.flat(), grad_outputs=torch.tensor([[1.0, 0.0, 0.0]]))
+    contributions = (x[0] * model[0].weight[0].clamp(min=0)).detach()
+    torch.testing.assert_close(relevance[0], contributions / contributions.sum(), atol=1e-5, rtol=1e-4)

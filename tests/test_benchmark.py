@@ -117,3 +117,12 @@ def test_a_third_party_method_that_raises_or_misbehaves_is_named():
         run_benchmark(Benchmark(method="explodes"), plugins=loaded)
     with pytest.raises(ComponentError, match="have 1 entries; the layer has 16"):
         run_benchmark(Benchmark(method="wrong-shape"), plugins=loaded)
+
+
+def test_python_api_rates_are_normalised_and_checked(plugins):
+    result = run_benchmark(Benchmark(method="magnitude", rates=(0.5, 0.2, 0.5)), plugins=plugins)
+    assert result.rates == [0.0, 0.2, 0.5]
+    with pytest.raises(ConfigError, match="rates must lie in"):
+        run_benchmark(Benchmark(rates=(0.0, 1.5)), plugins=plugins)
+    with pytest.raises(ConfigError, match="--seed must be 0 or more"):
+        run_benchmark(Benchmark(seed=-1), plugins=plugins)

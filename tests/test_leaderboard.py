@@ -39,3 +39,8 @@ def test_missing_or_empty_results_folder(tmp_path):
         load_results(tmp_path / "nope")
     with pytest.raises(ConfigError, match="no pxp-bench results"):
         load_results(tmp_path)
+
+
+def test_a_missing_readme_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        update_readme(tmp_path / "missing.md", "x")

@@ -79,8 +79,22 @@ def test_a_mask_on_a_module_that_never_runs_is_reported(zoo_model):
     model = zoo_model("digits-vgg")
     components = Components("filters", (ComponentGroup("features.0", "features.1", 16),
                                         ComponentGroup("ghost", "classifier.3", 128)))
-    masks = {"features.0": torch.ones(16, dtype=torch.bool), "ghost": torch.ones(128, dtype=torch.bool)}
+    masks = {"features.0": torch.ones(16, dtype=torch.bool), "ghost": torch.arange(128) > 0}
     with torch.no_grad(), masked(model, components, masks) as handle:
         model.features(EXAMPLE)
         with pytest.raises(ComponentError, match="classifier.3 did not run"):
             handle.check_all_fired()
+
+
+def test_unpruned_groups_get_no_hook_and_masking_works_under_autograd(zoo_model):
+    model = zoo_model("digits-vgg")
+    components = discover_components(model, "filters", EXAMPLE)
+    masks = {g.name: torch.ones(g.size, dtype=torch.bool) for g in components.groups}
+    masks["features.0"] = torch.arange(16) >= 4
+    x = torch.rand(2, 1, 32, 32, requires_grad=True)
+    with masked(model, components, masks) as handle:
+        assert sum(len(m._forward_hooks) for m in model.modules()) == 1
+        out = model.features[:2](x)
+        handle.check_all_fired()
+    out.sum().backward()
+    assert torch.equal(out[:, :4], torch.zeros_like(out[:, :4])) and x.grad is not None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pxp_bench.errors import ConfigError
-from pxp_bench.evaluate import DEFAULT_RATES
+from pxp_bench.rates import DEFAULT_RATES
 from pxp_bench.rates import DEFAULT_GRID, parse_rates
 
 

@@ -64,3 +64,12 @@ def test_cli_save_scores_then_scores(tmp_path):
     assert second.exit_code == 0, second.output
     bad = runner.invoke(app, ["run", "--scores", str(saved), "--model", "digits-resnet", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "does not match" in bad.output
+
+
+def test_scores_from_another_draw_or_with_params_are_refused(plugins, tmp_path):
+    scored = run_benchmark(Benchmark(method="magnitude", rates=(0.0,), n_classes=3, seed=1), plugins=plugins)
+    scores_path = tmp_path / json.loads(write_result(scored, tmp_path, save_scores=True).read_text())["scores_file"]
+    with pytest.raises(ConfigError, match="saved for classes"):
+        run_benchmark(Benchmark(rates=(0.0,), n_classes=3, seed=2, scores_file=scores_path), plugins=plugins)
+    with pytest.raises(ConfigError, match="--param do not apply"):
+        run_benchmark(Benchmark(scores_file=scores_path, param_texts={"normalize": "layer"}), plugins=plugins)

@@ -165,3 +165,26 @@ def test_vit_b_16_smoke_run_at_224_px(plugins, imagenet_like):
                                      weights="none", components="heads", n_classes=2, ref_per_class=1,
                                      rates=(0.0, 0.5), batch_size=4), plugins=plugins)
     assert result.samples["image_size"] is None and result.samples["evaluation"] == 6
+
+
+def test_vit_image_sizes_that_do_not_fit_the_patches_are_a_clear_error():
+    from pxp_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot be built with --image-size 100"):
+        build_torchvision("vit_b_16", weights="none", image_size=100)
+
+
+def test_gated_timm_attention_keeps_its_heads_for_gradients_but_refuses_lrp_rules():
+    from pxp_bench.errors import ComponentError
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=5).eval()
+    attention = model.blocks[0].attn
+    attention.gate = nn.Linear(192, 192)
+    x = _inputs(2)
+    plain = model(x)
+    with explicit_attention(model):
+        torch.testing.assert_close(model(x), plain)  # falls back to timm's own forward
+        with pytest.raises(ComponentError, match="cannot be applied"), explicit_attention(model, rule="cp"):
+            model(x)

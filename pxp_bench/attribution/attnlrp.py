@@ -31,7 +31,7 @@ from pxp_bench.attribution.capture import captured_sites
 from pxp_bench.attribution.gradients import init_factor
 from pxp_bench.attribution.lrp import depth_groups, rule_for
 from pxp_bench.attribution.reference import ReferenceSet
-from pxp_bench.components import Components
+from pxp_bench.components import GELU_NAMES, Components
 
 _MISSING = object()
 
@@ -66,7 +66,7 @@ def lxt_rules(model: nn.Module) -> Iterator[None]:
     for cls in classes:
         if issubclass(cls, nn.LayerNorm):
             changes.append((cls, "forward", layer_norm_forward))
-        elif issubclass(cls, nn.GELU):
+        elif issubclass(cls, nn.GELU) or cls.__name__ in GELU_NAMES:
             changes += [(cls, "original_forward", cls.forward), (cls, "forward", non_linear_forward)]
     with _class_attributes(changes):
         yield

@@ -84,11 +84,11 @@ def ig_scores(
     return aggregator.scores()
 
 
-def _noise(reference_seed: int, start: int, inputs: torch.Tensor, n_samples: int) -> torch.Tensor:
-    """Standard normal noise per sample, seeded by the sample's index: independent of batching."""
+def _noise(reference: ReferenceSet, start: int, inputs: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Standard normal noise per sample from the run's sampler stream: independent of batching."""
     draws = []
     for offset in range(len(inputs)):
-        generator = torch.Generator().manual_seed(reference_seed + 1_000_003 * (start + offset))
+        generator = reference.sample_generator(start + offset)
         draws.append(torch.randn((n_samples, *inputs.shape[1:]), generator=generator))
     return torch.stack(draws, dim=1).to(inputs.device, inputs.dtype)  # (n_samples, batch, ...)
 
@@ -104,7 +104,7 @@ def smoothgrad_scores(
             flat = inputs.flatten(1)
             scale = sigma * (flat.max(dim=1).values - flat.min(dim=1).values)
             scale = scale.view(-1, *([1] * (inputs.dim() - 1)))
-            noise = _noise(reference.seed, start, inputs, n_samples)
+            noise = _noise(reference, start, inputs, n_samples)
             summed: dict[str, torch.Tensor] = {}
             for draw in noise:
                 activations, gradients, _ = site_gradients(model, sites, inputs + scale * draw, targets)

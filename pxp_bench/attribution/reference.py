@@ -22,12 +22,21 @@ class ReferenceSet:
     batch_size: int
     device: torch.device
     seed: int
-    """Seed of the run's ``random_baseline`` stream, for methods that draw random numbers."""
+    """Seed of the run's ``random_baseline`` stream (random scores)."""
+    sampler_seed: int = 0
+    """Seed of the run's ``sampler`` stream (noise, sampling inside a method): use `sample_generator`."""
     on_batch: Callable[[int], None] | None = None
     """Called with the batch size after each batch is handed out (progress reporting)."""
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def sample_generator(self, index: int) -> torch.Generator:
+        """A CPU generator for reference sample ``index``: independent of the batch size."""
+        import numpy as np
+
+        state = np.random.SeedSequence([self.sampler_seed, index]).generate_state(1, dtype=np.uint64)[0]
+        return torch.Generator().manual_seed(int(state))
 
     def num_batches(self) -> int:
         return -(-len(self.dataset) // self.batch_size)

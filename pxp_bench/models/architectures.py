@@ -75,4 +75,3 @@ def digits_vit(num_classes: int = 10, in_channels: int = 1) -> VisionTransformer
 
 
 ARCHITECTURES = {"digits-vgg": DigitsVGG, "digits-resnet": DigitsResNet, "digits-vit": digits_vit}
-FAMILIES = {"digits-vgg": "cnn", "digits-resnet": "cnn", "digits-vit": "transformer"}

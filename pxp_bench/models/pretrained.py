@@ -107,7 +107,11 @@ def build_torchvision(name: str, weights: str | None = None, num_classes: int | 
             raise _offline_error(name, f"{torch.hub.get_dir()}/checkpoints", exc) from None
         identity = f"torchvision:{default_weights}"
     elif weights == "none":
-        model = _random_model(lambda: get_model(name, weights=None, num_classes=num_classes or 1000, **extra))
+        try:
+            model = _random_model(lambda: get_model(name, weights=None, num_classes=num_classes or 1000, **extra))
+        except (AssertionError, ValueError) as exc:
+            raise ConfigError(f"'{name}' cannot be built with --image-size {image_size}: {exc or 'unsupported size'}."
+                              ) from None
         identity = f"random:seed{RANDOM_SEED}"
     else:
         path = Path(weights)

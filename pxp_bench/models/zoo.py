@@ -6,7 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 from pxp_bench.errors import CheckpointError, ConfigError
-from pxp_bench.models.architectures import ARCHITECTURES, FAMILIES
+from pxp_bench.models.architectures import ARCHITECTURES
+from pxp_bench.models.builtin import ZOO
 from pxp_bench.models.checkpoints import (
     apply_state_dict,
     file_sha256,
@@ -61,4 +62,4 @@ def build_zoo_model(name: str, weights: str | None = None, num_classes: int | No
     model = ARCHITECTURES[name]()
     apply_state_dict(model, load_state_dict(checkpoint), checkpoint)
     model.eval()
-    return LoadedModel(model, FAMILIES[name], ZOO_CLASSES, ZOO_INPUT_SHAPE, identity)
+    return LoadedModel(model, ZOO[name][0], ZOO_CLASSES, ZOO_INPUT_SHAPE, identity)

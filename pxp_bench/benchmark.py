@@ -142,7 +142,6 @@ def _check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
         raise ConfigError(f"--seed must be 0 or more, got {bench.seed}.")
     if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
         raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
-    normalise_rates(bench.rates)
     if dataset.needs_root and bench.data_root is None:
         raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH (a folder with "
                           "train/ and val/, one sub-folder per class), or choose another --dataset.")

@@ -38,9 +38,6 @@ class ReferenceSet:
         state = np.random.SeedSequence([self.sampler_seed, index]).generate_state(1, dtype=np.uint64)[0]
         return torch.Generator().manual_seed(int(state))
 
-    def num_batches(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
-
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(inputs, targets)`` batches on the device, in a fixed order."""
         for _, inputs, targets in self.indexed_batches():

@@ -15,6 +15,7 @@ from pxp_bench.errors import (
     DataError,
     PluginError,
     PxpBenchError,
+    StorageError,
     UnknownNameError,
 )
 from pxp_bench.hookspecs import hookimpl
@@ -38,6 +39,7 @@ __all__ = [
     "OptimizerSpec",
     "PluginError",
     "PxpBenchError",
+    "StorageError",
     "UnknownNameError",
     "discover_components",
     "hookimpl",

@@ -22,12 +22,12 @@ from pxp_bench.components import discover_components
 from pxp_bench.data.protocol import draw_sets, index_hash, seed_streams
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.device import device_name, resolve_device
-from pxp_bench.errors import ConfigError, DataError, PluginError, PxpBenchError
+from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
 from pxp_bench.evaluate import curve_metrics, prune_curve
-from pxp_bench.masking import rank_components
+from pxp_bench.masking import check_scores, rank_components
 from pxp_bench.params import DEFAULT_PRESET, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
-from pxp_bench.rates import DEFAULT_RATES, normalise_rates
+from pxp_bench.rates import DEFAULT_RATES, check_grid_fits, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
 from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
@@ -98,6 +98,17 @@ def _default_method(plugins: Plugins, family: str, components: str) -> str:
     raise ConfigError(f"no default method fits a {family} with {components}; pass --method.")
 
 
+def _refuse_other_family_params(method: MethodSpec, model: ModelSpec, given: dict[str, Any]) -> None:
+    space = method.space_for(model.family)
+    for key in given:
+        other = [family for family, extra in method.family_params.items() if key in extra and family != model.family]
+        if key not in space and other:
+            raise ConfigError(
+                f"parameter '{key}' of method '{method.name}' exists only for {' and '.join(other)} models; "
+                f"'{model.name}' is a {model.family}. Drop --param {key}."
+            )
+
+
 def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
     """Resolve names and parameters; raises a `PxpBenchError` naming the first problem."""
     plugins = plugins or get_plugins()
@@ -125,10 +136,25 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
             f"method '{method.name}' has no preset '{preset_name}'; presets: {', '.join(method.preset_names())}."
         )
     owner = f"method '{method.name}'"
+    _refuse_other_family_params(method, model, {**bench.params, **bench.param_texts})
     params = resolve_params(method.space_for(model.family), owner=owner, preset=method.presets.get(preset_name),
                             values=bench.params, texts=bench.param_texts)
     variant = "custom" if bench.params or bench.param_texts else preset_name
     return Plan(model, dataset, method, plugins.methods.owner(method.name), components, params, variant)
+
+
+def _check_types(bench: Benchmark) -> None:
+    """Python API callers get the same one-line errors as the command line, not a TypeError later."""
+    for name in ("ref_per_class", "tune_per_class", "seed", "batch_size"):
+        value = getattr(bench, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}.")
+    n_classes = bench.n_classes
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int)):
+        raise ConfigError(f"n_classes must be an integer or None (all classes), got {n_classes!r}.")
+    if n_classes is not None and n_classes < 2:
+        raise ConfigError(f"--classes {n_classes}: at least 2 classes are needed; with one class every metric "
+                          "is trivially 1.0.")
 
 
 def _check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
@@ -166,13 +192,19 @@ def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
 
 
 def _score(plan: Plan, plugins: Plugins, model, components, reference) -> dict[str, torch.Tensor]:
+    """The method's scores, checked against the components; a plugin's failure names the plugin."""
     score = plan.method.load_score()
+    info = plugins.infos[plan.method_owner]
     try:
-        return score(model, components, reference, **plan.params)
-    except (PxpBenchError, torch.cuda.OutOfMemoryError):
-        raise
+        scores = score(model, components, reference, **plan.params)
+        check_scores(components, scores)
+        return scores
+    except (PxpBenchError, torch.cuda.OutOfMemoryError) as exc:
+        if info.source == "builtin" or not isinstance(exc, ComponentError):
+            raise
+        raise PluginError(f"method '{plan.method.name}' from plugin '{info.name}' ({info.distribution} "
+                          f"{info.version}) returned unusable scores: {exc}") from None
     except Exception as exc:
-        info = plugins.infos[plan.method_owner]
         if info.source == "builtin":
             raise
         raise PluginError(
@@ -232,6 +264,7 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
         timings[stage] = round(now - since, 4)
         return now
 
+    _check_types(bench)
     plan = plan_benchmark(bench, plugins)
     _check_options(bench, plan.dataset)
     rates = normalise_rates(bench.rates)
@@ -246,7 +279,9 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
     reference_data = Subset(splits.train, sets.reference)
     example = reference_data[0][0].unsqueeze(0).to(device)
     components = discover_components(model, plan.components, example)
+    check_grid_fits(rates, components.total)
     clock = lap("discover", clock)
+    diagnostics: dict[str, Any] = {"excluded_attention": list(components.excluded)}
 
     method_record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
     if bench.scores_file is not None:
@@ -274,6 +309,7 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
                 progress.start("scoring", len(reference))
                 reference.on_batch = lambda n: progress.advance("scoring", n)
             scored = _score(plan, plugins, model, components, reference)
+            diagnostics.update(reference.diagnostics)
             if progress is not None:
                 progress.finish("scoring")  # data-free methods never ask for a batch
             return scored
@@ -295,7 +331,6 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
     lap("evaluate", clock)
     timings["total"] = round(time.perf_counter() - started, 4)
 
-    accuracies = [p.accuracy for p in points]
     return Result(
         **method_record,
         model=plan.model.name,
@@ -304,8 +339,8 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
         seed=bench.seed,
         classes=sets.classes,
         rates=[p.rate for p in points],
-        curve=[{"rate": p.rate, "pruned": p.pruned, "accuracy": p.accuracy} for p in points],
-        metrics=curve_metrics([p.rate for p in points], accuracies),
+        curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy} for p in points],
+        metrics=curve_metrics([p.rate for p in points], [p.correct for p in points], len(sets.evaluation)),
         layers={g.name: [p.layers[g.name] for p in points] for g in components.groups},
         timings=timings,
         environment=environment(device_name(device)),
@@ -324,6 +359,7 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
             "amp": bench.amp,
             "image_size": bench.image_size,
         },
+        diagnostics=diagnostics,
         scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
         scores=scores,
         scored=components,

@@ -3,11 +3,16 @@
 A component is scored and masked at the same tensor, its *site*:
 - ``filters``: the output of the BatchNorm that consumes the conv's output (found by tensor identity,
   not module order), else the conv's output;
-- ``neurons``: for a CNN the output of each hidden Linear of the classifier (every Linear except the
-  one producing the logits); for a transformer the output of each MLP's activation (an activation
-  module fed by a Linear), i.e. the hidden units of every block's MLP;
+- ``neurons``: for a CNN the output of each hidden Linear of the fully connected classifier: a Linear
+  fed by a flat ``(batch, features)`` tensor (flattened or pooled feature maps), except the one
+  producing the logits; a Linear on a higher-dimensional tensor (ConvNeXt's channels-last MLP inside a
+  conv block) is not a classifier neuron, since its channel axis is not dim 1. For a transformer the
+  output of each MLP's activation (an activation module fed by a Linear), i.e. the hidden units of
+  every block's MLP;
 - ``heads``: the input of each attention module's output projection, the concatenated per-head
   outputs (under `explicit_attention`, which the probe, masking and capture switch on themselves).
+  An attention module that falls back to its fused path (masks, separate key / value inputs) has no
+  per-head tensor: it is excluded with a warning naming it, and recorded in ``Components.excluded``.
 Only modules that actually ran in the probe are returned, so a module that is never called can never
 carry a mask.
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+
+import warnings
 
 import torch
 from torch import nn
@@ -48,6 +55,8 @@ class Components:
 
     kind: str
     groups: tuple[ComponentGroup, ...]
+    excluded: tuple[str, ...] = ()
+    """Modules that hold components of this kind but cannot expose them (fused attention)."""
 
     @property
     def total(self) -> int:
@@ -123,13 +132,17 @@ def _filters(calls: list[tuple[str, nn.Module, object, object]]) -> list[Compone
 def _cnn_neurons(
     calls: list[tuple[str, nn.Module, object, object]], model_output: object
 ) -> list[ComponentGroup]:
-    linears = [(name, module, out) for name, module, _, out in calls if isinstance(module, nn.Linear)]
+    """Hidden units of the fully connected classifier: Linear layers on flat (batch, features) tensors,
+    whose units are provably along dim 1; the Linear that produces the logits is not hidden."""
+    linears = [(name, module, first_input, out) for name, module, first_input, out in calls
+               if isinstance(module, nn.Linear)]
     _refuse_shared(calls, [name for name, *_ in linears])
-    heads = [name for name, _, out in linears if out is model_output] or [n for n, *_ in linears[-1:]]
-    hidden = [(name, module, out) for name, module, out in linears if name not in heads]
+    flat = [(name, module, out) for name, module, first_input, out in linears
+            if isinstance(first_input, torch.Tensor) and first_input.dim() == 2]
+    heads = [name for name, _, out in flat if out is model_output] or [n for n, *_ in flat[-1:]]
     return [
         ComponentGroup(name, _consumer_of(out, calls) or name, module.out_features)
-        for name, module, out in hidden
+        for name, module, out in flat if name not in heads
     ]
 
 
@@ -153,37 +166,57 @@ def _transformer_neurons(calls: list[tuple[str, nn.Module, object, object]]) -> 
     return groups
 
 
-def _heads(model: nn.Module, calls: list[tuple[str, nn.Module, object, object]]) -> list[ComponentGroup]:
+def _heads(model: nn.Module, calls: list[tuple[str, nn.Module, object, object]]) -> tuple[list[ComponentGroup], tuple[str, ...]]:
+    """Heads of every attention module that ran explicitly; the names of those that ran fused."""
     ran = {name for name, *_ in calls}
-    groups = []
+    groups, fused = [], []
     for name, module in attention_modules(model):
         projection = output_projection(name, module)
         if projection in ran:
             channels = dict(model.named_modules())[projection].in_features
             groups.append(ComponentGroup(name, projection, module.num_heads, channel_dim=-1,
                                          unit=channels // module.num_heads, at_input=True))
+        elif name in ran:
+            fused.append(name)
     _refuse_shared(calls, [group.site for group in groups])
-    return groups
+    return groups, tuple(fused)
 
 
-def discover_components(model: nn.Module, kind: str, example: torch.Tensor) -> Components:
-    """Find the components of ``kind`` in ``model`` by running ``example`` (a batch) through it."""
+def find_components(model: nn.Module, kind: str, example: torch.Tensor) -> Components:
+    """The components of ``kind`` in ``model`` by running ``example`` (a batch); possibly none."""
     if kind not in COMPONENT_KINDS:
         raise ComponentError(f"unknown component kind '{kind}'; choose one of {', '.join(COMPONENT_KINDS)}.")
     calls, output = _probe(model, example)
+    excluded: tuple[str, ...] = ()
     if kind == "filters":
         groups = _filters(calls)
     elif kind == "heads":
-        groups = _heads(model, calls)
+        groups, excluded = _heads(model, calls)
     elif attention_modules(model):
         groups = _transformer_neurons(calls)
     else:
         groups = _cnn_neurons(calls, output)
-    if not groups:
-        what = {"filters": "no Conv2d layer", "neurons": "no hidden fully connected layer",
+    return Components(kind, tuple(groups), excluded)
+
+
+def discover_components(model: nn.Module, kind: str, example: torch.Tensor) -> Components:
+    """Find the components of ``kind`` in ``model``; refuse a model that has none, and warn about
+    attention modules whose heads cannot be exposed."""
+    components = find_components(model, kind, example)
+    if components.excluded:
+        warnings.warn(
+            f"attention modules {', '.join(components.excluded)} ran their fused path (masks or other "
+            "unsupported options), so their heads are not scored or pruned.",
+            stacklevel=2,
+        )
+    if not components.groups:
+        what = {"filters": "no Conv2d layer",
+                "neurons": "no hidden fully connected layer (a Linear on flat features before the logits "
+                           "layer, or a transformer MLP; Linear layers inside conv blocks, such as "
+                           "ConvNeXt's channels-last MLP, are not classifier neurons)",
                 "heads": "no attention module (torchvision MultiheadAttention or timm Attention)"}[kind]
         raise ComponentError(
             f"the model has {what} that ran in a forward pass, so it has no '{kind}' to prune. "
             "Choose another --components."
         )
-    return Components(kind, tuple(groups))
+    return components

@@ -27,5 +27,23 @@ class CheckpointError(PxpBenchError):
     """A checkpoint that is missing, corrupt, unsafe, or does not match its manifest."""
 
 
+class StorageError(PxpBenchError):
+    """A result that could not be written where asked (the message says where it went instead)."""
+
+
 class ComponentError(PxpBenchError):
     """A model that has no prunable components of the requested kind, or scores that do not fit."""
+
+
+def unwrap_worker_error(exc: PxpBenchError) -> PxpBenchError:
+    """The one-line error a DataLoader worker raised, without torch's re-raise wrapping.
+
+    torch re-raises a worker's exception as the same type with a multi-line message ("Caught X in
+    DataLoader worker process 0. Original Traceback ..."), whose last line is the original message.
+    """
+    message = str(exc)
+    if "Original Traceback" not in message:
+        return exc
+    last = message.rstrip().splitlines()[-1]
+    _, _, original = last.partition(f"{type(exc).__name__}: ")
+    return type(exc)(original or last)

@@ -10,10 +10,12 @@ import torch
 from torch import nn
 
 from pxp_bench.components import Components
+from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
 
 AMP_DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-TOP_PR_FRACTION = 0.95
+TOP_PR_NUMERATOR, TOP_PR_DENOMINATOR = 19, 20
+"""Top-PR keeps at least 19/20 = 95 % of the unpruned model's correct predictions."""
 
 
 def restricted_logits(model: nn.Module, inputs: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
@@ -22,7 +24,7 @@ def restricted_logits(model: nn.Module, inputs: torch.Tensor, class_ids: torch.T
 
 
 @torch.no_grad()
-def accuracy(
+def correct_predictions(
     model: nn.Module,
     loader: Iterable,
     class_ids: Sequence[int],
@@ -30,35 +32,51 @@ def accuracy(
     *,
     amp: str | None = None,
     on_first_batch: Callable[[], None] | None = None,
-) -> float:
-    """Top-1 over the logits restricted to ``class_ids``; labels are original class ids.
+) -> tuple[int, int]:
+    """(correct, seen): top-1 hits over the logits restricted to ``class_ids``; labels are original ids.
 
-    ``amp`` (``bf16`` / ``fp16``) runs the forward passes under autocast.
+    ``amp`` (``bf16`` / ``fp16``) runs the forward passes under autocast. Counts, not a ratio, so that
+    thresholds such as Top-PR's 95 % compare exactly.
     """
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
-    for inputs, labels in loader:
-        with autocast:
-            logits = restricted_logits(model, inputs.to(device, non_blocking=True), ids)
-        correct += (ids[logits.argmax(dim=1)] == labels.to(device, non_blocking=True)).sum()
-        seen += len(labels)
-        if on_first_batch is not None:
-            on_first_batch()
-            on_first_batch = None
+    try:
+        for inputs, labels in loader:
+            with autocast:
+                logits = restricted_logits(model, inputs.to(device, non_blocking=True), ids)
+            correct += (ids[logits.argmax(dim=1)] == labels.to(device, non_blocking=True)).sum()
+            seen += len(labels)
+            if on_first_batch is not None:
+                on_first_batch()
+                on_first_batch = None
+    except PxpBenchError as exc:  # e.g. an unreadable image, raised inside a loader worker
+        raise unwrap_worker_error(exc) from None
     if seen == 0:
         raise ValueError("the evaluation set is empty")
-    return correct.item() / seen
+    return int(correct.item()), seen
+
+
+def accuracy(model: nn.Module, loader: Iterable, class_ids: Sequence[int], device: torch.device, *,
+             amp: str | None = None) -> float:
+    """Top-1 over the logits restricted to ``class_ids`` (see `correct_predictions`)."""
+    correct, seen = correct_predictions(model, loader, class_ids, device, amp=amp)
+    return correct / seen
 
 
 @dataclass(frozen=True)
 class CurvePoint:
     rate: float
     pruned: int
-    accuracy: float
+    correct: int
+    total: int
     layers: dict[str, float]
     """Per group, the fraction of its components pruned at this rate."""
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total
 
 
 def prune_curve(
@@ -73,14 +91,21 @@ def prune_curve(
     amp: str | None = None,
     on_rate: Callable[[CurvePoint], None] | None = None,
 ) -> list[CurvePoint]:
-    """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` masked."""
+    """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` masked.
+
+    Rates that prune the same number of components prune the same set (nested sets), so each count is
+    evaluated once.
+    """
     points = []
+    counted: dict[int, tuple[int, int]] = {}
     for rate in rates:
         n_pruned = pruned_count(rate, components.total)
         masks = keep_masks(components, order, n_pruned)
-        with masked(model, components, masks) as handle:
-            acc = accuracy(model, loader, class_ids, device, amp=amp, on_first_batch=handle.check_all_fired)
-        point = CurvePoint(rate, n_pruned, acc, pruned_fractions(masks))
+        if n_pruned not in counted:
+            with masked(model, components, masks) as handle:
+                counted[n_pruned] = correct_predictions(model, loader, class_ids, device, amp=amp,
+                                                        on_first_batch=handle.check_all_fired)
+        point = CurvePoint(rate, n_pruned, *counted[n_pruned], pruned_fractions(masks))
         points.append(point)
         if on_rate is not None:
             on_rate(point)
@@ -93,22 +118,28 @@ def _interpolated(rates: np.ndarray, accs: np.ndarray, at: float) -> float | Non
     return float(np.interp(at, rates, accs))
 
 
-def curve_metrics(rates: Sequence[float], accuracies: Sequence[float]) -> dict[str, float | None]:
-    """A_PR (mean over the grid), Top-PR, normalised trapezoid AUC, accuracy at 25/50/75 %.
+def keeps_top_pr_accuracy(correct: int, baseline: int) -> bool:
+    """Whether ``correct`` hits keep at least 95 % of ``baseline`` hits, exactly (integers: 19/20)."""
+    return correct * TOP_PR_DENOMINATOR >= baseline * TOP_PR_NUMERATOR
 
-    Accuracy at 25/50/75 % is interpolated linearly when the grid lacks that rate and is None outside
-    the grid's span. Top-PR is the largest rate up to which every rate keeps >= 95 % of rate 0's
-    accuracy.
+
+def curve_metrics(rates: Sequence[float], correct: Sequence[int], total: int) -> dict[str, float | None]:
+    """A_PR (mean top-1 over the grid), Top-PR, normalised trapezoid AUC, accuracy at 25/50/75 %.
+
+    ``correct`` holds the correct-prediction counts per rate out of ``total`` samples. Accuracy at
+    25/50/75 % is interpolated linearly when the grid lacks that rate and is None outside the grid's
+    span. Top-PR is the largest rate up to which every rate keeps >= 95 % of rate 0's correct
+    predictions, compared on the counts.
     """
     order = np.argsort(rates, kind="stable")
     r = np.asarray(rates, dtype=float)[order]
-    a = np.asarray(accuracies, dtype=float)[order]
+    hits = [int(correct[i]) for i in order]
+    a = np.asarray(hits, dtype=float) / total
     span = r[-1] - r[0]
     area = float(np.sum((a[1:] + a[:-1]) * np.diff(r)) / 2 / span) if span > 0 else float(a[0])
-    threshold = TOP_PR_FRACTION * a[0]
     top_pr = 0.0
-    for rate, acc in zip(r, a):
-        if acc < threshold:
+    for rate, count in zip(r, hits):
+        if not keeps_top_pr_accuracy(count, hits[0]):
             break
         top_pr = float(rate)
     return {

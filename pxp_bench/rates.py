@@ -7,6 +7,8 @@ import math
 from pxp_bench.errors import ConfigError
 
 DEFAULT_GRID = "0:1:0.05"
+MAX_RATES = 1000
+"""A grid of more rates than this is refused (before it is built: ``0:1:1e-9`` must not fill memory)."""
 
 
 def _number(text: str, whole: str) -> float:
@@ -32,6 +34,9 @@ def parse_rates(text: str) -> tuple[float, ...]:
         if step <= 0:
             raise ConfigError(f"--rates '{text}': the step must be positive.")
         count = math.ceil((stop - start) / step - 1e-9)
+        if count > MAX_RATES:
+            raise ConfigError(f"--rates '{text}' has {count:,} rates; at most {MAX_RATES:,} are allowed. "
+                              "Use a coarser step.")
         rates = [round(start + i * step, 10) for i in range(max(count, 0))]
     else:
         rates = [_number(p.strip(), text) for p in text.split(",") if p.strip()]
@@ -39,13 +44,37 @@ def parse_rates(text: str) -> tuple[float, ...]:
 
 
 def normalise_rates(rates, source: str | None = None) -> tuple[float, ...]:
-    """Sorted, de-duplicated rates in [0, 1] with rate 0 (the unpruned baseline) always included."""
+    """Sorted, de-duplicated rates in [0, 1] with rate 0 (the unpruned baseline) always included.
+
+    Refuses what is not a sequence of numbers, a grid with no rate above 0 (nothing would be measured)
+    and a grid of more than `MAX_RATES` rates.
+    """
+    where = f"--rates '{source}'" if source is not None else "rates"
+    if isinstance(rates, (str, bytes)) or not hasattr(rates, "__iter__"):
+        raise ConfigError(f"{where}: expected a sequence of numbers such as (0.0, 0.5), got {rates!r}.")
+    rates = list(rates)
+    if any(isinstance(r, bool) or not isinstance(r, (int, float)) for r in rates):
+        raise ConfigError(f"{where}: every rate must be a number, got {rates!r}.")
     rates = [float(r) for r in rates]
     bad = [r for r in rates if not (math.isfinite(r) and 0.0 <= r <= 1.0)]
     if bad:
-        where = f"--rates '{source}'" if source else "rates"
         raise ConfigError(f"{where}: rates must lie in [0, 1]; got {', '.join(f'{r:g}' for r in bad)}.")
-    return tuple(sorted({0.0, *rates}))
+    grid = tuple(sorted({0.0, *rates}))
+    if len(grid) == 1:
+        raise ConfigError(f"{where}: no rate above 0, so nothing would be pruned. Give e.g. '0:1:0.05'.")
+    if len(grid) > MAX_RATES:
+        raise ConfigError(f"{where}: {len(grid):,} rates; at most {MAX_RATES:,} are allowed.")
+    return grid
+
+
+def check_grid_fits(rates: tuple[float, ...], components: int) -> None:
+    """Refuse a grid finer than one rate per component (the standard grid is always accepted)."""
+    allowed = max(components, len(DEFAULT_RATES) - 1)
+    if len(rates) - 1 > allowed:
+        raise ConfigError(
+            f"--rates has {len(rates) - 1} rates above 0, but the model has only {components} components: "
+            f"a grid finer than one rate per component repeats points. Use at most {allowed} rates above 0."
+        )
 
 
 DEFAULT_RATES = parse_rates(DEFAULT_GRID)

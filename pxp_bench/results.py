@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -14,11 +15,48 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pxp_bench.errors import ConfigError
+from pxp_bench.errors import ConfigError, StorageError
 
-SCHEMA_VERSION = 1
-PROTOCOL_VERSION = 1
+SCHEMA_VERSION = 2
+PROTOCOL_VERSION = 2
 RECORDED_PACKAGES = ("torch", "torchvision", "timm", "zennit", "lxt", "captum")
+
+
+TEMPORARY_PREFIX = ".pxp-tmp"
+"""Temporary files are hidden ``.pxp-tmp.<host>.<pid>.<random>.tmp``: never mistaken for results, and
+removable once the process that made them is gone."""
+RESCUE_ENV = "PXP_BENCH_RESCUE_DIR"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _temporary_file(folder: Path) -> tuple[int, str]:
+    """A new temporary file in ``folder``, named after this host and process."""
+    return tempfile.mkstemp(dir=folder, prefix=f"{TEMPORARY_PREFIX}.{_host()}.{os.getpid()}.", suffix=".tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files in ``folder`` left by killed processes of this host; returns them."""
+    pattern = re.compile(rf"^{re.escape(TEMPORARY_PREFIX)}\.{re.escape(_host())}\.(\d+)\..*\.tmp$")
+    removed = []
+    for entry in Path(folder).iterdir():
+        found = pattern.match(entry.name)
+        if found and int(found.group(1)) != os.getpid() and not _process_alive(int(found.group(1))):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def ensure_writable_dir(path: Path) -> Path:
@@ -26,8 +64,9 @@ def ensure_writable_dir(path: Path) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
+        fd, probe = _temporary_file(path)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise ConfigError(f"output folder {path} is not writable ({exc.strerror or exc}). "
                           "Choose another --out.") from None
@@ -42,7 +81,7 @@ def _umask() -> int:
 
 def _temporary_copy(path: Path, data: bytes) -> str:
     """``data`` in a fully written, readable temporary file beside ``path``; returns its name."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, temporary = _temporary_file(path.parent)
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
         with os.fdopen(fd, "wb") as handle:
@@ -138,6 +177,8 @@ class Result:
     environment: dict[str, Any]
     weights: str
     samples: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    """What scoring and discovery report: ``near_zero_logits_skipped``, ``excluded_attention``."""
     scores_source: str | None = None
     """The saved-scores file this run evaluated, when it did not score itself."""
     scores_file: str | None = None
@@ -164,26 +205,61 @@ class Result:
         return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)
 
 
-def write_result(result: Result, out_dir: Path, *, save_scores: bool = False) -> Path:
-    """Write ``result`` as JSON into ``out_dir`` atomically; never overwrites an earlier run.
+def _claim_and_write(result: Result, out_dir: Path, scores: bytes | None) -> Path:
+    """Claim a free ``<stem>[-N].json`` together with its ``.scores.safetensors`` companion.
 
-    With ``save_scores``, the scores go first to ``<stem>.scores.safetensors`` beside it.
+    The companion is claimed first (``os.link`` never replaces a file), then the JSON that names it; if
+    another run took the JSON name in between, our companion is removed and the next name is tried.
     """
-    out_dir = ensure_writable_dir(Path(out_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     stem = result.file_stem()
     for counter in range(1, 10_000):
-        path = out_dir / (f"{stem}.json" if counter == 1 else f"{stem}-{counter}.json")
+        name = stem if counter == 1 else f"{stem}-{counter}"
+        path, scores_path = out_dir / f"{name}.json", out_dir / f"{name}.scores.safetensors"
         if path.exists():
             continue
-        if save_scores:
-            from pxp_bench.scores import save_scores as save
-
-            scores_path = path.with_suffix(".scores.safetensors")
-            save(scores_path, result.scored, result.scores, result.scores_metadata())
+        if scores is not None:
+            if not create_new_file(scores_path, scores):
+                continue  # an orphaned companion: leave it, take the next name
             result.scores_file = scores_path.name
         if create_new_file(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode()):
             return path
+        if scores is not None:
+            scores_path.unlink(missing_ok=True)
+            result.scores_file = None
     raise ConfigError(f"could not find a free result name for {stem} in {out_dir}.")
+
+
+def rescue_folder() -> Path:
+    """Where a result goes when its folder cannot take it: ``$PXP_BENCH_RESCUE_DIR`` or the temp dir."""
+    return Path(os.environ.get(RESCUE_ENV) or Path(tempfile.gettempdir()) / "pxp-bench-rescued")
+
+
+def write_result(result: Result, out_dir: Path, *, save_scores: bool = False) -> Path:
+    """Write ``result`` as JSON into ``out_dir`` atomically; never overwrites an earlier run.
+
+    With ``save_scores``, the scores go to ``<result stem>.scores.safetensors`` beside it. If the folder
+    cannot take the files (disk full, permission revoked), they go to `rescue_folder` and a
+    `StorageError` names both places: a finished result is never lost.
+    """
+    scores = None
+    if save_scores:
+        from pxp_bench.scores import encode_scores
+
+        scores = encode_scores(result.scored, result.scores, result.scores_metadata())
+    try:
+        return _claim_and_write(result, Path(out_dir), scores)
+    except OSError as exc:
+        failure = f"{exc.filename or out_dir}: {exc.strerror or exc}"
+    try:
+        rescued = _claim_and_write(result, rescue_folder(), scores)
+    except OSError as exc:
+        raise StorageError(f"could not write the result ({failure}), nor into the rescue folder "
+                           f"({exc.filename or rescue_folder()}: {exc.strerror or exc}). Set {RESCUE_ENV} to a "
+                           "writable folder and rerun.") from None
+    raise StorageError(f"could not write the result ({failure}); it was saved to {rescued} instead. Fix the "
+                       f"output folder and move the file there.")
 
 
 def read_result(path: Path) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import torch
 
 from pxp_bench.components import Components
 from pxp_bench.errors import ConfigError
-from pxp_bench.results import atomic_write_bytes
 
 FORMAT = "pxp-bench-scores/1"
 
@@ -27,15 +26,15 @@ class SavedScores:
     """``model``, ``weights``, ``components``, ``method``, ``variant``, ``params``, ``seed``, ``classes``."""
 
 
-def save_scores(path: Path, components: Components, scores: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> None:
-    """Write ``scores`` for ``components`` atomically, with ``metadata`` stored as JSON strings."""
+def encode_scores(components: Components, scores: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> bytes:
+    """``scores`` for ``components`` as safetensors bytes, with ``metadata`` stored as JSON strings."""
     from safetensors.torch import save
 
     header = {key: json.dumps(value) for key, value in metadata.items()}
     header["format"] = FORMAT
     header["groups"] = json.dumps([[g.name, g.size] for g in components.groups])
     tensors = {g.name: scores[g.name].detach().float().cpu().contiguous() for g in components.groups}
-    atomic_write_bytes(Path(path), save(tensors, metadata=header))
+    return save(tensors, metadata=header)
 
 
 def load_scores(path: Path, components: Components) -> SavedScores:

@@ -14,6 +14,7 @@ from pxp_bench.attribution.reference import ReferenceSet
 from pxp_bench.components import discover_components
 from pxp_bench.data.protocol import draw_sets
 from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.errors import ComponentError, ConfigError
 from pxp_bench.params import grid_size, resolve_params
 from pxp_bench.plugins import Plugins
 
@@ -185,7 +186,7 @@ def test_a_batchnorm_that_cannot_be_merged_is_named_in_one_warning():
 
 def test_lrp_search_space_and_presets():
     spec = BUILTINS.methods.get("lrp")
-    assert grid_size(spec.params) == 4 ** 4 * 2 == 512
+    assert grid_size(spec.params) == 4 ** 4 * 3 == 768  # four group rules x three aggregations
     yeom = resolve_params(spec.params, owner="lrp", preset=spec.presets["yeom"])
     assert {yeom[g] for g in ("low", "mid", "high", "fc")} == {"zplus"} and yeom["normalize"] == "layer"
     assert set(spec.preset_names()) == {"default", "epsilon", "yeom"}
@@ -263,3 +264,87 @@ def test_an_input_site_sees_the_rule_of_its_own_module():
         (relevance,) = torch.autograd.grad(out, sites.flat(), grad_outputs=torch.tensor([[1.0, 0.0, 0.0]]))
     contributions = (x[0] * model[0].weight[0].clamp(min=0)).detach()
     torch.testing.assert_close(relevance[0], contributions / contributions.sum(), atol=1e-5, rtol=1e-4)
+
+
+def test_defaults_follow_the_protocol_per_method_and_family():
+    for method in ("taylor", "ig", "smoothgrad"):
+        spec = BUILTINS.methods.get(method)
+        assert resolve_params(spec.params, owner=method)["init"] == "logit"
+    lrp = BUILTINS.methods.get("lrp")
+    cnn, transformer = (resolve_params(lrp.space_for(f), owner="lrp") for f in ("cnn", "transformer"))
+    assert (cnn["init"], cnn["aggregation"]) == ("one", "abs")
+    assert (transformer["init"], transformer["aggregation"]) == ("one", "abs_per_position")
+    assert all(BUILTINS.methods.get(m).space_for("transformer")["aggregation"].default == "abs_per_position"
+               for m in GRADIENT_METHODS)
+
+
+def test_abs_per_position_takes_the_absolute_value_per_token_after_the_heads_channels():
+    from pxp_bench.attribution.capture import per_component
+    from pxp_bench.components import ComponentGroup
+
+    heads = ComponentGroup("attn", "attn.proj", size=2, channel_dim=-1, unit=2, at_input=True)
+    # (batch 1, tokens 2, 2 heads x 2 channels); head 0 sums to 3 at token 0 and -4 at token 1
+    value = torch.tensor([[[1.0, 2.0, 5.0, 0.0], [-2.0, -2.0, 0.0, 1.0]]])
+    assert per_component(value, heads).tolist() == [[-1.0, 6.0]]
+    assert per_component(value, heads, absolute=True).tolist() == [[7.0, 6.0]]
+    filters = ComponentGroup("conv", "conv", size=1)
+    image = torch.tensor([[[[1.0, -3.0], [2.0, 0.0]]]])
+    assert per_component(image, filters).tolist() == [[0.0]]
+    assert per_component(image, filters, absolute=True).tolist() == [[6.0]]
+
+
+def test_abs_per_position_scores_are_at_least_the_abs_scores():
+    model = bias_free_cnn(seed=3)
+    components = discover_components(model, "filters", torch.zeros(1, 1, 8, 8))
+    plain = score("taylor", model, components, image_reference(4), aggregation="abs")
+    per_position = score("taylor", model, components, image_reference(4), aggregation="abs_per_position")
+    for name in components.names:
+        assert bool((per_position[name] >= plain[name] - 1e-6).all())
+    assert any(not torch.allclose(per_position[n], plain[n]) for n in components.names)
+
+
+@pytest.mark.parametrize("method", ("taylor", "ig", "smoothgrad"))
+def test_init_one_skips_samples_whose_logit_is_near_zero_and_records_them(method):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 6, bias=False), nn.ReLU(), nn.Linear(6, 3, bias=False)).eval()
+    components = discover_components(model, "neurons", torch.zeros(1, 1, 2, 2))
+    inputs = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(3))
+    inputs[2] = 0.0  # a bias-free network gives all-zero logits here: nothing to divide by
+    extra = {"n_steps": 3} if method == "ig" else {"n_samples": 2, "sigma": 0.0} if method == "smoothgrad" else {}
+
+    def run(rows):
+        reference = ReferenceSet(LabelledTensors(inputs[rows], [r % 3 for r in rows]), [0, 1, 2], 16, CPU, seed=1)
+        return score(method, model, components, reference, init="one", **extra), reference.diagnostics
+
+    with_zero, diagnostics = run([0, 1, 2, 3])
+    without, clean = run([0, 1, 3])
+    assert diagnostics["near_zero_logits_skipped"] == 1 and clean["near_zero_logits_skipped"] == 0
+    for name in components.names:
+        torch.testing.assert_close(with_zero[name], without[name])
+    with pytest.raises(ConfigError, match="all 1 reference samples.*init=logit"):
+        run([2])
+
+
+def test_an_unknown_lrp_rule_is_an_error_not_alpha2beta1():
+    from pxp_bench.attribution.lrp import rule_for
+
+    with pytest.raises(ConfigError, match="unknown LRP rule 'zplsu'"):
+        rule_for("zplsu", linear=False, epsilon=1e-6, gamma_conv=0.25, gamma_linear=0.05)
+
+
+def test_a_failing_discovery_fails_lrp_instead_of_leaving_convs_without_a_rule():
+    shared = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = shared, nn.Linear(64, 3)
+
+        def forward(self, x):
+            return self.head(self.conv(self.conv(x)).flatten(1))
+
+    model = Twice().eval()
+    with pytest.raises(ComponentError, match="run more than once"):
+        from pxp_bench.attribution.lrp import build_composite
+
+        build_composite(model, torch.zeros(1, 1, 8, 8), {"low": "zplus", "mid": "zplus", "high": "zplus", "fc": "zplus"})

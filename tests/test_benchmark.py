@@ -19,7 +19,7 @@ def test_a_run_records_what_the_protocol_asks_for(plugins):
     for key in ("schema_version", "protocol_version", "method", "variant", "model", "dataset", "components",
                 "params", "seed", "classes", "rates", "curve", "metrics", "layers", "timings", "environment"):
         assert key in record
-    assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none", "init": "one"}
+    assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none", "init": "logit"}
     assert set(record["metrics"]) == {"a_pr", "top_pr", "auc", "acc_25", "acc_50", "acc_75"}
     assert {"load", "discover", "score", "evaluate", "total"} <= set(record["timings"])
     assert record["weights"].startswith("packaged:") and len(record["classes"]) == 4
@@ -33,7 +33,7 @@ def test_a_run_records_what_the_protocol_asks_for(plugins):
 
 
 def test_params_and_presets_set_the_variant(plugins):
-    custom = run_benchmark(Benchmark(method="taylor", rates=(0.0,), param_texts={"aggregation": "signed"}),
+    custom = run_benchmark(Benchmark(method="taylor", rates=(0.0, 0.5), param_texts={"aggregation": "signed"}),
                            plugins=plugins)
     assert custom.variant == "custom" and custom.params["aggregation"] == "signed"
     with pytest.raises(ConfigError, match="no preset 'yeom'.*presets: default"):
@@ -115,7 +115,8 @@ def test_a_third_party_method_that_raises_or_misbehaves_is_named():
     loaded = Plugins(load_external=False, extra=(RaisingMethods(),))
     with pytest.raises(PluginError, match="method 'explodes' from plugin 'RaisingMethods'.*division by zero"):
         run_benchmark(Benchmark(method="explodes"), plugins=loaded)
-    with pytest.raises(ComponentError, match="have 1 entries; the layer has 16"):
+    with pytest.raises(PluginError, match="method 'wrong-shape' from plugin 'RaisingMethods'.*unusable scores.*"
+                                          "have 1 entries; the layer has 16"):
         run_benchmark(Benchmark(method="wrong-shape"), plugins=loaded)
 
 
@@ -126,3 +127,26 @@ def test_python_api_rates_are_normalised_and_checked(plugins):
         run_benchmark(Benchmark(rates=(0.0, 1.5)), plugins=plugins)
     with pytest.raises(ConfigError, match="--seed must be 0 or more"):
         run_benchmark(Benchmark(seed=-1), plugins=plugins)
+
+
+@pytest.mark.parametrize("bench, message", [
+    (Benchmark(rates="0,0.5"), "expected a sequence of numbers"),
+    (Benchmark(rates=()), "no rate above 0"),
+    (Benchmark(rates=(0.0,)), "no rate above 0"),
+    (Benchmark(n_classes="3"), "n_classes must be an integer or None"),
+    (Benchmark(n_classes=1), "at least 2 classes"),
+    (Benchmark(ref_per_class="10"), "ref_per_class must be an integer"),
+    (Benchmark(rates=tuple(i / 500 for i in range(500))), "499 rates above 0, but the model has only 160"),
+    (Benchmark(param_texts={"attention": "cp"}), "'attention' of method 'lrp' exists only for transformer models"),
+])
+def test_python_api_bad_values_raise_our_config_error(plugins, bench, message):
+    with pytest.raises(ConfigError, match=message):
+        run_benchmark(bench, plugins=plugins)
+
+
+def test_results_record_protocol_v2_and_the_scoring_diagnostics(plugins):
+    result = run_benchmark(Benchmark(method="taylor", param_texts={"init": "one"}, rates=(0.0, 0.5), n_classes=3),
+                           plugins=plugins)
+    assert result.protocol_version == 2
+    assert result.diagnostics == {"excluded_attention": [], "near_zero_logits_skipped": 0}
+    assert all(p["correct"] == round(p["accuracy"] * result.samples["evaluation"]) for p in result.curve)

@@ -78,3 +78,52 @@ def test_discovery_leaves_no_hooks(zoo_model):
     model = zoo_model("digits-vgg")
     discover_components(model, "filters", EXAMPLE)
     assert not has_hooks(model)
+
+
+def test_linear_layers_inside_conv_blocks_are_not_classifier_neurons():
+    """ConvNeXt's MLPs are channels-last Linear layers on (batch, H, W, C): their units are not along dim 1,
+    so they are never CNN neurons (masking dim 1 would zero a row of the feature map)."""
+    from pxp_bench.models.pretrained import build_torchvision
+
+    model = build_torchvision("convnext_tiny", weights="none", num_classes=5, image_size=32).module
+    example = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(ComponentError, match="no hidden fully connected layer.*ConvNeXt's channels-last MLP"):
+        discover_components(model, "neurons", example)
+    assert discover_components(model, "filters", example).total > 0
+
+
+def test_a_hidden_linear_on_pooled_features_is_a_neuron_and_a_token_linear_is_not():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.channels_last = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4, 4)
+            self.hidden, self.logits = nn.Linear(4, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            x = self.channels_last(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            return self.logits(torch.relu(self.hidden(x.mean(dim=(2, 3)))))
+
+    components = discover_components(Mixed().eval(), "neurons", torch.zeros(1, 1, 8, 8))
+    assert [(g.name, g.channel_dim, g.size) for g in components.groups] == [("hidden", 1, 6)]
+
+
+class TwoAttentions(nn.Module):
+    """One attention block runs explicitly; the other asks for weights and runs the fused path."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.second = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = x + self.first(x, x, x, need_weights=False)[0]
+        x = x + self.second(x, x, x, need_weights=True)[0]
+        return self.head(x.mean(dim=1))
+
+
+def test_a_fused_attention_is_excluded_with_a_warning_and_recorded():
+    model = TwoAttentions().eval()
+    with pytest.warns(UserWarning, match="attention modules second ran their fused path"):
+        components = discover_components(model, "heads", torch.zeros(1, 5, 8))
+    assert [g.name for g in components.groups] == ["first"] and components.excluded == ("second",)

@@ -11,8 +11,7 @@ from pxp_bench.evaluate import accuracy, curve_metrics
 
 def test_metrics_of_a_hand_made_curve():
     rates = [0.0, 0.25, 0.5, 0.75]
-    accs = [1.0, 0.96, 0.9, 0.2]
-    metrics = curve_metrics(rates, accs)
+    metrics = curve_metrics(rates, [50, 48, 45, 10], 50)  # 1.0, 0.96, 0.9, 0.2
     assert metrics["a_pr"] == pytest.approx(0.765)
     assert metrics["top_pr"] == 0.25  # 0.9 < 0.95 * 1.0
     assert metrics["auc"] == pytest.approx(((1 + 0.96) + (0.96 + 0.9) + (0.9 + 0.2)) / 2 * 0.25 / 0.75)
@@ -20,15 +19,22 @@ def test_metrics_of_a_hand_made_curve():
 
 
 def test_top_pr_needs_every_rate_up_to_it():
-    assert curve_metrics([0.0, 0.1, 0.2, 0.3], [0.8, 0.7, 0.8, 0.8])["top_pr"] == 0.0
-    assert curve_metrics([0.0, 0.1, 0.2], [0.8, 0.79, 0.77])["top_pr"] == 0.2
+    assert curve_metrics([0.0, 0.1, 0.2, 0.3], [80, 70, 80, 80], 100)["top_pr"] == 0.0
+    assert curve_metrics([0.0, 0.1, 0.2], [80, 79, 77], 100)["top_pr"] == 0.2
+
+
+def test_top_pr_compares_counts_exactly_at_the_boundary():
+    # 19/53 against 20/53 is exactly 95 %: it keeps the accuracy (19/53 < 0.95 * 20/53 in floats)
+    assert 19 / 53 < 0.95 * (20 / 53)
+    assert curve_metrics([0.0, 0.5], [20, 19], 53)["top_pr"] == 0.5
+    assert curve_metrics([0.0, 0.5], [40, 37], 53)["top_pr"] == 0.0  # 37/40 = 92.5 %
 
 
 def test_missing_grid_points_are_interpolated_or_none():
-    metrics = curve_metrics([0.0, 0.4, 0.6], [1.0, 0.8, 0.6])
+    metrics = curve_metrics([0.0, 0.4, 0.6], [10, 8, 6], 10)
     assert metrics["acc_50"] == pytest.approx(0.7)
     assert metrics["acc_75"] is None
-    assert curve_metrics([0.0], [0.5])["auc"] == 0.5
+    assert curve_metrics([0.0], [1], 2)["auc"] == 0.5
 
 
 class Fixed(nn.Module):

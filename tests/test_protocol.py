@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import torch
 
 from pxp_bench.data.protocol import draw_sets, seed_streams
 from pxp_bench.errors import ConfigError
@@ -18,7 +19,15 @@ def test_digits_split_is_fixed_and_stratified(digits):
     for split, share in ((digits.train, 0.6), (digits.tune, 0.2), (digits.eval, 0.2)):
         counts = Counter(split.targets)
         assert all(abs(counts[c] - share * whole[c]) <= 1 for c in range(10))
-    rows = {tuple(x.flatten().tolist()[::7]) for x in digits.eval.inputs}
+    # the three splits partition the data set: every image exactly once, none shared between splits
+    from sklearn.datasets import load_digits
+
+    def rows(inputs):
+        return Counter(bytes(x.numpy().tobytes()) for x in inputs)
+
+    raw = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1) / 16.0
+    whole_images = rows(torch.nn.functional.interpolate(raw, size=(32, 32), mode="bilinear", align_corners=False))
+    assert rows(digits.train.inputs) + rows(digits.tune.inputs) + rows(digits.eval.inputs) == whole_images
 
 
 def test_draws_are_deterministic_and_streams_independent(digits):
@@ -60,3 +69,10 @@ def test_impossible_draws_are_refused(digits, kwargs, message):
     options = dict(n_classes=None, ref_per_class=10, tune_per_class=0, seed=0) | kwargs
     with pytest.raises(ConfigError, match=message):
         draw_sets(digits, **options)
+
+
+def test_a_single_class_is_refused(digits):
+    one_class = DatasetSplits(train=digits.train, eval=digits.eval, num_classes=1, class_names=["0"],
+                              input_shape=digits.input_shape)
+    with pytest.raises(ConfigError, match="at least 2 are needed"):
+        draw_sets(one_class, n_classes=None, ref_per_class=1, tune_per_class=0, seed=0)

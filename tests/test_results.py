@@ -4,14 +4,17 @@ import json
 
 import pytest
 
-from pxp_bench.errors import ConfigError
+from pxp_bench.errors import ConfigError, StorageError
 from pxp_bench.results import (
+    PROTOCOL_VERSION,
+    RESCUE_ENV,
     SCHEMA_VERSION,
     Result,
     atomic_write_text,
     ensure_writable_dir,
     environment,
     read_result,
+    remove_stale_temporaries,
     write_result,
 )
 
@@ -30,7 +33,7 @@ def test_results_are_written_atomically_and_never_overwritten(tmp_path):
     assert first != second and first.parent == second.parent
     assert "/" not in first.name.replace(str(tmp_path), "") and first.name.startswith("timm-vit_tiny_filters_taylor")
     stored = read_result(first)
-    assert stored["schema_version"] == SCHEMA_VERSION and stored["protocol_version"] == 1
+    assert stored["schema_version"] == SCHEMA_VERSION and stored["protocol_version"] == PROTOCOL_VERSION == 2
     assert sorted(p.name for p in first.parent.iterdir()) == sorted([first.name, second.name])
 
 
@@ -62,3 +65,47 @@ def test_environment_records_versions_and_checkout():
     assert {"python", "torch", "torchvision", "timm", "zennit", "lxt", "captum", "device",
             "git_sha", "git_dirty"} <= set(env)
     assert env["torch"] and env["device"] == "cpu"
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    return int(finished.stdout)
+
+
+def test_temporaries_of_dead_processes_are_cleaned_and_never_read_as_results(tmp_path):
+    from pxp_bench.results import TEMPORARY_PREFIX, _host
+
+    import os
+
+    dead = tmp_path / f"{TEMPORARY_PREFIX}.{_host()}.{_dead_pid()}.abc123.tmp"
+    alive = tmp_path / f"{TEMPORARY_PREFIX}.{_host()}.{os.getppid()}.def456.tmp"
+    other_host = tmp_path / f"{TEMPORARY_PREFIX}.elsewhere.{_dead_pid()}.ghi789.tmp"
+    for path in (dead, alive, other_host):
+        path.write_text("{half a result")
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert alive.exists() and other_host.exists()
+    write_result(_result(), tmp_path)  # writing cleans up too, and the leftovers never look like results
+    assert [p.name for p in tmp_path.glob("*.json")] and not any(p.suffix == ".json" for p in (alive, other_host))
+
+
+def test_a_failed_write_rescues_the_result_and_names_both_places(tmp_path, monkeypatch):
+    monkeypatch.setenv(RESCUE_ENV, str(tmp_path / "rescued"))
+    out = tmp_path / "out"
+    out.write_text("the output folder was replaced by a file while the run was going")
+    with pytest.raises(StorageError, match=f"{out}.*saved to {tmp_path / 'rescued'}/timm-vit_tiny") as caught:
+        write_result(_result(), out)
+    assert "\n" not in str(caught.value)
+    rescued = list((tmp_path / "rescued").glob("*.json"))
+    assert len(rescued) == 1 and read_result(rescued[0])["model"] == "timm/vit_tiny"
+
+
+def test_a_rescue_that_fails_too_says_so(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(RESCUE_ENV, str(blocker / "rescued"))
+    with pytest.raises(StorageError, match=f"nor into the rescue folder.*Set {RESCUE_ENV}"):
+        write_result(_result(), blocker / "out")

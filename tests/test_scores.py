@@ -28,7 +28,7 @@ def test_saved_scores_reproduce_the_curve_without_rescoring(plugins, tmp_path):
 
 
 def test_scores_that_do_not_fit_are_refused(plugins, tmp_path):
-    scored = run_benchmark(Benchmark(method="magnitude", rates=(0.0,)), plugins=plugins)
+    scored = run_benchmark(Benchmark(method="magnitude", rates=(0.0, 0.5)), plugins=plugins)
     scores_path = tmp_path / json.loads(write_result(scored, tmp_path, save_scores=True).read_text())["scores_file"]
     with pytest.raises(ConfigError, match="does not match this model's filters.*9 groups"):
         run_benchmark(Benchmark(model="digits-resnet", scores_file=scores_path), plugins=plugins)
@@ -67,9 +67,9 @@ def test_cli_save_scores_then_scores(tmp_path):
 
 
 def test_scores_from_another_draw_or_with_params_are_refused(plugins, tmp_path):
-    scored = run_benchmark(Benchmark(method="magnitude", rates=(0.0,), n_classes=3, seed=1), plugins=plugins)
+    scored = run_benchmark(Benchmark(method="magnitude", rates=(0.0, 0.5), n_classes=3, seed=1), plugins=plugins)
     scores_path = tmp_path / json.loads(write_result(scored, tmp_path, save_scores=True).read_text())["scores_file"]
     with pytest.raises(ConfigError, match="saved for classes"):
-        run_benchmark(Benchmark(rates=(0.0,), n_classes=3, seed=2, scores_file=scores_path), plugins=plugins)
+        run_benchmark(Benchmark(rates=(0.0, 0.5), n_classes=3, seed=2, scores_file=scores_path), plugins=plugins)
     with pytest.raises(ConfigError, match="--param do not apply"):
         run_benchmark(Benchmark(scores_file=scores_path, param_texts={"normalize": "layer"}), plugins=plugins)

@@ -69,18 +69,6 @@ def test_heads_and_neurons_are_discovered(tiny_vits, library, heads, neurons):
     assert not has_hooks(model) and all("forward" not in vars(m) for m in model.modules())
 
 
-def test_a_fused_attention_never_gets_a_mask(tiny_vits):
-    """Outside explicit attention out_proj never runs: masking it would silently do nothing."""
-    model = tiny_vits["torchvision"]
-    projection = model.encoder.layers[0].self_attention.out_proj
-    calls = []
-    handle = projection.register_forward_hook(lambda *_: calls.append(1))
-    with torch.no_grad():
-        model(_inputs(1))
-    handle.remove()
-    assert calls == []
-
-
 def _projection_io(model, block: int, masks):
     components = discover_components(model, "heads", _inputs(1))
     projection = model.encoder.layers[block].self_attention.out_proj
@@ -146,9 +134,9 @@ def test_no_patch_leaks(tiny_vits, digits, zoo_model):
     assert all(torch.equal(cnn_before[k], cnn_after[k]) for k in cnn_before)
 
 
-def test_the_transformer_lrp_space_has_1024_points():
+def test_the_transformer_lrp_space_has_1536_points():
     spec = BUILTINS.methods.get("lrp")
-    assert grid_size(spec.space_for("transformer")) == 1024 and grid_size(spec.space_for("cnn")) == 512
+    assert grid_size(spec.space_for("transformer")) == 1536 and grid_size(spec.space_for("cnn")) == 768
 
 
 @pytest.mark.parametrize("kind", ["heads", "neurons"])
@@ -188,3 +176,46 @@ def test_gated_timm_attention_keeps_its_heads_for_gradients_but_refuses_lrp_rule
         torch.testing.assert_close(model(x), plain)  # falls back to timm's own forward
         with pytest.raises(ComponentError, match="cannot be applied"), explicit_attention(model, rule="cp"):
             model(x)
+
+
+def test_patches_and_explicit_attention_are_undone_when_scoring_raises(tiny_vits):
+    from zennit.core import BasicHook
+
+    patched = (nn.GELU, nn.LayerNorm, timm.layers.LayerNorm, BasicHook, nn.MultiheadAttention)
+    before = {cls: dict(vars(cls)) for cls in patched}
+    for model in tiny_vits.values():
+        components = discover_components(model, "heads", _inputs(1))
+        out_of_range = ReferenceSet(LabelledTensors(_inputs(2), [0, 7]), list(range(5)), 2, CPU, seed=0)
+        with pytest.raises(RuntimeError, match="out of bounds|index"):
+            lrp(model, components, out_of_range)  # raises inside every context, at the target's gather
+        assert not has_hooks(model) and all("forward" not in vars(m) for m in model.modules())
+    assert {cls: dict(vars(cls)) for cls in patched} == before
+
+
+class ChannelFirstNormViT(nn.Module):
+    """A hybrid: a conv stem with timm's channel-first LayerNorm2d, then a timm attention block."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 8, stride=8)
+        self.norm = timm.layers.LayerNorm2d(16)
+        self.block = nn.Module()
+        self.block.attn = timm.layers.Attention(16, num_heads=2)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        tokens = self.norm(self.stem(x)).flatten(2).transpose(1, 2)
+        return self.head(self.block.attn(tokens).mean(dim=1))
+
+
+def test_lrp_refuses_channel_first_norms_instead_of_normalising_the_wrong_axis():
+    from pxp_bench.errors import ComponentError
+
+    model = ChannelFirstNormViT().eval()
+    components = discover_components(model, "heads", _inputs(1))
+    before = dict(vars(timm.layers.LayerNorm2d))
+    with pytest.raises(ComponentError, match="cannot handle the model's LayerNorm2d.*another --method"):
+        lrp(model, components, _reference())
+    assert dict(vars(timm.layers.LayerNorm2d)) == before and not has_hooks(model)
+    assert torch.isfinite(torch.cat(list(BUILTINS.methods.get("taylor").load_score()(
+        model, components, _reference()).values()))).all()

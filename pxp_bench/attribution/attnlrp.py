@@ -26,12 +26,12 @@ import torch
 from torch import nn
 
 from pxp_bench.attention import attention_modules, explicit_attention
-from pxp_bench.attribution.aggregate import RelevanceAggregator
+from pxp_bench.attribution.aggregate import RelevanceAggregator, init_weights
 from pxp_bench.attribution.capture import captured_sites
-from pxp_bench.attribution.gradients import init_factor
 from pxp_bench.attribution.lrp import depth_groups, rule_for
 from pxp_bench.attribution.reference import ReferenceSet
 from pxp_bench.components import GELU_NAMES, Components
+from pxp_bench.errors import ComponentError
 
 _MISSING = object()
 
@@ -52,16 +52,36 @@ def _class_attributes(changes: list[tuple[type, str, object]]) -> Iterator[None]
                 setattr(cls, name, value)
 
 
+LAST_AXIS_NORMS = {"timm.layers.norm.LayerNorm", "timm.layers.norm.LayerNormFp32"}
+"""LayerNorm subclasses with their own forward that still normalise the last axis, like lxt's rule."""
+
+
+def _lxt_layer_norm(cls: type) -> bool:
+    """Whether lxt's LayerNorm rule (it normalises the last axis) computes what ``cls`` computes."""
+    return cls.forward is nn.LayerNorm.forward or f"{cls.__module__}.{cls.__qualname__}" in LAST_AXIS_NORMS
+
+
 @contextmanager
 def lxt_rules(model: nn.Module) -> Iterator[None]:
     """lxt's identity rules on the model's LayerNorm and GELU classes, and lxt's Gradient x Input
-    version of zennit's ``BasicHook``; all restored on exit."""
+    version of zennit's ``BasicHook``; all restored on exit.
+
+    A LayerNorm subclass that normalises another axis (timm's channel-first ``LayerNorm2d``) is
+    refused: lxt's rule would silently compute a different function.
+    """
     from lxt.efficient.patches import layer_norm_forward, non_linear_forward
     from lxt.efficient.zennit_patches import backward as gi_backward
     from lxt.efficient.zennit_patches import forward as gi_forward
     from zennit.core import BasicHook
 
     classes = {type(module) for module in model.modules()}
+    other_norms = sorted(cls.__name__ for cls in classes if issubclass(cls, nn.LayerNorm) and not _lxt_layer_norm(cls))
+    if other_norms:
+        raise ComponentError(
+            f"LRP for transformers (lxt) cannot handle the model's {', '.join(other_norms)}: lxt's LayerNorm "
+            "rule normalises the last axis, these norms normalise another one. Use another --method "
+            "(taylor, ig, smoothgrad, magnitude) for this model."
+        )
     changes: list[tuple[type, str, object]] = [(BasicHook, "forward", gi_forward), (BasicHook, "backward", gi_backward)]
     for cls in classes:
         if issubclass(cls, nn.LayerNorm):
@@ -101,7 +121,7 @@ def attnlrp_scores(
     """Relevance (a * modified gradient) at each component's site, aggregated over the samples."""
     composite = transformer_composite(model, {"low": low, "mid": mid, "high": high, "fc": fc},
                                       epsilon=epsilon, gamma_linear=gamma_linear)
-    aggregator = RelevanceAggregator(components, aggregation, normalize)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
     with ExitStack() as stack:
         stack.enter_context(lxt_rules(model))
         stack.enter_context(explicit_attention(model, rule=attention))
@@ -114,7 +134,7 @@ def attnlrp_scores(
             target_logits = logits.gather(1, targets[:, None]).squeeze(1)
             activations = sites.flat()
             gradients = torch.autograd.grad(target_logits.sum(), activations)
-            relevances = sites.per_sample([a.detach() * g for a, g in zip(activations, gradients)])
-            factor = init_factor(target_logits.detach(), init)
-            aggregator.add({name: r * factor[:, None] for name, r in relevances.items()})
+            relevances = sites.per_sample([a.detach() * g for a, g in zip(activations, gradients)],
+                                          aggregator.per_position)
+            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init))
     return aggregator.scores()

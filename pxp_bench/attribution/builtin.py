@@ -10,15 +10,15 @@ from pxp_bench.attribution.options import (
     AGGREGATION,
     ATTENTION_RULES,
     GRADIENT_OPTIONS,
-    INIT,
+    INIT_ONE,
     LRP_GROUPS,
     LRP_RULES,
     NORMALIZE,
+    TRANSFORMER_OPTIONS,
 )
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.params import Categorical, FloatRange, IntRange
 from pxp_bench.specs import MethodSpec
-
 
 
 def _lrp_params() -> dict:
@@ -30,7 +30,7 @@ def _lrp_params() -> dict:
         "gamma_linear": FloatRange(0.0, 10.0, 0.05, searched=False),
         "aggregation": AGGREGATION,
         "normalize": NORMALIZE,
-        "init": INIT,
+        "init": INIT_ONE,
     }
 
 
@@ -52,12 +52,14 @@ def register_methods(register) -> None:
         score="pxp_bench.attribution.gradients:taylor_scores",
         summary="first-order Taylor: activation x gradient of the true-class logit (Molchanov et al.)",
         params=GRADIENT_OPTIONS,
+        family_params={"transformer": TRANSFORMER_OPTIONS},
     ))
     register(MethodSpec(
         name="ig",
         score="pxp_bench.attribution.gradients:ig_scores",
         summary="latent Integrated Gradients at each component, zero input baseline",
         params={"n_steps": IntRange(1, 1000, 20, searched=False), **GRADIENT_OPTIONS},
+        family_params={"transformer": TRANSFORMER_OPTIONS},
     ))
     register(MethodSpec(
         name="smoothgrad",
@@ -65,13 +67,14 @@ def register_methods(register) -> None:
         summary="SmoothGrad of activation x gradient: mean over Gaussian-noised inputs",
         params={"sigma": FloatRange(0.0, 1.0, 0.15, searched=False),
                 "n_samples": IntRange(1, 1000, 20, searched=False), **GRADIENT_OPTIONS},
+        family_params={"transformer": TRANSFORMER_OPTIONS},
     ))
     register(MethodSpec(
         name="lrp",
         score="pxp_bench.attribution.lrp:lrp_scores",
         summary="LRP with one rule per depth group (zennit for CNNs, lxt AttnLRP for transformers)",
         params=_lrp_params(),
-        family_params={"transformer": {"attention": Categorical(ATTENTION_RULES, "attnlrp")}},
+        family_params={"transformer": {**TRANSFORMER_OPTIONS, "attention": Categorical(ATTENTION_RULES, "attnlrp")}},
         presets={
             "epsilon": {group: "epsilon" for group in LRP_GROUPS},
             "yeom": {**{group: "zplus" for group in LRP_GROUPS}, "normalize": "layer"},

@@ -13,11 +13,18 @@ from pxp_bench.components import ComponentGroup, Components
 from pxp_bench.masking import site_hook
 
 
-def per_component(value: torch.Tensor, group: ComponentGroup) -> torch.Tensor:
-    """Sum a site-shaped tensor over positions / tokens (and a head's channels): (batch, size)."""
-    channels = value.movedim(group.channel_dim, 1) if value.dim() > 2 else value
-    summed = channels.flatten(2).sum(dim=2) if channels.dim() > 2 else channels
-    return summed.view(summed.shape[0], group.size, group.unit).sum(dim=2) if group.unit > 1 else summed
+def per_component(value: torch.Tensor, group: ComponentGroup, absolute: bool = False) -> torch.Tensor:
+    """Sum a site-shaped tensor per component over positions / tokens: (batch, size).
+
+    A head's channels are summed first, per position; ``absolute`` takes |.| per position before the
+    sum over positions (``aggregation=abs_per_position``).
+    """
+    channels = value.movedim(group.channel_dim, 1) if value.dim() > 2 else value  # (batch, channels, *pos)
+    if group.unit > 1:
+        channels = channels.unflatten(1, (group.size, group.unit)).sum(dim=2)
+    if absolute:
+        channels = channels.abs()
+    return channels.flatten(2).sum(dim=2) if channels.dim() > 2 else channels
 
 
 class SiteTensors:
@@ -33,13 +40,13 @@ class SiteTensors:
     def flat(self) -> list[torch.Tensor]:
         return [tensor for tensors in self.tensors.values() for tensor in tensors]
 
-    def per_sample(self, values: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def per_sample(self, values: list[torch.Tensor], absolute: bool = False) -> dict[str, torch.Tensor]:
         """Sum ``values`` (aligned with ``flat()``) per component over positions and calls:
-        ``{group: (batch, size)}``."""
+        ``{group: (batch, size)}``; ``absolute`` as in `per_component`."""
         out: dict[str, torch.Tensor] = {}
         position = 0
         for name, tensors in self.tensors.items():
-            parts = [per_component(value, self.groups[name]) for value in values[position:position + len(tensors)]]
+            parts = [per_component(value, self.groups[name], absolute) for value in values[position:position + len(tensors)]]
             position += len(tensors)
             out[name] = torch.stack(parts).sum(dim=0) if len(parts) > 1 else parts[0]
         return out

@@ -6,8 +6,8 @@ PROTOCOL section 3, with y the true-class logit and a the component's tensor:
 - smoothgrad: r_i(c) = mean_k sum_pos (a * dy/da) at x_i + noise_k     noise ~ N(0, (sigma * range(x_i))^2)
 
 These quantities carry the logit (for a bias-free piecewise-linear network a layer's a * dy/da sums to
-y), which is ``init=logit``; ``init=one`` divides each sample's relevances by its logit at x_i, where a
-logit with |y| < LOGIT_FLOOR counts as +-LOGIT_FLOOR (sign kept, zero counted positive).
+y), which is ``init=logit``, the default; ``init=one`` divides each sample's relevances by its logit at
+x_i and skips samples whose logit is near zero (`pxp_bench.attribution.aggregate.init_weights`).
 
 Why hand-written hooks rather than captum's LayerIntegratedGradients / NoiseTunnel: captum's layer
 methods attribute one layer per call (several layers at once fail), so scoring every layer would cost
@@ -20,58 +20,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pxp_bench.attribution.aggregate import RelevanceAggregator
+from pxp_bench.attribution.aggregate import RelevanceAggregator, init_weights
 from pxp_bench.attribution.capture import SiteTensors, captured_sites
 from pxp_bench.attribution.reference import ReferenceSet
 from pxp_bench.components import Components
-
-LOGIT_FLOOR = 1e-6
-
-
-def init_factor(target_logits: torch.Tensor, init: str) -> torch.Tensor:
-    """Per-sample factor that turns logit-carrying relevances into the chosen ``init``."""
-    if init == "logit":
-        return torch.ones_like(target_logits)
-    sign = torch.where(target_logits < 0, -1.0, 1.0).to(target_logits.dtype)
-    return 1.0 / (sign * target_logits.abs().clamp_min(LOGIT_FLOOR))
-
-
-def _scaled(relevances: dict[str, torch.Tensor], factor: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {name: r * factor[:, None] for name, r in relevances.items()}
 
 
 def site_gradients(
     model: nn.Module, sites: SiteTensors, inputs: torch.Tensor, targets: torch.Tensor
 ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...], torch.Tensor]:
-    """One forward + backward: the site activations, dy/da at each, and the target logits y."""
+    """One forward + backward: the site activations, dy/da at each, and the (detached) logits."""
     sites.clear()
     logits = model(inputs.detach().requires_grad_(True))
     target_logits = logits.gather(1, targets[:, None]).squeeze(1)
     activations = sites.flat()
     gradients = torch.autograd.grad(target_logits.sum(), activations)
-    return [a.detach() for a in activations], gradients, target_logits.detach()
+    return [a.detach() for a in activations], gradients, logits.detach()
 
 
 def taylor_scores(
     model: nn.Module, components: Components, reference: ReferenceSet,
-    aggregation: str = "abs", normalize: str = "none", init: str = "one",
+    aggregation: str = "abs", normalize: str = "none", init: str = "logit",
 ) -> dict[str, torch.Tensor]:
     """First-order Taylor (Molchanov et al.): activation x gradient of the true-class logit."""
-    aggregator = RelevanceAggregator(components, aggregation, normalize)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
         for inputs, targets in reference.batches():
             activations, gradients, logits = site_gradients(model, sites, inputs, targets)
-            relevances = sites.per_sample([a * g for a, g in zip(activations, gradients)])
-            aggregator.add(_scaled(relevances, init_factor(logits, init)))
+            relevances = sites.per_sample([a * g for a, g in zip(activations, gradients)], aggregator.per_position)
+            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init))
     return aggregator.scores()
 
 
 def ig_scores(
     model: nn.Module, components: Components, reference: ReferenceSet,
-    n_steps: int = 20, aggregation: str = "abs", normalize: str = "none", init: str = "one",
+    n_steps: int = 20, aggregation: str = "abs", normalize: str = "none", init: str = "logit",
 ) -> dict[str, torch.Tensor]:
     """Latent Integrated Gradients with a zero input baseline, right Riemann sum over m steps."""
-    aggregator = RelevanceAggregator(components, aggregation, normalize)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
         for inputs, targets in reference.batches():
             summed: list[torch.Tensor] | None = None
@@ -79,8 +65,9 @@ def ig_scores(
                 activations, gradients, logits = site_gradients(model, sites, inputs * (step / n_steps), targets)
                 summed = list(gradients) if summed is None else [s + g for s, g in zip(summed, gradients)]
             # the last step is x_i itself: its activations and logits are a(x_i) and y(x_i)
-            relevances = sites.per_sample([a * s / n_steps for a, s in zip(activations, summed)])
-            aggregator.add(_scaled(relevances, init_factor(logits, init)))
+            relevances = sites.per_sample([a * s / n_steps for a, s in zip(activations, summed)],
+                                          aggregator.per_position)
+            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init))
     return aggregator.scores()
 
 
@@ -95,23 +82,24 @@ def _noise(reference: ReferenceSet, start: int, inputs: torch.Tensor, n_samples:
 
 def smoothgrad_scores(
     model: nn.Module, components: Components, reference: ReferenceSet,
-    sigma: float = 0.15, n_samples: int = 20, aggregation: str = "abs", normalize: str = "none", init: str = "one",
+    sigma: float = 0.15, n_samples: int = 20, aggregation: str = "abs", normalize: str = "none", init: str = "logit",
 ) -> dict[str, torch.Tensor]:
-    """SmoothGrad of activation x gradient: the mean over noisy copies of each reference sample."""
-    aggregator = RelevanceAggregator(components, aggregation, normalize)
+    """SmoothGrad of activation x gradient: per position, the mean over noisy copies of each reference
+    sample (so ``abs_per_position`` takes |.| of the smoothed relevance)."""
+    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
         for start, inputs, targets in reference.indexed_batches():
             flat = inputs.flatten(1)
             scale = sigma * (flat.max(dim=1).values - flat.min(dim=1).values)
             scale = scale.view(-1, *([1] * (inputs.dim() - 1)))
             noise = _noise(reference, start, inputs, n_samples)
-            summed: dict[str, torch.Tensor] = {}
+            summed: list[torch.Tensor] | None = None
             for draw in noise:
                 activations, gradients, _ = site_gradients(model, sites, inputs + scale * draw, targets)
-                for name, r in sites.per_sample([a * g for a, g in zip(activations, gradients)]).items():
-                    summed[name] = summed[name] + r if name in summed else r
+                products = [a * g for a, g in zip(activations, gradients)]
+                summed = products if summed is None else [s + p for s, p in zip(summed, products)]
+            relevances = sites.per_sample([s / n_samples for s in summed], aggregator.per_position)
             with torch.no_grad():
-                clean_logits = model(inputs).gather(1, targets[:, None]).squeeze(1)
-            mean = {name: r / n_samples for name, r in summed.items()}
-            aggregator.add(_scaled(mean, init_factor(clean_logits, init)))
+                clean_logits = model(inputs)
+            aggregator.add(relevances, init_weights(clean_logits, targets, reference.class_ids, init))
     return aggregator.scores()

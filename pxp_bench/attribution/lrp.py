@@ -23,8 +23,9 @@ from pxp_bench.attention import attention_modules
 from pxp_bench.attribution.aggregate import RelevanceAggregator
 from pxp_bench.attribution.capture import captured_sites
 from pxp_bench.attribution.reference import ReferenceSet
-from pxp_bench.components import Components, discover_components
-from pxp_bench.errors import ComponentError
+from pxp_bench.components import Components, find_components
+from pxp_bench.errors import ConfigError
+
 
 def depth_groups(conv_names: list[str]) -> dict[str, list[str]]:
     """Split convs (in execution order) into low / mid / high: ceil(L/4) first, ceil(L/4) last."""
@@ -35,23 +36,18 @@ def depth_groups(conv_names: list[str]) -> dict[str, list[str]]:
 
 
 def rule_for(name: str, *, linear: bool, epsilon: float, gamma_conv: float, gamma_linear: float):
-    """The zennit rule called ``name`` with its parameters."""
+    """The zennit rule called ``name`` with its parameters; an unknown name is an error."""
     from zennit.rules import AlphaBeta, Epsilon, Gamma, ZPlus
 
-    if name == "epsilon":
-        return Epsilon(epsilon=epsilon)
-    if name == "gamma":
-        return Gamma(gamma=gamma_linear if linear else gamma_conv)
-    if name == "zplus":
-        return ZPlus()
-    return AlphaBeta(alpha=2.0, beta=1.0)
-
-
-def _discovered(model: nn.Module, kind: str, example: torch.Tensor) -> list:
-    try:
-        return list(discover_components(model, kind, example).groups)
-    except ComponentError:
-        return []
+    rules = {
+        "epsilon": lambda: Epsilon(epsilon=epsilon),
+        "gamma": lambda: Gamma(gamma=gamma_linear if linear else gamma_conv),
+        "zplus": ZPlus,
+        "alpha2beta1": lambda: AlphaBeta(alpha=2.0, beta=1.0),
+    }
+    if name not in rules:
+        raise ConfigError(f"unknown LRP rule '{name}'; choose one of {', '.join(rules)}.")
+    return rules[name]()
 
 
 def _residual_canonizers(model: nn.Module) -> list:
@@ -74,8 +70,9 @@ def build_composite(
     from zennit.canonizers import NamedMergeBatchNorm
     from zennit.composites import NameLayerMapComposite, layer_map_base
 
-    convs = _discovered(model, "filters", example)  # in execution order, with their BatchNorms
-    hidden_linears = _discovered(model, "neurons", example)
+    # in execution order, with their BatchNorms; a model without any finds none, a failure raises
+    convs = list(find_components(model, "filters", example).groups)
+    hidden_linears = list(find_components(model, "neurons", example).groups)
     linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     groups = {**depth_groups([g.name for g in convs]), "fc": linear_names}
     parameters = dict(epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)
@@ -142,7 +139,7 @@ def lrp_scores(
     example = next(iter(reference.dataset))[0].unsqueeze(0).to(reference.device)
     composite = build_composite(model, example, {"low": low, "mid": mid, "high": high, "fc": fc},
                                 epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)
-    aggregator = RelevanceAggregator(components, aggregation, normalize)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
     # the composite registers first, so the site capture sees the canonized model's outputs
     with composite.context(model), captured_sites(model, components) as sites, torch.enable_grad():
         for index, (inputs, targets) in enumerate(reference.batches()):
@@ -159,5 +156,5 @@ def lrp_scores(
             if init == "logit":
                 seed = seed * logits.detach()
             relevances = torch.autograd.grad(logits, sites.flat(), grad_outputs=seed)
-            aggregator.add(sites.per_sample(list(relevances)))
+            aggregator.add(sites.per_sample(list(relevances), aggregator.per_position))
     return aggregator.scores()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
@@ -27,6 +27,8 @@ class ReferenceSet:
     """Seed of the run's ``sampler`` stream (noise, sampling inside a method): use `sample_generator`."""
     on_batch: Callable[[int], None] | None = None
     """Called with the batch size after each batch is handed out (progress reporting)."""
+    diagnostics: dict = field(default_factory=dict)
+    """What a method reports about its scoring (e.g. ``near_zero_logits_skipped``); recorded in the result."""
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -26,7 +26,10 @@ def seed_streams(seed: int) -> dict[str, np.random.Generator]:
 
 
 def draw_classes(num_classes: int, n_classes: int | None, rng: np.random.Generator) -> list[int]:
-    """``n_classes`` distinct class ids drawn at random (sorted); None = all classes."""
+    """``n_classes`` distinct class ids drawn at random (sorted); None = all classes (at least 2)."""
+    if num_classes < 2:
+        raise ConfigError(f"the dataset has {num_classes} class; at least 2 are needed, since with one class "
+                          "every metric is trivially 1.0.")
     if n_classes is None or n_classes == num_classes:
         return list(range(num_classes))
     if not 1 <= n_classes <= num_classes:

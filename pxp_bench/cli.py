@@ -1,18 +1,21 @@
 """The ``pxp-bench`` command line: parses options, calls the library, renders with rich.
 
 Heavy libraries (torch and everything above it) are imported inside the commands, so that
-``pxp-bench --help`` stays fast. User errors print one line and exit with status 2.
+``pxp-bench --help`` stays fast. User errors print one line and exit with status 2; Python
+warnings print as one ``Warning:`` line.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pxp_bench.errors import ConfigError, PxpBenchError
@@ -36,9 +39,19 @@ err_console = Console(stderr=True)
 LIST_KINDS = ("models", "methods", "datasets", "optimizers")
 
 
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(2)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line: Python's default adds the file and source line of the
+    ``warnings.warn`` call, which tell a user nothing."""
+    err_console.print(f"[yellow]Warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def user_errors(command):
@@ -69,6 +82,7 @@ def _root(
     ] = False,
 ) -> None:
     """Benchmark attribution methods for pruning neural networks by explaining them."""
+    warnings.showwarning = _show_warning  # again here for apps invoked without main(), as in tests
 
 
 class _RichProgress:
@@ -97,8 +111,9 @@ def _parse_classes(text: str) -> int | None:
         value = int(text)
     except ValueError:
         raise ConfigError(f"--classes expects a number or 'all', got '{text}'.") from None
-    if value < 1:
-        raise ConfigError(f"--classes must be at least 1, got {value}.")
+    if value < 2:
+        raise ConfigError(f"--classes must be at least 2 (with one class every metric is trivially 1.0), "
+                          f"got {value}.")
     return value
 
 
@@ -211,7 +226,7 @@ def list_names(
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Show the loaded plugins, their versions, where they come from and what they register."""
+    """Show the plugins, their versions, where they come from, what they register and which failed."""
     from dataclasses import asdict
 
     from pxp_bench.plugins import get_plugins
@@ -220,14 +235,15 @@ def plugins(
     loaded.collect_all()
     infos = list(loaded.infos.values())
     if as_json:
-        typer.echo(json.dumps([asdict(info) for info in infos], indent=2))
+        typer.echo(json.dumps([{**asdict(info), "status": info.status} for info in infos], indent=2))
         return
     table = Table(title="plugins")
-    for column in ("plugin", "distribution", "version", "source", "registers"):
+    for column in ("plugin", "distribution", "version", "source", "status", "registers"):
         table.add_column(column)
     for info in infos:
         registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
-        table.add_row(info.name, info.distribution, info.version, info.source, registers or "-")
+        table.add_row(info.name, info.distribution, info.version, info.source, escape(info.status),
+                      registers or "-")
     console.print(table)
 
 
@@ -270,13 +286,14 @@ def zoo_train(
 
 
 def main() -> None:
-    """Console-script entry point: loads plugin commands, then runs the app."""
+    """Console-script entry point: loads plugin commands (failed plugins have none), then runs the app."""
     from pxp_bench.plugins import get_plugins
 
+    warnings.showwarning = _show_warning  # before loading plugins, which may warn
     try:
         get_plugins().call_each("register_commands", "app", lambda _: app)
     except PxpBenchError as exc:
-        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         raise SystemExit(2) from None
     app()
 

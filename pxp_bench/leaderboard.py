@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,7 +17,8 @@ README_END = "<!-- leaderboard:end -->"
 
 
 def load_results(folder: Path) -> list[dict]:
-    """Every result JSON in ``folder`` (scores files and other JSON files are skipped)."""
+    """Every result JSON in ``folder``; each other JSON file is skipped with a warning saying why,
+    so that a damaged or outdated result does not silently drop out of the table."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"results folder {folder} does not exist. Run `pxp-bench run --out {folder}` first.")
@@ -24,8 +26,8 @@ def load_results(folder: Path) -> list[dict]:
     for path in sorted(folder.glob("*.json")):
         try:
             results.append(read_result(path))
-        except ConfigError:
-            continue
+        except ConfigError as exc:
+            warnings.warn(f"skipped {path.name}: {exc}", UserWarning)
     if not results:
         raise ConfigError(f"no pxp-bench results in {folder}.")
     return results

@@ -4,6 +4,10 @@ Built-ins answer the same hooks as third-party plugins. External plugins come fr
 entry-point group; ``PXP_BENCH_LOAD_PLUGINS`` (comma list of distribution names, empty = none) limits
 which load. Each plugin's hook is called with a ``register`` callback bound to that plugin, so a
 duplicate name can name both plugins and a failure can name the one that raised.
+
+A plugin that fails to import or to validate is recorded as failed rather than raised at once, so
+``pxp-bench --help`` and ``pxp-bench plugins`` still work and show it; the registries refuse to fill
+while one has failed, because a run without its names would silently differ from the one intended.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import importlib
 import importlib.metadata
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import pluggy
@@ -30,6 +35,12 @@ BUILTIN_PLUGINS = (
     "pxp_bench.data.builtin",
 )
 BUILTIN_DISTRIBUTION = "pxp-bench"
+REGISTRIES = {  # registry attribute: (kind of name, hook that fills it)
+    "methods": ("method", "register_methods"),
+    "models": ("model", "register_models"),
+    "datasets": ("dataset", "register_datasets"),
+    "optimizers": ("optimizer", "register_optimizers"),
+}
 
 T = TypeVar("T")
 
@@ -86,17 +97,33 @@ class Registry(Generic[T]):
 
 @dataclass
 class PluginInfo:
-    """One loaded plugin: where it comes from and what it registered."""
+    """One plugin: where it comes from, what it registered, and why it failed (``error``), if it did."""
 
     name: str
     distribution: str
     version: str
-    source: str  # "builtin" or "entry point"
+    source: str  # "builtin", "entry point" or "code"
     registers: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "loaded" if self.error is None else f"failed: {self.error}"
+
+    def failure(self) -> PluginError:
+        """The one-line error that names the failed plugin and how to get past it."""
+        return PluginError(
+            f"plugin '{self.name}' from {self.distribution} {self.version} failed to load: {self.error}. "
+            f"Fix or uninstall {self.distribution}, or leave it out of {LOAD_ENV}."
+        )
 
 
-def _external_entry_points(selected: set[str] | None) -> Iterator[tuple[Any, str, str]]:
-    """Entry points of group ``pxp_bench`` as (entry point, distribution, version), filtered."""
+def _external_entry_points(selected: dict[str, str] | None) -> Iterator[tuple[Any, str, str]]:
+    """Entry points of group ``pxp_bench`` as (entry point, distribution, version), filtered.
+
+    Warns about selected distributions that provide none: a misspelt name would otherwise just
+    leave the plugin out without a word.
+    """
     seen: set[tuple[str, str]] = set()
     for dist in importlib.metadata.distributions():
         dist_name = dist.metadata["Name"] or "unknown"
@@ -108,16 +135,24 @@ def _external_entry_points(selected: set[str] | None) -> Iterator[tuple[Any, str
             if entry_point.group == hookspecs.PROJECT and (dist_name, entry_point.name) not in seen:
                 seen.add((dist_name, entry_point.name))
                 yield entry_point, dist_name, dist.version
+    found = {_normalise(dist_name) for dist_name, _ in seen} | {BUILTIN_DISTRIBUTION}
+    for normalised, written in (selected or {}).items():
+        if normalised not in found:
+            warnings.warn(
+                f"{LOAD_ENV} names '{written}', but no installed distribution of that name provides a "
+                f"pxp-bench plugin. Install it, or correct or remove the name in {LOAD_ENV}.",
+                UserWarning,
+            )
 
 
-def _selected_distributions(load_external: bool | None) -> set[str] | None:
-    """None = every installed plugin; a set = only those distributions."""
+def _selected_distributions(load_external: bool | None) -> dict[str, str] | None:
+    """None = every installed plugin; else the selected distributions, normalised name -> as written."""
     if load_external is False:
-        return set()
+        return {}
     raw = os.environ.get(LOAD_ENV)
     if raw is None:
         return None
-    return {_normalise(part.strip()) for part in raw.split(",") if part.strip()}
+    return {_normalise(part.strip()): part.strip() for part in raw.split(",") if part.strip()}
 
 
 class Plugins:
@@ -127,6 +162,7 @@ class Plugins:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self._registries: dict[str, Registry] = {}
         version = importlib.metadata.version(BUILTIN_DISTRIBUTION)
         for module_name in BUILTIN_PLUGINS:
             self._register(importlib.import_module(module_name), module_name,
@@ -137,11 +173,9 @@ class Plugins:
             try:
                 plugin = entry_point.load()
             except Exception as exc:  # a broken third-party plugin must not look like our bug
-                raise PluginError(
-                    f"plugin '{entry_point.name}' from {dist_name} {dist_version} failed to load: "
-                    f"{type(exc).__name__}: {exc}. Fix or uninstall {dist_name}, or leave it out "
-                    f"of {LOAD_ENV}."
-                ) from exc
+                self._add_info(entry_point.name, dist_name, dist_version, "entry point",
+                               error=f"{type(exc).__name__}: {exc}")
+                continue
             self._register(plugin, entry_point.name, dist_name, dist_version, "entry point")
         for plugin in extra:
             name = getattr(plugin, "__name__", type(plugin).__name__)
@@ -149,38 +183,62 @@ class Plugins:
 
     # Registries fill on first use: the CLI loads plugins for their commands without paying for
     # hooks that import heavy libraries (model lists come from torchvision and timm).
-    @cached_property
+    @property
     def methods(self) -> Registry:
-        return self._collect("method", "register_methods")
+        return self._registry("methods")
 
-    @cached_property
+    @property
     def models(self) -> Registry:
-        return self._collect("model", "register_models")
+        return self._registry("models")
 
-    @cached_property
+    @property
     def datasets(self) -> Registry:
-        return self._collect("dataset", "register_datasets")
+        return self._registry("datasets")
 
-    @cached_property
+    @property
     def optimizers(self) -> Registry:
-        return self._collect("optimizer", "register_optimizers")
+        return self._registry("optimizers")
 
     def collect_all(self) -> None:
-        """Fill every registry now (``pxp-bench plugins`` shows what each plugin registered)."""
-        for registry in ("methods", "models", "datasets", "optimizers"):
-            getattr(self, registry)
+        """Fill every registry now (``pxp-bench plugins`` shows what each plugin registered).
 
-    def _register(self, plugin: object, name: str, distribution: str, version: str, source: str) -> None:
-        if self.pm.has_plugin(name):
+        Unlike the registry attributes, this does not refuse failed plugins: it lists them.
+        """
+        for registry in REGISTRIES:
+            self._filled(registry)
+
+    def _registry(self, registry: str) -> Registry:
+        """The filled registry, refused while a plugin has failed: its names would be missing unnoticed."""
+        for info in self.infos.values():
+            if info.error is not None:
+                raise info.failure()
+        return self._filled(registry)
+
+    def _filled(self, registry: str) -> Registry:
+        if registry not in self._registries:
+            self._registries[registry] = self._collect(*REGISTRIES[registry])
+        return self._registries[registry]
+
+    def _add_info(self, name: str, distribution: str, version: str, source: str, error: str | None = None) -> None:
+        if name in self.infos:
             raise PluginError(
                 f"two plugins are named '{name}' ({self.infos[name].distribution} and {distribution}). "
                 f"Uninstall one, or select plugins with {LOAD_ENV}."
             )
+        self.infos[name] = PluginInfo(name, distribution, version, source, error=error)
+
+    def _register(self, plugin: object, name: str, distribution: str, version: str, source: str) -> None:
+        """Register ``plugin``, or record it as failed when pluggy refuses it or a hook name is unknown."""
+        self._add_info(name, distribution, version, source)
         try:
             self.pm.register(plugin, name=name)
+            self.pm.check_pending()  # pluggy never calls a hook without a spec: a typo would register nothing
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin '{name}' from {distribution} is invalid: {exc}.") from None
-        self.infos[name] = PluginInfo(name, distribution, version, source)
+            if self.pm.is_registered(plugin):  # pluggy leaves a plugin it refused half-registered
+                self.pm.unregister(plugin)
+            reason = " ".join(str(exc).replace(repr(exc.plugin), repr(name)).split())  # no module repr
+            hooks = sorted(hook for hook, caller in vars(self.pm.hook).items() if caller.has_spec())
+            self.infos[name].error = f"{reason} (pxp-bench's hooks are {', '.join(hooks)})"
 
     def call_each(self, hook_name: str, argument: str, make_value: Callable[[str], Any]) -> None:
         """Call ``hook_name`` on every plugin with ``argument=make_value(plugin name)``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from pxp_bench.cli import app
 from pxp_bench.models.zoo import packaged_checkpoint
 
 runner = CliRunner()
+SCRIPT = [sys.executable, "-c", "from pxp_bench.cli import main; main()"]  # the console script
 
 
 def invoke(*args: str):
@@ -62,7 +64,7 @@ def test_plugins_json():
     plugins = json.loads(result.output)
     assert {p["name"] for p in plugins} == {"pxp_bench.attribution.builtin", "pxp_bench.models.builtin",
                                            "pxp_bench.data.builtin"}
-    assert all(p["distribution"] == "pxp-bench" and p["version"] for p in plugins)
+    assert all(p["distribution"] == "pxp-bench" and p["version"] and p["status"] == "loaded" for p in plugins)
     assert "plugins" in invoke("plugins").output
 
 
@@ -75,6 +77,7 @@ def test_plugins_json():
     (["run", "--rates", "0:1"], "start:stop:step"),
     (["run", "--rates", "0,1.2"], "must lie in [0, 1]"),
     (["run", "--classes", "11"], "--classes 11 is out of range"),
+    (["run", "--classes", "1"], "--classes must be at least 2 (with one class every metric is trivially 1.0)"),
     (["run", "--classes", "three"], "--classes expects a number or 'all'"),
     (["run", "--ref-per-class", "1000"], "fewer than --ref-per-class 1000"),
     (["run", "--param", "foo=1"], "unknown parameter 'foo'"),
@@ -86,6 +89,10 @@ def test_plugins_json():
     (["run", "--device", "gpu"], "unknown device 'gpu'"),
     (["run", "--data", "/tmp"], "takes no --data"),
     (["run", "--model", "digits-resnet", "--components", "neurons"], "no hidden fully connected"),
+    (["run", "--param", "attention=cp"], "exists only for transformer models"),
+    (["run", "--rates", "0"], "no rate above 0"),
+    (["run", "--rates", "0:1:1e-9"], "at most 1,000 are allowed"),
+    (["run", "--rates", "0:1:0.001"], "999 rates above 0, but the model has only 160 components"),
     (["list", "model"], "Did you mean 'models'"),
     (["zoo", "train", "resnet50", "--out", "/tmp/zoo-out"], "not a zoo model"),
 ])
@@ -123,14 +130,44 @@ def test_zoo_train_writes_checkpoint_and_manifest(tmp_path):
     assert manifest["command"] == f"pxp-bench zoo train digits-vgg --out {tmp_path} --epochs 1 --seed 0"
 
 
-def test_console_script_help_and_plugin_errors(install_plugin):
-    """The installed entry point: --help works, and a broken plugin is one clear line, exit 2."""
-    script = [sys.executable, "-c", "from pxp_bench.cli import main; main()"]
-    helped = subprocess.run([*script, "--help"], capture_output=True, text=True, timeout=60)
-    assert helped.returncode == 0 and "run" in helped.stdout
-    install_plugin("pxp-broken", "raise ImportError('needs foo')\n")
-    import os
+def _console_script(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), COLUMNS="200", **env)
+    return subprocess.run([*SCRIPT, *args], capture_output=True, text=True, timeout=60, env=environment)
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    broken = subprocess.run([*script, "list", "methods"], capture_output=True, text=True, timeout=60, env=env)
-    assert broken.returncode == 2 and "pxp-broken" in broken.stderr and "Traceback" not in broken.stderr
+
+def test_console_script_help_and_plugin_errors(install_plugin):
+    """The installed entry point: a broken plugin leaves --help, --version and `plugins` working
+    (listed there as failed), and commands that need the registries refuse in one clear line."""
+    install_plugin("pxp-broken", "raise ImportError('needs foo')\n")
+    helped = _console_script("--help")
+    assert helped.returncode == 0 and "run" in helped.stdout, helped.stderr
+    assert _console_script("--version").stdout.startswith("pxp-bench 0.")
+    table = _console_script("plugins")
+    assert table.returncode == 0 and "failed: ImportError: needs foo" in table.stdout, table.stderr
+    listed = json.loads(_console_script("plugins", "--json").stdout)
+    assert {p["name"]: p["status"] for p in listed}["pxp-broken"] == "failed: ImportError: needs foo"
+    broken = _console_script("list", "methods")
+    assert broken.returncode == 2 and len(broken.stderr.splitlines()) == 1
+    assert "plugin 'pxp-broken' from pxp-broken 1.2.3 failed to load" in broken.stderr
+    assert "Fix or uninstall pxp-broken" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_console_script_prints_a_warning_as_one_line():
+    done = _console_script("list", "datasets", PXP_BENCH_LOAD_PLUGINS="pxp-missing")
+    assert done.returncode == 0 and "digits" in done.stdout
+    assert done.stderr.splitlines() == [
+        "Warning: PXP_BENCH_LOAD_PLUGINS names 'pxp-missing', but no installed distribution of that name "
+        "provides a pxp-bench plugin. Install it, or correct or remove the name in PXP_BENCH_LOAD_PLUGINS."]
+
+
+def test_leaderboard_names_each_skipped_file(tmp_path):
+    from pxp_bench.results import Result, write_result
+
+    write_result(Result(method="lrp", variant="default", model="digits-vgg", dataset="digits",
+                        components="filters", params={}, seed=0, classes=[0, 1], rates=[0.0], curve=[],
+                        metrics={"a_pr": 0.5, "top_pr": 0.1}, layers={}, timings={}, environment={},
+                        weights="packaged"), tmp_path)
+    (tmp_path / "notes.json").write_text("{}")
+    result = invoke("leaderboard", str(tmp_path))
+    assert result.exit_code == 0 and "| digits-vgg | filters | lrp |" in result.stdout
+    assert result.stderr.startswith("Warning: skipped notes.json: ") and len(result.stderr.splitlines()) == 1

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pxp_bench.errors import ConfigError
 from pxp_bench.leaderboard import README_END, README_START, leaderboard_markdown, load_results, update_readme
-from pxp_bench.results import Result, write_result
+from pxp_bench.results import SCHEMA_VERSION, Result, write_result
 
 
 def _result(method: str, seed: int, a_pr: float) -> Result:
@@ -17,11 +19,25 @@ def test_the_table_averages_seeds_and_ranks_by_a_pr(tmp_path):
     for seed, (good, bad) in enumerate([(0.8, 0.3), (0.6, 0.5)]):
         write_result(_result("lrp", seed, good), tmp_path)
         write_result(_result("random", seed, bad), tmp_path)
-    (tmp_path / "notes.json").write_text("{}")  # not a result: skipped
     table = leaderboard_markdown(load_results(tmp_path))
     lines = table.splitlines()
     assert lines[2].startswith("| digits-vgg | filters | lrp | default | 0.700 ± 0.141 | 0.05 | 0, 1 |")
     assert "| random |" in lines[3] and "0.400 ± 0.141" in lines[3]
+
+
+def test_json_files_that_are_not_results_are_skipped_with_a_warning_each(tmp_path):
+    write_result(_result("lrp", 0, 0.8), tmp_path)
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "future.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    (tmp_path / "notes.json").write_text("{}")
+    with pytest.warns(UserWarning) as caught:
+        assert [result["method"] for result in load_results(tmp_path)] == ["lrp"]
+    messages = [str(w.message) for w in caught]
+    assert [m.split(":")[0] for m in messages] == [
+        "skipped binary.json", "skipped broken.json", "skipped future.json", "skipped notes.json"]
+    assert all(len(m) > 40 and "\n" not in m for m in messages)  # why it was skipped, on one line
+    assert "schema version" in messages[2]
 
 
 def test_readme_markers_are_filled_and_required(tmp_path):

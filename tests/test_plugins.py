@@ -7,7 +7,7 @@ import typer
 
 from pxp_bench.errors import PluginError, UnknownNameError
 from pxp_bench.hookspecs import hookimpl
-from pxp_bench.plugins import Plugins, Registry
+from pxp_bench.plugins import REGISTRIES, Plugins, Registry
 from pxp_bench.specs import MethodSpec
 
 EXTRA_METHOD = textwrap.dedent('''
@@ -95,10 +95,50 @@ def test_load_env_selects_distributions(install_plugin, monkeypatch):
     assert "extra" not in Plugins(load_external=False).methods
 
 
-def test_an_entry_point_that_fails_to_import_is_named(install_plugin):
+def test_load_env_warns_about_names_that_provide_no_plugin(install_plugin, monkeypatch):
+    install_plugin("pxp-extra", EXTRA_METHOD)
+    # pluggy is installed but has no pxp_bench entry point; pxp-missing is not installed at all
+    monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", "PXP_Extra, pluggy, pxp-missing, pxp-bench")
+    with pytest.warns(UserWarning, match="PXP_BENCH_LOAD_PLUGINS names") as caught:
+        assert "extra" in Plugins().methods
+    messages = [str(w.message) for w in caught if "PXP_BENCH_LOAD_PLUGINS names" in str(w.message)]
+    assert [m.split("'")[1] for m in messages] == ["pluggy", "pxp-missing"]
+    assert all("Install it, or correct or remove the name in PXP_BENCH_LOAD_PLUGINS" in m for m in messages)
+
+
+def test_an_entry_point_that_fails_to_import_is_named_at_registry_access(install_plugin):
     install_plugin("pxp-broken", "raise ImportError('missing dependency foo')\n")
-    with pytest.raises(PluginError, match="plugin 'pxp-broken' from pxp-broken 1.2.3 failed to load.*foo"):
-        Plugins()
+    loaded = Plugins()  # loading survives, so that --help and `pxp-bench plugins` still work
+    assert loaded.infos["pxp-broken"].status == "failed: ImportError: missing dependency foo"
+    for registry in REGISTRIES:
+        with pytest.raises(PluginError, match="plugin 'pxp-broken' from pxp-broken 1.2.3 failed to load: "
+                           "ImportError: missing dependency foo. Fix or uninstall pxp-broken, or leave it "
+                           "out of PXP_BENCH_LOAD_PLUGINS"):
+            getattr(loaded, registry)
+    loaded.collect_all()  # lists what the others register instead of refusing
+    assert loaded.infos["pxp_bench.data.builtin"].registers["datasets"] == ["digits", "imagenet", "imagefolder"]
+
+
+def test_a_misspelt_hook_fails_the_plugin_instead_of_registering_nothing(install_plugin):
+    install_plugin("pxp-typo", EXTRA_METHOD.replace("def register_methods", "def register_method"))
+    loaded = Plugins()
+    assert loaded.infos["pxp-typo"].status.startswith("failed: unknown hook 'register_method' in plugin 'pxp-typo' (")
+    assert not loaded.pm.has_plugin("pxp-typo")
+    with pytest.raises(PluginError, match="plugin 'pxp-typo' from pxp-typo 1.2.3 failed to load: unknown hook "
+                       "'register_method'.*hooks are .*register_methods.*Fix or uninstall pxp-typo"):
+        loaded.methods
+
+
+def test_a_hook_with_wrong_arguments_fails_the_plugin():
+    class WrongArgument:
+        @hookimpl
+        def register_methods(self, reg):
+            pass
+
+    loaded = Plugins(load_external=False, extra=(WrongArgument(),))
+    assert "'reg'" in loaded.infos["WrongArgument"].status and "\n" not in loaded.infos["WrongArgument"].status
+    with pytest.raises(PluginError, match="plugin 'WrongArgument'.*failed to load"):
+        loaded.models
 
 
 def test_register_commands_adds_a_subcommand(install_plugin):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from helpers import write_image_folder
+from pxp_bench.cli import app
 from pxp_bench.data.imagefolder import load_image_folders
 from pxp_bench.data.protocol import draw_sets
 from pxp_bench.errors import DataError
@@ -45,7 +48,7 @@ def _copy(source, target):
 @pytest.mark.parametrize("breakage, message", [
     ("missing-root", "does not exist"),
     ("no-val", "expects .*val/ with one folder per class"),
-    ("flat-val", "holds images directly.*valprep"),
+    ("flat-val", r"val holds 9 image files directly \(such as n01440764-img0\.jpg\); .*ILSVRC-2012 .*valprep"),
     ("empty-class", "Every class folder needs at least one image"),
     ("odd-names", "WordNet ids"),
     ("class-mismatch", "different class folders"),
@@ -78,5 +81,62 @@ def test_an_unreadable_image_is_named_when_loaded(tmp_path):
     broken = root / "val" / "b" / "img1.jpg"
     broken.write_bytes(b"not a jpeg")
     splits = load_image_folders("imagefolder", root)
-    with pytest.raises(DataError, match="cannot read image .*img1.jpg"):
+    with pytest.raises(DataError, match="cannot read image .*img1.jpg: not an image format PIL can decode"):
         splits.eval[3]
+
+
+def _flatten(split):
+    """Move a split's images out of their class folders, as ImageNet's validation images come."""
+    for image in sorted(split.rglob("*.jpg")):
+        image.rename(split / f"{image.parent.name}-{image.name}")
+    for folder in [p for p in split.iterdir() if p.is_dir()]:
+        folder.rmdir()
+
+
+def _run(root, *options: str) -> str:
+    """The whole output of a small random-weight resnet18 run on the image folder at ``root``."""
+    result = CliRunner().invoke(app, ["run", "--model", "resnet18", "--weights", "none", "--dataset", "imagefolder",
+                                      "--data", str(root), "--image-size", "32", "--rates", "0,0.5",
+                                      "--batch-size", "2", "--out", str(root / "out"), *options])
+    assert result.exit_code == 2, result.output
+    return result.output
+
+
+def _error_line(output: str) -> str:
+    """The error: one line, after at most the progress bars, without a traceback."""
+    lines = [line for line in output.strip().splitlines() if not line.startswith(("scoring ", "evaluating "))]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in output, output
+    return lines[0]
+
+
+def test_a_flat_val_folder_is_named_for_any_image_folder(imagenet_like, tmp_path):
+    root = _copy(imagenet_like, tmp_path / "data")
+    _flatten(root / "val")
+    line = _error_line(_run(root))
+    assert line == (f"Error: {root / 'val'} holds 9 image files directly (such as n01440764-img0.jpg); images "
+                    f"must sit in class folders. Move them into one folder per class "
+                    f"({root / 'val'}/<class>/n01440764-img0.jpg).")
+
+
+@pytest.mark.parametrize("dataset", ["imagefolder", "imagenet"])
+def test_loose_images_beside_class_folders_are_named(imagenet_like, tmp_path, dataset):
+    root = _copy(imagenet_like, tmp_path / "data")
+    (root / "train" / "n01440764" / "img0.jpg").rename(root / "train" / "stray.JPEG")
+    with pytest.raises(DataError, match=r"train holds 1 image files directly \(such as stray\.JPEG\); images must "
+                                        r"sit in class folders\. Move them into one folder per class"):
+        load_image_folders(dataset, root)
+
+
+@pytest.mark.parametrize("split, damage, reason", [
+    ("train", lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
+     r"image file is truncated \(\d+ bytes not processed\)"),
+    ("val", lambda path: path.write_text("not an image"), "not an image format PIL can decode"),
+])
+def test_a_corrupt_image_is_named_in_one_line_when_a_run_reads_it(tmp_path, split, damage, reason):
+    """train/: every image of class b is a reference sample; val/: evaluation reads it in a loader worker."""
+    root = write_image_folder(tmp_path / "data", ["a", "b"], per_split=(2, 2))
+    broken = root / split / "b" / "img1.jpg"
+    damage(broken)
+    line = _error_line(_run(root, "--ref-per-class", "2"))
+    assert re.fullmatch(rf"Error: cannot read image {re.escape(str(broken))}: {reason}\. Remove or replace the file\.",
+                        line), line

@@ -10,9 +10,11 @@ import warnings
 import pytest
 import torch
 from safetensors.torch import save_file
+from typer.testing import CliRunner
 
 from helpers import QUICK_RATES
 from pxp_bench.benchmark import Benchmark, run_benchmark
+from pxp_bench.cli import app
 from pxp_bench.errors import CheckpointError, ConfigError, DataError
 from pxp_bench.evaluate import restricted_logits
 from pxp_bench.models.pretrained import build_timm, build_torchvision
@@ -59,7 +61,8 @@ def test_local_checkpoints_load(plugins, imagenet_like, tmp_path, suffix):
     assert loaded.num_classes == 3 and loaded.weights.startswith("file:")
     assert all(torch.equal(a, b) for a, b in zip(loaded.module.state_dict().values(), source.state_dict().values()))
     result = run_benchmark(Benchmark(model="resnet18", method="magnitude", dataset="imagenet", data_root=imagenet_like,
-                                     weights=str(path), image_size=32, ref_per_class=2, rates=(0.0,)), plugins=plugins)
+                                     weights=str(path), image_size=32, ref_per_class=2, rates=(0.0, 0.5)),
+                           plugins=plugins)
     assert result.weights == loaded.weights
 
 
@@ -69,6 +72,45 @@ def test_a_class_count_mismatch_is_refused(plugins, imagenet_like, tmp_path):
     with pytest.raises(DataError, match="3 classes, but model 'resnet18' has 5 outputs"):
         run_benchmark(Benchmark(model="resnet18", dataset="imagenet", data_root=imagenet_like, weights=str(path),
                                 image_size=32), plugins=plugins)
+
+
+def _run_torchvision(model: str, weights, data, out) -> str:
+    """``pxp-bench run`` of a torchvision model that must fail with one error line (returned)."""
+    result = CliRunner().invoke(app, ["run", "--model", model, "--weights", str(weights), "--dataset", "imagenet",
+                                      "--data", str(data), "--image-size", "32", "--out", str(out)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_a_checkpoint_of_another_architecture_is_summarised_in_one_line(imagenet_like, tmp_path):
+    path = tmp_path / "resnet18.pt"
+    torch.save(build_torchvision("resnet18", weights="none", num_classes=3).module.state_dict(), path)
+    line = _run_torchvision("vgg11", path, imagenet_like, tmp_path)
+    assert line == (f"Error: checkpoint {path} does not fit model 'vgg11', keys: 22 missing (features.0.weight, "
+                    "features.0.bias, ...); 122 unexpected (conv1.weight, bn1.weight, ...). Pass a checkpoint saved "
+                    "from 'vgg11'.")
+
+
+def test_a_timm_checkpoint_loads_with_its_class_count_and_another_is_summarised(tmp_path):
+    source = build_timm("timm/resnet10t", weights="none", num_classes=3).module
+    own, other = tmp_path / "resnet10t.pt", tmp_path / "resnet18.pt"
+    torch.save(source.state_dict(), own)
+    loaded = build_timm("timm/resnet10t", weights=str(own))
+    assert loaded.num_classes == 3 and loaded.weights.startswith("file:")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.module.state_dict().values(), source.state_dict().values()))
+    torch.save(build_torchvision("resnet18", weights="none", num_classes=3).module.state_dict(), other)
+    with pytest.raises(CheckpointError) as refused:
+        build_timm("timm/resnet10t", weights=str(other))
+    message = str(refused.value)
+    assert "does not fit model 'timm/resnet10t', keys: 28 missing (conv1.0.weight, conv1.1.weight, ...); " in message
+    assert "; 3 of another shape, file vs model (layer2.0.downsample.1.weight 128 vs 128x64x1x1, " in message
+    assert len(message) - len(str(other)) < 350 and "\n" not in message
+
+
+def test_a_folder_passed_as_weights_is_named(imagenet_like, tmp_path):
+    line = _run_torchvision("resnet18", tmp_path, imagenet_like, tmp_path / "out")
+    assert line == f"Error: checkpoint {tmp_path} is a folder; pass the checkpoint file inside it to --weights."
 
 
 def test_restricted_logits_are_the_full_logits_at_the_chosen_ids_in_order():
@@ -93,7 +135,7 @@ def test_bad_sizes_and_amp_values(plugins, imagenet_like):
 
 
 def test_bf16_evaluation_runs_on_the_cpu(plugins):
-    result = run_benchmark(Benchmark(method="magnitude", rates=(0.0,), amp="bf16"), plugins=plugins)
+    result = run_benchmark(Benchmark(method="magnitude", rates=(0.0, 0.5), amp="bf16"), plugins=plugins)
     assert result.curve[0]["accuracy"] > 0.95 and result.samples["amp"] == "bf16"
 
 

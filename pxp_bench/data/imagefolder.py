@@ -28,24 +28,29 @@ def read_image(path: str):
         with open(path, "rb") as handle:
             image = Image.open(handle)
             return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}. Remove or replace the file.") from None
-
-
-def _class_folders(split: Path) -> list[str]:
-    return sorted(entry.name for entry in split.iterdir() if entry.is_dir())
+    except (OSError, ValueError) as exc:  # UnidentifiedImageError is an OSError that repeats the path
+        reason = "not an image format PIL can decode" if isinstance(exc, UnidentifiedImageError) else exc
+        raise DataError(f"cannot read image {path}: {reason}. Remove or replace the file.") from None
 
 
 def _split(root: Path, name: str, dataset: str):
     from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     folder = root / name
     if not folder.is_dir():
         raise DataError(f"dataset '{dataset}' expects {folder}/ with one folder per class; it is missing.")
+    loose = sorted(entry.name for entry in folder.iterdir()
+                   if entry.is_file() and entry.suffix.lower() in IMG_EXTENSIONS)
+    if loose:
+        hint = VAL_REORGANISATION if (dataset, name) == ("imagenet", "val") else (
+            f"Move them into one folder per class ({folder}/<class>/{loose[0]}).")
+        raise DataError(f"{folder} holds {len(loose)} image files directly (such as {loose[0]}); images must sit "
+                        f"in class folders. {hint}")
     try:
         return ImageFolder(str(folder), loader=read_image)
     except FileNotFoundError as exc:
-        raise DataError(f"{folder}: {exc}. Every class folder needs at least one image.") from None
+        raise DataError(f"{folder}: {str(exc).rstrip('. ')}. Every class folder needs at least one image.") from None
 
 
 def load_image_folders(name: str, root: str | Path | None) -> DatasetSplits:
@@ -55,9 +60,6 @@ def load_image_folders(name: str, root: str | Path | None) -> DatasetSplits:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist or is not a folder.")
-    val = root / "val"
-    if name == "imagenet" and val.is_dir() and not _class_folders(val) and any(val.iterdir()):
-        raise DataError(f"{val} holds images directly. {VAL_REORGANISATION}")
     train_split, val_split = _split(root, "train", name), _split(root, "val", name)
     if train_split.classes != val_split.classes:
         only_train = sorted(set(train_split.classes) - set(val_split.classes))

@@ -75,11 +75,18 @@ def _random_model(create: Callable[[], nn.Module]) -> nn.Module:
     return model
 
 
-def _checkpoint_classes(path: Path, state: dict[str, torch.Tensor], head: str | None) -> int:
-    key = f"{head}.weight" if head else None
-    if key not in state:
-        raise CheckpointError(f"checkpoint {path} has no '{key}' entry for the classifier of this model.")
-    return int(state[key].shape[0])
+def _from_checkpoint(name: str, weights: str, create: Callable[..., nn.Module]) -> tuple[nn.Module, str]:
+    """``create()`` with its classifier sized to the checkpoint at ``weights`` (read from the classifier's
+    weight when the checkpoint has it), loaded strictly; and the weights' identity."""
+    path = Path(weights)
+    state = load_state_dict(path)
+    model = create()
+    head = _last_linear(model)
+    weight = state.get(f"{head[0]}.weight") if head else None
+    if weight is not None and weight.ndim == 2 and weight.shape[0] != head[1].out_features:
+        model = create(num_classes=int(weight.shape[0]))
+    apply_state_dict(model, state, path, name)
+    return model, f"file:{file_sha256(path)}"
 
 
 def _input_shape(transform: Callable) -> tuple[int, int, int]:
@@ -114,12 +121,7 @@ def build_torchvision(name: str, weights: str | None = None, num_classes: int | 
                               ) from None
         identity = f"random:seed{RANDOM_SEED}"
     else:
-        path = Path(weights)
-        state = load_state_dict(path)
-        head = _last_linear(get_model(name, weights=None, **extra))
-        model = get_model(name, weights=None, num_classes=_checkpoint_classes(path, state, head and head[0]), **extra)
-        apply_state_dict(model, state, path)
-        identity = f"file:{file_sha256(path)}"
+        model, identity = _from_checkpoint(name, weights, lambda **size: get_model(name, weights=None, **size, **extra))
     model.eval()
     head = _last_linear(model)
     classes = head[1].out_features if head else int(len(default_weights.meta["categories"]))
@@ -149,13 +151,8 @@ def build_timm(name: str, weights: str | None = None, num_classes: int | None = 
             lambda: timm.create_model(timm_name, pretrained=False, num_classes=num_classes or 1000, **extra))
         identity = f"random:seed{RANDOM_SEED}"
     else:
-        path = Path(weights)
-        state = load_state_dict(path)
-        head = _last_linear(timm.create_model(timm_name, pretrained=False, **extra))
-        model = timm.create_model(timm_name, pretrained=False,
-                                  num_classes=_checkpoint_classes(path, state, head and head[0]), **extra)
-        apply_state_dict(model, state, path)
-        identity = f"file:{file_sha256(path)}"
+        model, identity = _from_checkpoint(
+            name, weights, lambda **size: timm.create_model(timm_name, pretrained=False, **size, **extra))
     model.eval()
     config = resolve_data_config({}, model=model)
     if image_size:

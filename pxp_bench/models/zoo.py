@@ -13,7 +13,7 @@ from pxp_bench.models.checkpoints import (
     file_sha256,
     load_state_dict,
     manifest_path,
-    read_manifest,
+    require_file,
     verify_against_manifest,
 )
 from pxp_bench.specs import LoadedModel
@@ -32,34 +32,33 @@ def _retrain_hint(name: str) -> str:
             f"`--weights DIR/{name}.safetensors`, or reinstall pxp-bench.")
 
 
+def checkpoint_sha256(name: str, checkpoint: Path, *, packaged: bool) -> str:
+    """The sha256 of a checkpoint of zoo model ``name``, verified against the manifest beside it (same
+    stem, ``.json``); packaged checkpoints must have one, user checkpoints may."""
+    hint = _retrain_hint(name)
+    manifest = manifest_path(checkpoint)
+    if packaged and not checkpoint.is_file():
+        raise CheckpointError(f"the packaged checkpoint of '{name}' is missing ({checkpoint}). {hint}")
+    if packaged and not manifest.is_file():
+        raise CheckpointError(f"the manifest of the packaged checkpoint of '{name}' is missing ({manifest}), so "
+                              f"the checkpoint cannot be verified. {hint}")
+    require_file(checkpoint)
+    return verify_against_manifest(checkpoint, manifest, hint) if manifest.is_file() else file_sha256(checkpoint)
+
+
 def build_zoo_model(name: str, weights: str | None = None, num_classes: int | None = None,
                     image_size: int | None = None) -> LoadedModel:
-    """Build zoo model ``name`` with its packaged weights, or with the checkpoint at ``weights``.
-
-    A checkpoint with a manifest beside it (same stem, ``.json``) is verified against it; packaged
-    checkpoints always are.
-    """
+    """Build zoo model ``name`` with its packaged weights, or with the checkpoint at ``weights``."""
     if image_size not in (None, ZOO_INPUT_SHAPE[-1]):
         raise ConfigError(f"zoo model '{name}' takes {ZOO_INPUT_SHAPE[-1]} px inputs; drop --image-size.")
     if weights == "none":
         raise ConfigError(f"zoo model '{name}' is only useful trained; train one with `pxp-bench zoo train`.")
     if num_classes not in (None, ZOO_CLASSES):
         raise ConfigError(f"zoo model '{name}' has {ZOO_CLASSES} outputs; it cannot classify {num_classes} classes.")
-    if weights is None or weights == "default":
-        checkpoint = packaged_checkpoint(name)
-        manifest = manifest_path(checkpoint)
-        if not checkpoint.is_file() or not manifest.is_file():
-            raise CheckpointError(f"the packaged checkpoint of '{name}' is missing. {_retrain_hint(name)}")
-        identity = "packaged:" + verify_against_manifest(checkpoint, read_manifest(manifest), _retrain_hint(name))
-    else:
-        checkpoint = Path(weights)
-        manifest = manifest_path(checkpoint)
-        if checkpoint.is_file() and manifest.is_file():
-            sha = verify_against_manifest(checkpoint, read_manifest(manifest), _retrain_hint(name))
-        else:
-            sha = file_sha256(checkpoint) if checkpoint.is_file() else ""
-        identity = f"file:{sha}"
+    packaged = weights in (None, "default")
+    checkpoint = packaged_checkpoint(name) if packaged else Path(weights)
+    identity = ("packaged:" if packaged else "file:") + checkpoint_sha256(name, checkpoint, packaged=packaged)
     model = ARCHITECTURES[name]()
-    apply_state_dict(model, load_state_dict(checkpoint), checkpoint)
+    apply_state_dict(model, load_state_dict(checkpoint), checkpoint, name)
     model.eval()
     return LoadedModel(model, ZOO[name][0], ZOO_CLASSES, ZOO_INPUT_SHAPE, identity)

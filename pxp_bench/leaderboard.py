@@ -1,8 +1,9 @@
-"""Tables from stored results: mean A_PR / Top-PR per (model, components, method, variant) over seeds."""
+"""Tables from stored results: mean A_PR (± SEM) / Top-PR per (model, components, method, variant) over seeds."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import warnings
@@ -49,12 +50,13 @@ def leaderboard_markdown(results: list[dict]) -> str:
     for (model, components, method, variant, *_), runs in groups.items():
         a_pr = [r["metrics"]["a_pr"] for r in runs]
         top_pr = [r["metrics"]["top_pr"] for r in runs]
-        spread = f" ± {statistics.stdev(a_pr):.3f}" if len(a_pr) > 1 else ""
+        # the standard error of the mean, as the paper shades it
+        spread = f" ± {statistics.stdev(a_pr) / math.sqrt(len(a_pr)):.3f}" if len(a_pr) > 1 else ""
         rows.append((model, components, -statistics.mean(a_pr), method, variant,
                      f"{statistics.mean(a_pr):.3f}{spread}", f"{statistics.mean(top_pr):.2f}",
                      ", ".join(str(s) for s in sorted({r["seed"] for r in runs}))))
     rows.sort()
-    lines = ["| model | components | method | variant | A_PR (mean ± sd) | Top-PR | seeds |",
+    lines = ["| model | components | method | variant | A_PR (mean ± SEM) | Top-PR | seeds |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {m} | {c} | {method} | {variant} | {a_pr} | {top} | {seeds} |"
               for m, c, _, method, variant, a_pr, top, seeds in rows]

@@ -21,8 +21,8 @@ def test_the_table_averages_seeds_and_ranks_by_a_pr(tmp_path):
         write_result(_result("random", seed, bad), tmp_path)
     table = leaderboard_markdown(load_results(tmp_path))
     lines = table.splitlines()
-    assert lines[2].startswith("| digits-vgg | filters | lrp | default | 0.700 ± 0.141 | 0.05 | 0, 1 |")
-    assert "| random |" in lines[3] and "0.400 ± 0.141" in lines[3]
+    assert lines[2].startswith("| digits-vgg | filters | lrp | default | 0.700 ± 0.100 | 0.05 | 0, 1 |")
+    assert "| random |" in lines[3] and "0.400 ± 0.100" in lines[3]
 
 
 def test_json_files_that_are_not_results_are_skipped_with_a_warning_each(tmp_path):

@@ -270,4 +270,7 @@ def read_result(path: Path) -> dict[str, Any]:
         raise ConfigError(f"result {path} is unreadable: {exc}.") from None
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         raise ConfigError(f"{path} is not a pxp-bench result of schema version {SCHEMA_VERSION}.")
+    missing = [f.name for f in fields(Result) if f.name not in data and f.name not in ("scores", "scored")]
+    if missing:
+        raise ConfigError(f"result {path} lacks {', '.join(missing)}: it is damaged or was not written by pxp-bench.")
     return data

@@ -58,6 +58,11 @@ def test_reading_something_that_is_not_a_result(tmp_path):
     (tmp_path / "y.json").write_text("{")
     with pytest.raises(ConfigError, match="unreadable"):
         read_result(tmp_path / "y.json")
+    record = json.loads(write_result(_result(), tmp_path / "out").read_text())
+    del record["metrics"], record["seed"]
+    (tmp_path / "z.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="lacks seed, metrics: it is damaged"):
+        read_result(tmp_path / "z.json")
 
 
 def test_environment_records_versions_and_checkout():

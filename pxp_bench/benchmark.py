@@ -1,8 +1,9 @@
-"""One standardized prune-and-evaluate run: a `Benchmark` spec in, a `Result` out.
+"""One standardized prune-and-evaluate run, in stages an optimizer can drive.
 
-Data flow: registries resolve the names -> dataset and model -> the protocol's draws -> component
-discovery -> ``method.score`` -> global ranking -> the pruning curve -> metrics -> `Result`. Every step
-is a plain function; the CLI only parses options and renders.
+`prepare` (once per seed: plan, model, the protocol's draws, components) -> `score` (a method's
+scores under some parameters) -> `evaluate` (the pruning curve on the evaluation or the tuning set,
+reusing evaluations of pruned sets seen before) -> `run_benchmark` composes them into a `Result`.
+Every step is a plain function; the CLI only parses options and renders.
 """
 
 from __future__ import annotations
@@ -11,29 +12,28 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from pxp_bench.attribution.reference import ReferenceSet
-from pxp_bench.components import discover_components
-from pxp_bench.data.protocol import draw_sets, index_hash, seed_streams
+from pxp_bench.components import Components, discover_components
+from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, seed_streams
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.device import device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
-from pxp_bench.evaluate import curve_metrics, prune_curve
+from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, prune_curve
 from pxp_bench.masking import check_scores, rank_components
-from pxp_bench.params import DEFAULT_PRESET, resolve_params
+from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark
 from pxp_bench.plugins import Plugins, get_plugins
-from pxp_bench.rates import DEFAULT_RATES, check_grid_fits, normalise_rates
+from pxp_bench.rates import check_grid_fits, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
-from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
+from pxp_bench.specs import DatasetSplits, LoadedModel
 
-METHOD_PREFERENCE = ("lrp", "magnitude")
-"""``--method`` default: the first of these that is registered and fits the model and components."""
+__all__ = ["Benchmark", "Prepared", "Scored", "evaluate", "plan_benchmark", "prepare", "run_benchmark", "score"]
+SPLITS = ("eval", "tune")
 
 
 class Progress(Protocol):
@@ -47,134 +47,33 @@ class Progress(Protocol):
 
 
 @dataclass
-class Benchmark:
-    """Everything that defines a run; names are resolved through the plugin registries."""
+class Prepared:
+    """What a run computes once per seed before scoring; a study reuses it for every trial."""
 
-    model: str = "digits-vgg"
-    method: str | None = None
-    dataset: str | None = None
-    data_root: Path | None = None
-    components: str | None = None
-    weights: str | None = None
-    rates: tuple[float, ...] = DEFAULT_RATES
-    n_classes: int | None = None
-    ref_per_class: int = 10
-    tune_per_class: int = 0
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 128
-    preset: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    """Typed parameter values (e.g. from a ``--params`` JSON file)."""
-    param_texts: dict[str, str] = field(default_factory=dict)
-    """``key=value`` texts, typed by the method's declared space."""
-    scores_file: Path | None = None
-    """Saved scores to evaluate instead of scoring (their method, variant and params are recorded)."""
-    image_size: int | None = None
-    """Input size for models that accept one (random-weight ViTs, any CNN's preprocessing)."""
-    amp: str | None = None
-    """Autocast dtype for evaluation: None, ``bf16`` or ``fp16``."""
+    bench: Benchmark
+    plan: Plan
+    plugins: Plugins
+    device: torch.device
+    rates: tuple[float, ...]
+    splits: DatasetSplits
+    loaded: LoadedModel
+    sets: ProtocolSets
+    components: Components
+    timings: dict[str, float] = field(default_factory=dict)
+    memos: dict[str, EvaluationMemo] = field(default_factory=dict)
+    """Per split, the evaluations of pruned sets seen so far (exact reuse)."""
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.module
 
 
 @dataclass
-class Plan:
-    """A `Benchmark` with every name resolved and every parameter typed, before any heavy work."""
+class Scored:
+    """A method's scores and what it reported while scoring (``diagnostics``)."""
 
-    model: ModelSpec
-    dataset: DatasetSpec
-    method: MethodSpec
-    method_owner: str
-    components: str
-    params: dict[str, Any]
-    variant: str
-
-
-def _default_method(plugins: Plugins, family: str, components: str) -> str:
-    for name in METHOD_PREFERENCE:
-        if name in plugins.methods:
-            spec = plugins.methods.get(name)
-            if family in spec.families and components in spec.components:
-                return name
-    raise ConfigError(f"no default method fits a {family} with {components}; pass --method.")
-
-
-def _refuse_other_family_params(method: MethodSpec, model: ModelSpec, given: dict[str, Any]) -> None:
-    space = method.space_for(model.family)
-    for key in given:
-        other = [family for family, extra in method.family_params.items() if key in extra and family != model.family]
-        if key not in space and other:
-            raise ConfigError(
-                f"parameter '{key}' of method '{method.name}' exists only for {' and '.join(other)} models; "
-                f"'{model.name}' is a {model.family}. Drop --param {key}."
-            )
-
-
-def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
-    """Resolve names and parameters; raises a `PxpBenchError` naming the first problem."""
-    plugins = plugins or get_plugins()
-    model = plugins.models.get(bench.model)
-    dataset_name = bench.dataset or model.default_dataset
-    if dataset_name is None:
-        raise ConfigError(f"model '{model.name}' has no default dataset; pass --dataset (and --data PATH).")
-    dataset = plugins.datasets.get(dataset_name)
-    components = bench.components or DEFAULT_COMPONENTS.get(model.family, "filters")
-    if components not in COMPONENT_KINDS:
-        raise ConfigError(
-            f"unknown components '{components}'; choose one of {', '.join(COMPONENT_KINDS)}."
-        )
-    method = plugins.methods.get(bench.method or _default_method(plugins, model.family, components))
-    if components not in method.components:
-        raise ConfigError(
-            f"method '{method.name}' cannot score {components}; it supports "
-            f"{', '.join(sorted(method.components))}."
-        )
-    if model.family not in method.families:
-        raise ConfigError(f"method '{method.name}' does not support {model.family} models.")
-    preset_name = bench.preset or DEFAULT_PRESET
-    if preset_name != DEFAULT_PRESET and preset_name not in method.presets:
-        raise ConfigError(
-            f"method '{method.name}' has no preset '{preset_name}'; presets: {', '.join(method.preset_names())}."
-        )
-    owner = f"method '{method.name}'"
-    _refuse_other_family_params(method, model, {**bench.params, **bench.param_texts})
-    params = resolve_params(method.space_for(model.family), owner=owner, preset=method.presets.get(preset_name),
-                            values=bench.params, texts=bench.param_texts)
-    variant = "custom" if bench.params or bench.param_texts else preset_name
-    return Plan(model, dataset, method, plugins.methods.owner(method.name), components, params, variant)
-
-
-def _check_types(bench: Benchmark) -> None:
-    """Python API callers get the same one-line errors as the command line, not a TypeError later."""
-    for name in ("ref_per_class", "tune_per_class", "seed", "batch_size"):
-        value = getattr(bench, name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}.")
-    n_classes = bench.n_classes
-    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int)):
-        raise ConfigError(f"n_classes must be an integer or None (all classes), got {n_classes!r}.")
-    if n_classes is not None and n_classes < 2:
-        raise ConfigError(f"--classes {n_classes}: at least 2 classes are needed; with one class every metric "
-                          "is trivially 1.0.")
-
-
-def _check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
-    if bench.amp not in (None, "bf16", "fp16"):
-        raise ConfigError(f"--amp must be bf16 or fp16, got '{bench.amp}'.")
-    if bench.image_size is not None and not 16 <= bench.image_size <= 4096:
-        raise ConfigError(f"--image-size must be between 16 and 4096 pixels, got {bench.image_size}.")
-    if bench.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
-    if bench.seed < 0:
-        raise ConfigError(f"--seed must be 0 or more, got {bench.seed}.")
-    if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
-        raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
-    if dataset.needs_root and bench.data_root is None:
-        raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH (a folder with "
-                          "train/ and val/, one sub-folder per class), or choose another --dataset.")
-    if not dataset.needs_root and bench.data_root is not None:
-        raise ConfigError(f"dataset '{dataset.name}' is embedded and takes no --data; drop it.")
-    if bench.data_root is not None and not Path(bench.data_root).exists():
-        raise DataError(f"data root {bench.data_root} does not exist.")
+    scores: dict[str, torch.Tensor]
+    diagnostics: dict[str, Any]
 
 
 def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
@@ -191,12 +90,12 @@ def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
         )
 
 
-def _score(plan: Plan, plugins: Plugins, model, components, reference) -> dict[str, torch.Tensor]:
+def _score(plan: Plan, plugins: Plugins, model, components, reference, params: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The method's scores, checked against the components; a plugin's failure names the plugin."""
-    score = plan.method.load_score()
+    method = plan.method.load_score()
     info = plugins.infos[plan.method_owner]
     try:
-        scores = score(model, components, reference, **plan.params)
+        scores = method(model, components, reference, **params)
         check_scores(components, scores)
         return scores
     except (PxpBenchError, torch.cuda.OutOfMemoryError) as exc:
@@ -253,89 +152,130 @@ def _load(plan: Plan, bench: Benchmark):
     return splits, loaded
 
 
-def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress: Progress | None = None) -> Result:
-    """Run one benchmark end to end and return its `Result` (not yet written to disk)."""
+def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
+    """Check and resolve ``bench``, load data and model, draw the protocol's sets, find the components."""
     plugins = plugins or get_plugins()
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def lap(stage: str, since: float) -> float:
-        now = time.perf_counter()
-        timings[stage] = round(now - since, 4)
-        return now
-
-    _check_types(bench)
+    check_types(bench)
     plan = plan_benchmark(bench, plugins)
-    _check_options(bench, plan.dataset)
+    check_options(bench, plan.dataset)
     rates = normalise_rates(bench.rates)
     device = resolve_device(bench.device)
     clock = time.perf_counter()
     splits, loaded = _load(plan, bench)
-    clock = lap("load", clock)
+    load_s = time.perf_counter() - clock
     sets = draw_sets(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
                      tune_per_class=bench.tune_per_class, seed=bench.seed)
-
-    model = loaded.module.to(device).eval()
-    reference_data = Subset(splits.train, sets.reference)
-    example = reference_data[0][0].unsqueeze(0).to(device)
-    components = discover_components(model, plan.components, example)
+    loaded.module = loaded.module.to(device).eval()
+    example = splits.train[sets.reference[0]][0].unsqueeze(0).to(device)
+    components = discover_components(loaded.module, plan.components, example)
     check_grid_fits(rates, components.total)
-    clock = lap("discover", clock)
-    diagnostics: dict[str, Any] = {"excluded_attention": list(components.excluded)}
+    timings = {"load": round(load_s, 4), "discover": round(time.perf_counter() - clock - load_s, 4)}
+    return Prepared(bench, plan, plugins, device, rates, splits, loaded, sets, components, timings)
 
-    method_record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
-    if bench.scores_file is not None:
-        saved = load_scores(bench.scores_file, components)
-        if bench.method is not None and bench.method != saved.metadata.get("method"):
-            raise ConfigError(
-                f"--scores {bench.scores_file} holds '{saved.metadata.get('method')}' scores, not "
-                f"'{bench.method}'; drop --method or rescore."
-            )
-        for key, ours in (("model", plan.model.name), ("weights", loaded.weights), ("classes", sets.classes)):
-            if saved.metadata.get(key) != ours:
-                raise ConfigError(
-                    f"--scores {bench.scores_file} was saved for {key} {saved.metadata.get(key)!r}, this run has "
-                    f"{ours!r}. Use the same --model, --weights, --classes and --seed, or rescore."
-                )
-        scores = saved.scores
-        method_record = {key: saved.metadata.get(key) for key in method_record}
-    else:
-        streams = seed_streams(bench.seed)
-        random_seed, sampler_seed = (int(streams[name].integers(2**63 - 1)) for name in ("random_baseline", "sampler"))
 
-        def score_at(batch_size: int) -> dict[str, torch.Tensor]:
-            reference = ReferenceSet(reference_data, sets.classes, batch_size, device, random_seed, sampler_seed)
-            if progress is not None:
-                progress.start("scoring", len(reference))
-                reference.on_batch = lambda n: progress.advance("scoring", n)
-            scored = _score(plan, plugins, model, components, reference)
-            diagnostics.update(reference.diagnostics)
-            if progress is not None:
-                progress.finish("scoring")  # data-free methods never ask for a batch
-            return scored
+def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
+          progress: Progress | None = None) -> Scored:
+    """The run's method on its reference set, under ``params`` (typed; default: the plan's)."""
+    params = dict(prepared.plan.params if params is None else params)
+    streams = seed_streams(prepared.bench.seed)
+    random_seed, sampler_seed = (int(streams[name].integers(2**63 - 1)) for name in ("random_baseline", "sampler"))
+    reference_data = Subset(prepared.splits.train, prepared.sets.reference)
 
-        scores = with_oom_backoff("scoring", bench.batch_size, score_at)
-    order = rank_components(components, scores)
-    clock = lap("score", clock)
-
-    evaluation = Subset(splits.eval, sets.evaluation)
-
-    def curve_at(batch_size: int):
+    def score_at(batch_size: int) -> Scored:
+        reference = ReferenceSet(reference_data, prepared.sets.classes, batch_size, prepared.device,
+                                 random_seed, sampler_seed)
         if progress is not None:
-            progress.start("evaluating", len(rates))
-        return prune_curve(model, components, order, rates, _loader(evaluation, batch_size, device),
-                           sets.classes, device, amp=bench.amp,
+            progress.start("scoring", len(reference))
+            reference.on_batch = lambda n: progress.advance("scoring", n)
+        scores = _score(prepared.plan, prepared.plugins, prepared.model, prepared.components, reference, params)
+        if progress is not None:
+            progress.finish("scoring")  # data-free methods never ask for a batch
+        return Scored(scores, dict(reference.diagnostics))
+
+    return with_oom_backoff("scoring", prepared.bench.batch_size, score_at)
+
+
+def _evaluation_data(prepared: Prepared, split: str):
+    sets = prepared.sets
+    if split == "eval":
+        return Subset(prepared.splits.eval, sets.evaluation)
+    if split == "tune":
+        if not sets.tuning:
+            raise ConfigError("the tuning set is empty: pass --tune-per-class N (samples per class) to draw one.")
+        source = prepared.splits.tune if sets.tuning_split == "tune" else prepared.splits.train
+        return Subset(source, sets.tuning)
+    raise ConfigError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
+
+
+def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str = "eval", *,
+             progress: Progress | None = None) -> list[CurvePoint]:
+    """The pruning curve of ``scores`` on the evaluation (``eval``) or tuning (``tune``) set."""
+    data = _evaluation_data(prepared, split)
+    order = rank_components(prepared.components, scores)
+    memo = prepared.memos.setdefault(split, EvaluationMemo())
+    bench = prepared.bench
+
+    def curve_at(batch_size: int) -> list[CurvePoint]:
+        if progress is not None:
+            progress.start("evaluating", len(prepared.rates))
+        return prune_curve(prepared.model, prepared.components, order, prepared.rates,
+                           _loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
+                           amp=bench.amp, memo=memo,
                            on_rate=(lambda _: progress.advance("evaluating")) if progress else None)
 
-    points = with_oom_backoff("evaluating", bench.batch_size, curve_at)
-    lap("evaluate", clock)
-    timings["total"] = round(time.perf_counter() - started, 4)
+    return with_oom_backoff("evaluating", bench.batch_size, curve_at)
 
+
+def _saved_scores(prepared: Prepared) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Saved scores checked against this run; with the method record they came from."""
+    bench, plan = prepared.bench, prepared.plan
+    saved = load_scores(bench.scores_file, prepared.components)
+    if bench.method is not None and bench.method != saved.metadata.get("method"):
+        raise ConfigError(
+            f"--scores {bench.scores_file} holds '{saved.metadata.get('method')}' scores, not "
+            f"'{bench.method}'; drop --method or rescore."
+        )
+    for key, ours in (("model", plan.model.name), ("weights", prepared.loaded.weights),
+                      ("classes", prepared.sets.classes)):
+        if saved.metadata.get(key) != ours:
+            raise ConfigError(
+                f"--scores {bench.scores_file} was saved for {key} {saved.metadata.get(key)!r}, this run has "
+                f"{ours!r}. Use the same --model, --weights, --classes and --seed, or rescore."
+            )
+    return saved.scores, {key: saved.metadata.get(key) for key in ("method", "variant", "params")}
+
+
+def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress: Progress | None = None) -> Result:
+    """Run one benchmark end to end and return its `Result` (not yet written to disk)."""
+    started = time.perf_counter()
+    prepared = prepare(bench, plugins=plugins)
+    plan = prepared.plan
+    clock = time.perf_counter()
+    if bench.scores_file is not None:
+        scores, record = _saved_scores(prepared)
+        diagnostics: dict[str, Any] = {}
+    else:
+        scored = score(prepared, progress=progress)
+        scores, diagnostics = scored.scores, scored.diagnostics
+        record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
+    timings = {**prepared.timings, "score": round(time.perf_counter() - clock, 4)}
+    clock = time.perf_counter()
+    points = evaluate(prepared, scores, "eval", progress=progress)
+    timings["evaluate"] = round(time.perf_counter() - clock, 4)
+    timings["total"] = round(time.perf_counter() - started, 4)
+    return make_result(prepared, record, points, scores, timings,
+                       {"excluded_attention": list(prepared.components.excluded), **diagnostics})
+
+
+def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePoint], scores, timings: dict,
+                diagnostics: dict[str, Any]) -> Result:
+    """The `Result` of ``points`` on the evaluation set; ``record`` holds method, variant and params."""
+    bench, sets, components = prepared.bench, prepared.sets, prepared.components
     return Result(
-        **method_record,
-        model=plan.model.name,
-        dataset=plan.dataset.name,
-        components=plan.components,
+        **record,
+        model=prepared.plan.model.name,
+        dataset=prepared.plan.dataset.name,
+        components=prepared.plan.components,
         seed=bench.seed,
         classes=sets.classes,
         rates=[p.rate for p in points],
@@ -343,10 +283,10 @@ def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress:
         metrics=curve_metrics([p.rate for p in points], [p.correct for p in points], len(sets.evaluation)),
         layers={g.name: [p.layers[g.name] for p in points] for g in components.groups},
         timings=timings,
-        environment=environment(device_name(device)),
-        weights=loaded.weights,
+        environment=environment(device_name(prepared.device)),
+        weights=prepared.loaded.weights,
         samples={
-            "class_names": [splits.class_names[c] for c in sets.classes],
+            "class_names": [prepared.splits.class_names[c] for c in sets.classes],
             "class_hash": index_hash(sets.classes),
             "reference": len(sets.reference),
             "reference_hash": index_hash(sets.reference),

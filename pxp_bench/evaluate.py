@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -65,6 +66,37 @@ def accuracy(model: nn.Module, loader: Iterable, class_ids: Sequence[int], devic
     return correct / seen
 
 
+class EvaluationMemo:
+    """Correct-prediction counts per pruned set, for one model on one evaluation split.
+
+    The accuracy at a rate depends only on which components are pruned, so configurations (or rates)
+    that prune the same set are evaluated once: exact, keyed by a digest of the sorted pruned indices.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[bytes, tuple[int, int]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(order: torch.Tensor, n_pruned: int) -> bytes:
+        pruned = torch.sort(order[:n_pruned]).values.numpy().tobytes()
+        return hashlib.blake2b(pruned, digest_size=16).digest()
+
+    def counts(self, key: bytes, evaluate: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+        """The stored counts of ``key``, or ``evaluate()``'s, stored."""
+        if key in self._counts:
+            self.hits += 1
+        else:
+            self.misses += 1
+            self._counts[key] = evaluate()
+        return self._counts[key]
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / max(1, self.hits + self.misses)
+
+
 @dataclass(frozen=True)
 class CurvePoint:
     rate: float
@@ -90,22 +122,25 @@ def prune_curve(
     *,
     amp: str | None = None,
     on_rate: Callable[[CurvePoint], None] | None = None,
+    memo: EvaluationMemo | None = None,
 ) -> list[CurvePoint]:
     """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` masked.
 
-    Rates that prune the same number of components prune the same set (nested sets), so each count is
-    evaluated once.
+    Rates (and, with a shared ``memo``, other scorings) that prune the same set are evaluated once.
     """
+    memo = memo if memo is not None else EvaluationMemo()
     points = []
-    counted: dict[int, tuple[int, int]] = {}
     for rate in rates:
         n_pruned = pruned_count(rate, components.total)
         masks = keep_masks(components, order, n_pruned)
-        if n_pruned not in counted:
+
+        def count(masks=masks) -> tuple[int, int]:
             with masked(model, components, masks) as handle:
-                counted[n_pruned] = correct_predictions(model, loader, class_ids, device, amp=amp,
-                                                        on_first_batch=handle.check_all_fired)
-        point = CurvePoint(rate, n_pruned, *counted[n_pruned], pruned_fractions(masks))
+                return correct_predictions(model, loader, class_ids, device, amp=amp,
+                                           on_first_batch=handle.check_all_fired)
+
+        point = CurvePoint(rate, n_pruned, *memo.counts(EvaluationMemo.key(order, n_pruned), count),
+                           pruned_fractions(masks))
         points.append(point)
         if on_rate is not None:
             on_rate(point)

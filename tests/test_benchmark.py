@@ -150,3 +150,37 @@ def test_results_record_protocol_v2_and_the_scoring_diagnostics(plugins):
     assert result.protocol_version == 2
     assert result.diagnostics == {"excluded_attention": [], "near_zero_logits_skipped": 0}
     assert all(p["correct"] == round(p["accuracy"] * result.samples["evaluation"]) for p in result.curve)
+
+
+def test_stages_prepare_once_score_and_evaluate_on_either_split(plugins):
+    from pxp_bench.benchmark import evaluate, prepare, score
+
+    prepared = prepare(Benchmark(method="taylor", n_classes=3, tune_per_class=5, rates=QUICK_RATES, seed=1),
+                       plugins=plugins)
+    signed = score(prepared, {**prepared.plan.params, "aggregation": "signed"}).scores
+    default = score(prepared).scores
+    assert any(not torch.equal(signed[n], default[n]) for n in default)
+    on_tune = evaluate(prepared, default, "tune")
+    assert {p.total for p in on_tune} == {15}  # 5 per class, from digits' tune split
+    on_eval = evaluate(prepared, default, "eval")
+    assert {p.total for p in on_eval} == {len(prepared.sets.evaluation)}
+    again = run_benchmark(Benchmark(method="taylor", n_classes=3, tune_per_class=5, rates=QUICK_RATES, seed=1),
+                          plugins=plugins)
+    assert [p["correct"] for p in again.curve] == [p.correct for p in on_eval]
+    without_tuning = prepare(Benchmark(method="taylor", rates=QUICK_RATES), plugins=plugins)
+    with pytest.raises(ConfigError, match="tuning set is empty.*--tune-per-class"):
+        evaluate(without_tuning, default, "tune")
+
+
+def test_evaluation_reuse_is_exact_and_counted(plugins):
+    from pxp_bench.benchmark import evaluate, prepare, score
+
+    bench = Benchmark(method="lrp", n_classes=4, tune_per_class=6, rates=(0.0, 0.05, 0.1, 0.3, 0.6), seed=2)
+    shared = prepare(bench, plugins=plugins)
+    configurations = [{**shared.plan.params, "low": rule} for rule in ("epsilon", "zplus", "gamma")]
+    reused = [evaluate(shared, score(shared, params).scores, "tune") for params in configurations]
+    memo = shared.memos["tune"]
+    assert memo.hits > 0 and memo.hits + memo.misses == 15  # rate 0 alone repeats across configurations
+    for params, curve in zip(configurations, reused):
+        fresh = prepare(bench, plugins=plugins)  # a new memo: every set evaluated from scratch
+        assert curve == evaluate(fresh, score(fresh, params).scores, "tune")

@@ -1,0 +1,148 @@
+"""What defines a run (`Benchmark`) and its resolution into a `Plan`: names through the registries,
+parameters typed by the method's space, every option checked before any heavy work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pxp_bench.errors import ConfigError, DataError
+from pxp_bench.params import DEFAULT_PRESET, resolve_params
+from pxp_bench.plugins import Plugins, get_plugins
+from pxp_bench.rates import DEFAULT_RATES
+from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
+
+METHOD_PREFERENCE = ("lrp", "magnitude")
+"""``--method`` default: the first of these that is registered and fits the model and components."""
+
+
+@dataclass
+class Benchmark:
+    """Everything that defines a run; names are resolved through the plugin registries."""
+
+    model: str = "digits-vgg"
+    method: str | None = None
+    dataset: str | None = None
+    data_root: Path | None = None
+    components: str | None = None
+    weights: str | None = None
+    rates: tuple[float, ...] = DEFAULT_RATES
+    n_classes: int | None = None
+    ref_per_class: int = 10
+    tune_per_class: int = 0
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 128
+    preset: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    """Typed parameter values (e.g. from a ``--params`` JSON file)."""
+    param_texts: dict[str, str] = field(default_factory=dict)
+    """``key=value`` texts, typed by the method's declared space."""
+    scores_file: Path | None = None
+    """Saved scores to evaluate instead of scoring (their method, variant and params are recorded)."""
+    image_size: int | None = None
+    """Input size for models that accept one (random-weight ViTs, any CNN's preprocessing)."""
+    amp: str | None = None
+    """Autocast dtype for evaluation: None, ``bf16`` or ``fp16``."""
+
+
+@dataclass
+class Plan:
+    """A `Benchmark` with every name resolved and every parameter typed, before any heavy work."""
+
+    model: ModelSpec
+    dataset: DatasetSpec
+    method: MethodSpec
+    method_owner: str
+    components: str
+    params: dict[str, Any]
+    variant: str
+
+
+def _default_method(plugins: Plugins, family: str, components: str) -> str:
+    for name in METHOD_PREFERENCE:
+        if name in plugins.methods:
+            spec = plugins.methods.get(name)
+            if family in spec.families and components in spec.components:
+                return name
+    raise ConfigError(f"no default method fits a {family} with {components}; pass --method.")
+
+
+def _refuse_other_family_params(method: MethodSpec, model: ModelSpec, given: dict[str, Any]) -> None:
+    space = method.space_for(model.family)
+    for key in given:
+        other = [family for family, extra in method.family_params.items() if key in extra and family != model.family]
+        if key not in space and other:
+            raise ConfigError(
+                f"parameter '{key}' of method '{method.name}' exists only for {' and '.join(other)} models; "
+                f"'{model.name}' is a {model.family}. Drop --param {key}."
+            )
+
+
+def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
+    """Resolve names and parameters; raises a `PxpBenchError` naming the first problem."""
+    plugins = plugins or get_plugins()
+    model = plugins.models.get(bench.model)
+    dataset_name = bench.dataset or model.default_dataset
+    if dataset_name is None:
+        raise ConfigError(f"model '{model.name}' has no default dataset; pass --dataset (and --data PATH).")
+    dataset = plugins.datasets.get(dataset_name)
+    components = bench.components or DEFAULT_COMPONENTS.get(model.family, "filters")
+    if components not in COMPONENT_KINDS:
+        raise ConfigError(
+            f"unknown components '{components}'; choose one of {', '.join(COMPONENT_KINDS)}."
+        )
+    method = plugins.methods.get(bench.method or _default_method(plugins, model.family, components))
+    if components not in method.components:
+        raise ConfigError(
+            f"method '{method.name}' cannot score {components}; it supports "
+            f"{', '.join(sorted(method.components))}."
+        )
+    if model.family not in method.families:
+        raise ConfigError(f"method '{method.name}' does not support {model.family} models.")
+    preset_name = bench.preset or DEFAULT_PRESET
+    if preset_name != DEFAULT_PRESET and preset_name not in method.presets:
+        raise ConfigError(
+            f"method '{method.name}' has no preset '{preset_name}'; presets: {', '.join(method.preset_names())}."
+        )
+    owner = f"method '{method.name}'"
+    _refuse_other_family_params(method, model, {**bench.params, **bench.param_texts})
+    params = resolve_params(method.space_for(model.family), owner=owner, preset=method.presets.get(preset_name),
+                            values=bench.params, texts=bench.param_texts)
+    variant = "custom" if bench.params or bench.param_texts else preset_name
+    return Plan(model, dataset, method, plugins.methods.owner(method.name), components, params, variant)
+
+
+def check_types(bench: Benchmark) -> None:
+    """Python API callers get the same one-line errors as the command line, not a TypeError later."""
+    for name in ("ref_per_class", "tune_per_class", "seed", "batch_size"):
+        value = getattr(bench, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}.")
+    n_classes = bench.n_classes
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int)):
+        raise ConfigError(f"n_classes must be an integer or None (all classes), got {n_classes!r}.")
+    if n_classes is not None and n_classes < 2:
+        raise ConfigError(f"--classes {n_classes}: at least 2 classes are needed; with one class every metric "
+                          "is trivially 1.0.")
+
+
+def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
+    if bench.amp not in (None, "bf16", "fp16"):
+        raise ConfigError(f"--amp must be bf16 or fp16, got '{bench.amp}'.")
+    if bench.image_size is not None and not 16 <= bench.image_size <= 4096:
+        raise ConfigError(f"--image-size must be between 16 and 4096 pixels, got {bench.image_size}.")
+    if bench.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
+    if bench.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {bench.seed}.")
+    if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
+        raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
+    if dataset.needs_root and bench.data_root is None:
+        raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH (a folder with "
+                          "train/ and val/, one sub-folder per class), or choose another --dataset.")
+    if not dataset.needs_root and bench.data_root is not None:
+        raise ConfigError(f"dataset '{dataset.name}' is embedded and takes no --data; drop it.")
+    if bench.data_root is not None and not Path(bench.data_root).exists():
+        raise DataError(f"data root {bench.data_root} does not exist.")

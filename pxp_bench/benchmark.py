@@ -280,7 +280,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
         classes=sets.classes,
         rates=[p.rate for p in points],
         curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy} for p in points],
-        metrics=curve_metrics([p.rate for p in points], [p.correct for p in points], len(sets.evaluation)),
+        metrics=curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total),
         layers={g.name: [p.layers[g.name] for p in points] for g in components.groups},
         timings=timings,
         environment=environment(device_name(prepared.device)),

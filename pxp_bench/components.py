@@ -139,7 +139,7 @@ def _cnn_neurons(
     _refuse_shared(calls, [name for name, *_ in linears])
     flat = [(name, module, out) for name, module, first_input, out in linears
             if isinstance(first_input, torch.Tensor) and first_input.dim() == 2]
-    heads = [name for name, _, out in flat if out is model_output] or [n for n, *_ in flat[-1:]]
+    heads = [name for name, _, _, out in linears if out is model_output] or [n for n, *_ in linears[-1:]]
     return [
         ComponentGroup(name, _consumer_of(out, calls) or name, module.out_features)
         for name, module, out in flat if name not in heads

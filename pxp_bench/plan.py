@@ -123,9 +123,6 @@ def check_types(bench: Benchmark) -> None:
     n_classes = bench.n_classes
     if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int)):
         raise ConfigError(f"n_classes must be an integer or None (all classes), got {n_classes!r}.")
-    if n_classes is not None and n_classes < 2:
-        raise ConfigError(f"--classes {n_classes}: at least 2 classes are needed; with one class every metric "
-                          "is trivially 1.0.")
 
 
 def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:

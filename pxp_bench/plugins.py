@@ -233,6 +233,8 @@ class Plugins:
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()  # pluggy never calls a hook without a spec: a typo would register nothing
+        except ValueError as exc:  # pluggy: this module is registered already, under another name
+            self.infos[name].error = str(exc)
         except pluggy.PluginValidationError as exc:
             if self.pm.is_registered(plugin):  # pluggy leaves a plugin it refused half-registered
                 self.pm.unregister(plugin)

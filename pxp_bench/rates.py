@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from pxp_bench.errors import ConfigError
 
@@ -53,7 +54,7 @@ def normalise_rates(rates, source: str | None = None) -> tuple[float, ...]:
     if isinstance(rates, (str, bytes)) or not hasattr(rates, "__iter__"):
         raise ConfigError(f"{where}: expected a sequence of numbers such as (0.0, 0.5), got {rates!r}.")
     rates = list(rates)
-    if any(isinstance(r, bool) or not isinstance(r, (int, float)) for r in rates):
+    if any(isinstance(r, bool) or not isinstance(r, numbers.Real) for r in rates):
         raise ConfigError(f"{where}: every rate must be a number, got {rates!r}.")
     rates = [float(r) for r in rates]
     bad = [r for r in rates if not (math.isfinite(r) and 0.0 <= r <= 1.0)]
@@ -68,12 +69,13 @@ def normalise_rates(rates, source: str | None = None) -> tuple[float, ...]:
 
 
 def check_grid_fits(rates: tuple[float, ...], components: int) -> None:
-    """Refuse a grid finer than one rate per component (the standard grid is always accepted)."""
+    """Refuse a grid with more rates than components (the standard grid is always accepted); rates that
+    still prune the same count are evaluated once."""
     allowed = max(components, len(DEFAULT_RATES) - 1)
     if len(rates) - 1 > allowed:
         raise ConfigError(
             f"--rates has {len(rates) - 1} rates above 0, but the model has only {components} components: "
-            f"a grid finer than one rate per component repeats points. Use at most {allowed} rates above 0."
+            f"more rates than components only repeat points. Use at most {allowed} rates above 0."
         )
 
 

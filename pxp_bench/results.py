@@ -10,7 +10,8 @@ import re
 import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass, field, fields
+import time
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,19 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+STALE_AFTER_S = 600
+"""A temporary file is only removed when its process is gone *and* it is older than this: a process of
+another PID namespace on the same host name must not lose a file it is still writing."""
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete temporary files in ``folder`` left by killed processes of this host; returns them."""
     pattern = re.compile(rf"^{re.escape(TEMPORARY_PREFIX)}\.{re.escape(_host())}\.(\d+)\..*\.tmp$")
     removed = []
     for entry in Path(folder).iterdir():
         found = pattern.match(entry.name)
-        if found and int(found.group(1)) != os.getpid() and not _process_alive(int(found.group(1))):
+        if (found and int(found.group(1)) != os.getpid() and not _process_alive(int(found.group(1)))
+                and time.time() - entry.stat().st_mtime > STALE_AFTER_S):
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
@@ -181,6 +188,8 @@ class Result:
     """What scoring and discovery report: ``near_zero_logits_skipped``, ``excluded_attention``."""
     scores_source: str | None = None
     """The saved-scores file this run evaluated, when it did not score itself."""
+    optimisation: dict[str, Any] | None = None
+    """For ``variant: optimised``: the study, trial, optimizer, seeds and tuning A_PR it came from."""
     scores_file: str | None = None
     """The scores this run saved beside its JSON (``--save-scores``)."""
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -223,8 +232,14 @@ def _claim_and_write(result: Result, out_dir: Path, scores: bytes | None) -> Pat
             if not create_new_file(scores_path, scores):
                 continue  # an orphaned companion: leave it, take the next name
             result.scores_file = scores_path.name
-        if create_new_file(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode()):
-            return path
+        try:
+            if create_new_file(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode()):
+                return path
+        except BaseException:
+            if scores is not None:  # never leave a companion without its JSON
+                scores_path.unlink(missing_ok=True)
+                result.scores_file = None
+            raise
         if scores is not None:
             scores_path.unlink(missing_ok=True)
             result.scores_file = None
@@ -232,8 +247,15 @@ def _claim_and_write(result: Result, out_dir: Path, scores: bytes | None) -> Pat
 
 
 def rescue_folder() -> Path:
-    """Where a result goes when its folder cannot take it: ``$PXP_BENCH_RESCUE_DIR`` or the temp dir."""
-    return Path(os.environ.get(RESCUE_ENV) or Path(tempfile.gettempdir()) / "pxp-bench-rescued")
+    """Where a result goes when its folder cannot take it: ``$PXP_BENCH_RESCUE_DIR``, or a folder of this
+    user's in the temp dir (private: other users can neither block nor read it)."""
+    if os.environ.get(RESCUE_ENV):
+        return Path(os.environ[RESCUE_ENV])
+    folder = Path(tempfile.gettempdir()) / f"pxp-bench-rescued-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid():
+        raise PermissionError(13, "owned by another user", str(folder))
+    return folder
 
 
 def write_result(result: Result, out_dir: Path, *, save_scores: bool = False) -> Path:
@@ -270,7 +292,9 @@ def read_result(path: Path) -> dict[str, Any]:
         raise ConfigError(f"result {path} is unreadable: {exc}.") from None
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         raise ConfigError(f"{path} is not a pxp-bench result of schema version {SCHEMA_VERSION}.")
-    missing = [f.name for f in fields(Result) if f.name not in data and f.name not in ("scores", "scored")]
+    required = [f.name for f in fields(Result) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [key for key in required if key not in data]
+    missing += [f"metrics.{key}" for key in ("a_pr", "top_pr") if key not in (data.get("metrics") or {})]
     if missing:
         raise ConfigError(f"result {path} lacks {', '.join(missing)}: it is damaged or was not written by pxp-bench.")
     return data

@@ -348,3 +348,14 @@ def test_a_failing_discovery_fails_lrp_instead_of_leaving_convs_without_a_rule()
         from pxp_bench.attribution.lrp import build_composite
 
         build_composite(model, torch.zeros(1, 1, 8, 8), {"low": "zplus", "mid": "zplus", "high": "zplus", "fc": "zplus"})
+
+
+def test_the_near_zero_rule_is_relative_to_the_samples_own_logits():
+    from pxp_bench.attribution.aggregate import init_weights
+
+    logits = torch.tensor([[10.0, 0.05, 1.0, 99.0], [10.0, 0.05, 1.0, 99.0], [-2.0, 0.5, 0.001, 0.0]])
+    targets = torch.tensor([1, 2, 1])  # class 3 is not among the run's classes: its logit does not count
+    weights = init_weights(logits, targets, [0, 1, 2], "one")
+    # 0.05 < 1 % of 10 -> skipped; 1.0 -> divided by; 0.5 >= 1 % of 2 -> divided by
+    torch.testing.assert_close(weights, torch.tensor([0.0, 1.0, 2.0]))
+    assert init_weights(logits, targets, [0, 1, 2], "logit") is None

@@ -127,3 +127,17 @@ def test_a_fused_attention_is_excluded_with_a_warning_and_recorded():
     with pytest.warns(UserWarning, match="attention modules second ran their fused path"):
         components = discover_components(model, "heads", torch.zeros(1, 5, 8))
     assert [g.name for g in components.groups] == ["first"] and components.excluded == ("second",)
+
+
+def test_the_logits_layer_is_found_even_when_it_is_not_fed_a_flat_tensor():
+    class TokenHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.hidden, self.logits = nn.Conv2d(1, 4, 3), nn.Linear(4, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            hidden = torch.relu(self.hidden(self.conv(x).mean(dim=(2, 3))))
+            return self.logits(hidden[:, None, :])[:, 0]
+
+    components = discover_components(TokenHead().eval(), "neurons", torch.zeros(1, 1, 8, 8))
+    assert components.names == ["hidden"]

@@ -54,3 +54,9 @@ def test_a_grid_finer_than_one_rate_per_component_is_refused_but_the_standard_gr
 def test_python_api_rates_must_be_a_sequence_of_numbers(rates):
     with pytest.raises(ConfigError):
         normalise_rates(rates)
+
+
+def test_numpy_numbers_are_rates_too():
+    import numpy as np
+
+    assert normalise_rates([np.float32(0.5), np.int64(1)]) == (0.0, 0.5, 1.0)

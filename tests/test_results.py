@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -22,7 +24,7 @@ from pxp_bench.results import (
 def _result(**overrides) -> Result:
     fields = dict(method="taylor", variant="default", model="timm/vit_tiny", dataset="digits",
                   components="filters", params={}, seed=0, classes=[0, 1], rates=[0.0], curve=[],
-                  metrics={}, layers={}, timings={}, environment={}, weights="random")
+                  metrics={"a_pr": 0.5, "top_pr": 0.1}, layers={}, timings={}, environment={}, weights="random")
     return Result(**(fields | overrides))
 
 
@@ -59,9 +61,10 @@ def test_reading_something_that_is_not_a_result(tmp_path):
     with pytest.raises(ConfigError, match="unreadable"):
         read_result(tmp_path / "y.json")
     record = json.loads(write_result(_result(), tmp_path / "out").read_text())
-    del record["metrics"], record["seed"]
+    del record["seed"], record["diagnostics"]  # diagnostics has a default: an older record may lack it
+    record["metrics"] = {}
     (tmp_path / "z.json").write_text(json.dumps(record))
-    with pytest.raises(ConfigError, match="lacks seed, metrics: it is damaged"):
+    with pytest.raises(ConfigError, match="lacks seed, metrics.a_pr, metrics.top_pr: it is damaged"):
         read_result(tmp_path / "z.json")
 
 
@@ -82,19 +85,22 @@ def _dead_pid() -> int:
 
 
 def test_temporaries_of_dead_processes_are_cleaned_and_never_read_as_results(tmp_path):
+    from pxp_bench.leaderboard import load_results
     from pxp_bench.results import TEMPORARY_PREFIX, _host
-
-    import os
 
     dead = tmp_path / f"{TEMPORARY_PREFIX}.{_host()}.{_dead_pid()}.abc123.tmp"
     alive = tmp_path / f"{TEMPORARY_PREFIX}.{_host()}.{os.getppid()}.def456.tmp"
     other_host = tmp_path / f"{TEMPORARY_PREFIX}.elsewhere.{_dead_pid()}.ghi789.tmp"
-    for path in (dead, alive, other_host):
+    recent_dead = tmp_path / f"{TEMPORARY_PREFIX}.{_host()}.{_dead_pid()}.jkl012.tmp"
+    for path in (dead, alive, other_host, recent_dead):
         path.write_text("{half a result")
+    an_hour_ago = time.time() - 3600
+    for path in (dead, alive, other_host):
+        os.utime(path, (an_hour_ago, an_hour_ago))
     assert remove_stale_temporaries(tmp_path) == [dead]
-    assert alive.exists() and other_host.exists()
-    write_result(_result(), tmp_path)  # writing cleans up too, and the leftovers never look like results
-    assert [p.name for p in tmp_path.glob("*.json")] and not any(p.suffix == ".json" for p in (alive, other_host))
+    assert alive.exists() and other_host.exists() and recent_dead.exists()
+    written = write_result(_result(), tmp_path)  # the leftovers are never read as results
+    assert [p["model"] for p in load_results(tmp_path)] == ["timm/vit_tiny"] and written.exists()
 
 
 def test_a_failed_write_rescues_the_result_and_names_both_places(tmp_path, monkeypatch):

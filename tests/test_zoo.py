@@ -196,3 +196,13 @@ def test_training_refuses_unknown_models_and_zero_epochs(tmp_path):
         train_zoo_model("resnet50", tmp_path)
     with pytest.raises(ConfigError, match="--epochs"):
         train_zoo_model("digits-vgg", tmp_path, epochs=0)
+
+
+def test_a_state_dict_torch_accepts_is_accepted(tmp_path):
+    """An old BatchNorm state without num_batches_tracked loads in torch: it must load here too."""
+    from pxp_bench.models.checkpoints import apply_state_dict
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    apply_state_dict(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)), state,
+                     tmp_path / "old.pt", "old-style")

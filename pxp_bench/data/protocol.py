@@ -32,10 +32,10 @@ def draw_classes(num_classes: int, n_classes: int | None, rng: np.random.Generat
                           "every metric is trivially 1.0.")
     if n_classes is None or n_classes == num_classes:
         return list(range(num_classes))
-    if not 1 <= n_classes <= num_classes:
+    if not 2 <= n_classes <= num_classes:
         raise ConfigError(
             f"--classes {n_classes} is out of range: the dataset has {num_classes} classes "
-            f"(use 1..{num_classes} or 'all')."
+            f"(use 2..{num_classes} or 'all'; with one class every metric is trivially 1.0)."
         )
     return sorted(int(c) for c in rng.choice(num_classes, size=n_classes, replace=False))
 

@@ -128,7 +128,16 @@ def _size(tensor: torch.Tensor) -> str:
 
 
 def apply_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, name: str) -> None:
-    """Load ``state`` strictly; a checkpoint of another model is summarised (counts, first keys) in one line."""
+    """Load ``state`` strictly; a checkpoint of another model is summarised (counts, first keys) in one line.
+
+    torch decides what fits (it fills in e.g. an old BatchNorm's missing ``num_batches_tracked``); only
+    when it refuses is the mismatch worked out, in place of its key dump.
+    """
+    try:
+        model.load_state_dict(state, strict=True)
+        return
+    except RuntimeError as exc:
+        failure = str(exc).strip().splitlines()[0]
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
@@ -142,4 +151,4 @@ def apply_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
             f"checkpoint {source} does not fit model '{name}', keys: {'; '.join(problems)}. Pass a checkpoint "
             f"saved from '{name}'."
         )
-    model.load_state_dict(state, strict=True)
+    raise CheckpointError(f"checkpoint {source} does not fit model '{name}': {failure}")

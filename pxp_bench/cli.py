@@ -188,6 +188,84 @@ def run(
     _render_result(result, write_result(result, out, save_scores=save_scores))
 
 
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds expects a comma list of integers such as 0,1,2, got '{text}'.") from None
+
+
+@app.command()
+@user_errors
+def optimize(
+    method: Annotated[Optional[str], typer.Option(help="Attribution method whose searched parameters are tuned.")] = None,
+    model: Annotated[str, typer.Option(help="Model name (see `pxp-bench list models`).")] = "digits-vgg",
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")] = None,
+    components: Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="default (pretrained), none (random init) or a checkpoint file.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels, for models that accept one.")] = None,
+    optimizer: Annotated[str, typer.Option(help="optuna-tpe, optuna-gp, grid, random, nevergrad or a plugin's.")] = "optuna-tpe",
+    trials: Annotated[int, typer.Option(help="Trials the study should have in all (a rerun resumes up to this).")] = 50,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds the objective averages over, e.g. 0,1,2.")] = "0",
+    tune_per_class: Annotated[int, typer.Option(help="Tuning samples per class (train, disjoint from the reference).")] = 20,
+    ref_per_class: Annotated[int, typer.Option(help="Reference samples per class (from train).")] = 10,
+    classes: Annotated[str, typer.Option(help="Number of classes drawn with each seed, or 'all'.")] = "all",
+    rates: Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")] = DEFAULT_GRID,
+    storage: Annotated[Optional[str], typer.Option(help="Study storage: an RDB URL (postgresql://..., sqlite:///...); default: a journal file in --out.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study name; default: from model, components, method and seeds.")] = None,
+    pruner: Annotated[str, typer.Option(help="median (stop trials clearly worse after a seed) or none.")] = "median",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")] = 128,
+    amp: Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the results, best parameters, history plot and journal.")] = Path("results"),
+) -> None:
+    """Tune a method's hyperparameters for pruning: the objective is A_PR on the tuning set, never the
+    evaluation set, which only scores the best configuration at the end."""
+    import optuna
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pxp_bench.optimize.report import history_plot
+    from pxp_bench.optimize.study import StudyConfig, best_params_json, run_study, study_name
+    from pxp_bench.plan import Benchmark
+    from pxp_bench.rates import parse_rates
+    from pxp_bench.results import atomic_write_text, ensure_writable_dir, write_result
+
+    bench = Benchmark(model=model, method=method, dataset=dataset, data_root=data, components=components,
+                      weights=weights, rates=parse_rates(rates), n_classes=_parse_classes(classes),
+                      ref_per_class=ref_per_class, tune_per_class=tune_per_class, device=device,
+                      batch_size=batch_size, image_size=image_size, amp=amp)
+    config = StudyConfig(bench, _parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
+    ensure_writable_dir(out)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console) as bars:
+        task = bars.add_task("trials", total=trials)
+        outcome = run_study(config, on_trial=lambda _: bars.advance(task))
+    name = outcome.study.study_name
+    best_path, plot_path = out / f"{name}.best.json", out / f"{name}.history.png"
+    atomic_write_text(best_path, best_params_json(outcome))
+    history_plot(outcome.study, plot_path)
+    top = Table(title=f"study {name}: best trials (A_PR on the tuning set, mean over seeds {seeds})")
+    for column in ("trial", "tuning A_PR", "parameters"):
+        top.add_column(column)
+    finished = sorted((t for t in outcome.study.trials if t.value is not None), key=lambda t: -t.value)
+    for trial in finished[:5]:
+        label = " (default)" if trial.user_attrs.get("default") else ""
+        top.add_row(f"{trial.number}{label}", f"{trial.value:.4f}",
+                    ", ".join(f"{k}={v}" for k, v in sorted(trial.params.items())))
+    console.print(top)
+    written = [write_result(result, out) for result in outcome.results]
+    evaluation = ", ".join(f"seed {r.seed}: {r.metrics['a_pr']:.4f}" for r in outcome.results)
+    default = "-" if outcome.default_value is None else f"{outcome.default_value:.4f}"
+    console.print(f"tuning A_PR: best {outcome.best_value:.4f}, default {default}; evaluation A_PR of the best: "
+                  f"{evaluation}; evaluation reuse {outcome.reuse['hit_rate']:.0%} of "
+                  f"{outcome.reuse['hits'] + outcome.reuse['evaluations']} curve points", highlight=False)
+    console.print(f"best parameters: [bold]{best_path}[/] (pxp-bench run --params {best_path}); history: "
+                  f"{plot_path}; results: {', '.join(str(p) for p in written)}", highlight=False)
+
+
 @app.command("list")
 @user_errors
 def list_names(

@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "pxp_bench.attribution.builtin",
     "pxp_bench.models.builtin",
     "pxp_bench.data.builtin",
+    "pxp_bench.optimize.builtin",
 )
 BUILTIN_DISTRIBUTION = "pxp-bench"
 REGISTRIES = {  # registry attribute: (kind of name, hook that fills it)

@@ -141,8 +141,18 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """A hyperparameter optimizer; its ``run`` signature is defined by the optimisation module."""
+    """A hyperparameter optimizer.
+
+    ``run(study, space, objective, *, trials, timeout, seed, callbacks)`` runs at most ``trials`` more
+    trials of ``objective`` on the Optuna ``study`` (see `pxp_bench.optimize.optimizers`): ``objective``
+    takes an Optuna trial, suggests the parameters of ``space`` on it and returns the value to maximise.
+    ``prunes``: whether a pruner may stop its trials early (an exhaustive grid should not).
+    """
 
     name: str
     run: Callable | str
     summary: str
+    prunes: bool = True
+
+    def load_run(self) -> Callable:
+        return resolve_callable(self.run, f"optimizer '{self.name}'")

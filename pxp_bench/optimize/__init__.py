@@ -1,0 +1,1 @@
+"""Hyperparameter optimisation of attribution methods for pruning (PROTOCOL section 5)."""

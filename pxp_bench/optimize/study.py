@@ -1,0 +1,222 @@
+"""A study: search a method's hyperparameters for pruning, honestly (PROTOCOL section 5).
+
+The objective is A_PR on the *tuning* set, averaged over the study's seeds (each seed its own class
+draw, reference and tuning sets); the evaluation set never enters it. The method's default
+configuration is trial 0. After the search, the best configuration is evaluated on the evaluation set
+of each seed and written as ordinary results with ``variant: optimised``. Trials live in an Optuna
+storage (a journal file by default, or an RDB URL for workers on several machines), so rerunning the
+same command resumes, and a study made for another setting is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+
+from pxp_bench.benchmark import Prepared, evaluate, make_result, prepare, score
+from pxp_bench.errors import ConfigError
+from pxp_bench.evaluate import curve_metrics
+from pxp_bench.params import Categorical, IntRange, ParamSpace, searched_space
+from pxp_bench.plan import Benchmark
+from pxp_bench.plugins import Plugins, get_plugins
+from pxp_bench.results import Result
+
+DEFAULT_TUNE_PER_CLASS = 20
+IDENTITY_ATTR = "pxp_bench_identity"
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+HEARTBEAT_S, GRACE_S, RETRIES = 20, 60, 3
+"""RDB workers beat every 20 s; a trial silent for 60 s is failed and retried (at most 3 times)."""
+
+
+@dataclass
+class StudyConfig:
+    """What a study runs: a `Benchmark` template (its seed is replaced by each of ``seeds``) and the search."""
+
+    bench: Benchmark
+    seeds: tuple[int, ...] = (0,)
+    optimizer: str = "optuna-tpe"
+    trials: int = 50
+    timeout: float | None = None
+    storage: str | None = None
+    """None: a journal file ``<out>/<study>.journal``; or an RDB URL (``postgresql://...``, ``sqlite:///...``)."""
+    study: str | None = None
+    out: Path = Path("results")
+    pruner: str = "median"
+    """``median``: stop a trial whose tuning A_PR after a seed is below the median of earlier trials; ``none``."""
+
+
+@dataclass
+class StudyOutcome:
+    study: optuna.Study
+    best_params: dict[str, Any]
+    best_value: float
+    default_value: float | None
+    results: list[Result]
+    reuse: dict[str, float]
+    trials_run: int
+    space: ParamSpace = field(repr=False, default_factory=dict)
+
+
+def study_name(config: StudyConfig, plan_components: str, method: str) -> str:
+    seeds = "-".join(map(str, config.seeds))
+    return config.study or f"{config.bench.model}_{plan_components}_{method}_seeds{seeds}"
+
+
+def _check(config: StudyConfig) -> None:
+    if isinstance(config.trials, bool) or not isinstance(config.trials, int) or config.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {config.trials}.")
+    if config.timeout is not None and config.timeout <= 0:
+        raise ConfigError(f"--timeout must be positive (seconds), got {config.timeout}.")
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds) or min(config.seeds) < 0:
+        raise ConfigError(f"--seeds must be distinct non-negative integers, got {list(config.seeds)}.")
+    if config.pruner not in ("median", "none"):
+        raise ConfigError(f"--pruner must be median or none, got '{config.pruner}'.")
+    if config.bench.tune_per_class < 1:
+        raise ConfigError("a study needs a tuning set: --tune-per-class must be at least 1.")
+    if config.bench.scores_file is not None:
+        raise ConfigError("a study scores every configuration itself; drop --scores.")
+
+
+def _identity(config: StudyConfig, prepared: Prepared, space: ParamSpace) -> dict[str, Any]:
+    """What a study is about; a stored study with another identity is refused."""
+    bench = prepared.bench
+    return {
+        "method": prepared.plan.method.name, "model": prepared.plan.model.name, "weights": prepared.loaded.weights,
+        "dataset": prepared.plan.dataset.name, "components": prepared.plan.components,
+        "space": {key: param.describe() for key, param in sorted(space.items())},
+        "fixed": {key: value for key, value in sorted(prepared.plan.params.items()) if key not in space},
+        "seeds": list(config.seeds), "classes": bench.n_classes, "ref_per_class": bench.ref_per_class,
+        "tune_per_class": bench.tune_per_class, "rates": list(prepared.rates),
+    }
+
+
+def open_storage(url: str | None, default_path: Path):
+    """A journal file (safe for several local processes) or an RDB with heartbeats and retries."""
+    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        if url is None:
+            default_path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(default_path)))
+        if url.split(":", 1)[0].split("+", 1)[0] not in RDB_SCHEMES:
+            raise ConfigError(f"--storage '{url}' is not a database URL; use postgresql://USER@HOST/DB, "
+                              "sqlite:///FILE.db, or leave it out for a journal file in --out.")
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                          failed_trial_callback=RetryFailedTrialCallback(max_retry=RETRIES))
+    except ConfigError:
+        raise
+    except Exception as exc:  # SQLAlchemy / driver / file errors: one line
+        reason = (str(exc).splitlines() or [""])[0].rstrip(".")
+        raise ConfigError(f"cannot open the study storage {url or default_path}: {type(exc).__name__}: {reason}. "
+                          "Check the URL, the server and its driver (psycopg2 for PostgreSQL).") from None
+
+
+def _open_study(storage, name: str, identity: dict[str, Any]) -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    stored = study.user_attrs.get(IDENTITY_ATTR)
+    if stored is None:
+        study.set_user_attr(IDENTITY_ATTR, identity)
+    elif stored != identity:
+        differing = sorted(key for key in set(stored) | set(identity) if stored.get(key) != identity.get(key))
+        raise ConfigError(f"study '{name}' was created for another setting (differs in {', '.join(differing)}). "
+                          "Use another --study name, or the original options.")
+    return study
+
+
+def suggest(trial: optuna.Trial, space: ParamSpace) -> dict[str, Any]:
+    """The trial's values for every parameter of ``space``."""
+    values = {}
+    for key, param in space.items():
+        if isinstance(param, Categorical):
+            values[key] = trial.suggest_categorical(key, list(param.choices))
+        elif isinstance(param, IntRange):
+            values[key] = trial.suggest_int(key, param.low, param.high, log=param.log)
+        else:
+            values[key] = trial.suggest_float(key, param.low, param.high, log=param.log)
+    return values
+
+
+def tuning_a_pr(prepared: Prepared, params: dict[str, Any]) -> float:
+    """The objective on one seed: A_PR of ``params``' scores on the tuning set (never the evaluation set)."""
+    points = evaluate(prepared, score(prepared, params).scores, "tune")
+    return curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)["a_pr"]
+
+
+def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
+              on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> StudyOutcome:
+    """Search, then evaluate the best configuration on every seed's evaluation set."""
+    plugins = plugins or get_plugins()
+    _check(config)
+    optimizer = plugins.optimizers.get(config.optimizer)
+    prepared = {seed: prepare(dataclasses.replace(config.bench, seed=seed), plugins=plugins) for seed in config.seeds}
+    first = prepared[config.seeds[0]]
+    method, family = first.plan.method, first.plan.model.family
+    space = searched_space(method.space_for(family))
+    if not space:
+        raise ConfigError(f"method '{method.name}' has no searched parameters on a {family}; nothing to optimise.")
+    name = study_name(config, first.plan.components, method.name)
+    storage = open_storage(config.storage, Path(config.out) / f"{name}.journal")
+    study = _open_study(storage, name, _identity(config, first, space))
+    use_pruner = optimizer.prunes and config.pruner == "median" and len(config.seeds) > 1
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5) if use_pruner else optuna.pruners.NopPruner()
+    if not study.trials:
+        study.enqueue_trial({key: first.plan.params[key] for key in space}, user_attrs={"default": True})
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**first.plan.params, **suggest(trial, space)}
+        values = []
+        for step, seed in enumerate(config.seeds):
+            values.append(tuning_a_pr(prepared[seed], params))
+            trial.report(statistics.mean(values), step)
+            if step < len(config.seeds) - 1 and trial.should_prune():
+                raise optuna.TrialPruned()
+        return statistics.mean(values)
+
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    remaining = max(0, config.trials - len(finished))
+    callbacks = [lambda _, trial: on_trial(trial)] if on_trial is not None else []
+    if remaining:
+        optimizer.load_run()(study, space, objective, trials=remaining, timeout=config.timeout,
+                             seed=config.seeds[0], callbacks=callbacks)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        raise ConfigError(f"study '{name}' has no completed trial yet; raise --trials or --timeout.")
+    best = study.best_trial
+    best_params = {**first.plan.params, **{k: v for k, v in best.params.items() if k in space}}
+    default = next((t for t in completed if t.user_attrs.get("default")), None)
+    results = [_optimised_result(prepared[seed], best_params, best, name, config) for seed in config.seeds]
+    reuse = {"hits": sum(p.memos["tune"].hits for p in prepared.values() if "tune" in p.memos),
+             "evaluations": sum(p.memos["tune"].misses for p in prepared.values() if "tune" in p.memos)}
+    reuse["hit_rate"] = reuse["hits"] / max(1, reuse["hits"] + reuse["evaluations"])
+    return StudyOutcome(study, best_params, best.value, default.value if default else None, results, reuse,
+                        remaining, space)
+
+
+def _optimised_result(prepared: Prepared, params: dict[str, Any], best: optuna.trial.FrozenTrial, name: str,
+                      config: StudyConfig) -> Result:
+    """The best configuration on this seed's evaluation set: an ordinary result, variant ``optimised``."""
+    clock = time.perf_counter()
+    scored = score(prepared, params)
+    points = evaluate(prepared, scored.scores, "eval")
+    timings = {**prepared.timings, "score_and_evaluate": round(time.perf_counter() - clock, 4)}
+    result = make_result(prepared, {"method": prepared.plan.method.name, "variant": "optimised", "params": params},
+                         points, scored.scores, timings,
+                         {"excluded_attention": list(prepared.components.excluded), **scored.diagnostics})
+    result.optimisation = {
+        "study": name, "trial": best.number, "optimizer": config.optimizer, "seeds": list(config.seeds),
+        "tuning_a_pr": best.value, "storage": config.storage or "journal",
+    }
+    return result
+
+
+def best_params_json(outcome: StudyOutcome) -> str:
+    """The best configuration as a ``--params`` file for ``pxp-bench run``."""
+    return json.dumps(outcome.best_params, indent=2, sort_keys=True) + "\n"

@@ -195,6 +195,29 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
         raise ConfigError(f"--seeds expects a comma list of integers such as 0,1,2, got '{text}'.") from None
 
 
+def _start_workers(config, count: int) -> list:
+    """``count`` search-only worker processes on the same study (they share its storage)."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from pxp_bench.optimize.study import config_to_json
+
+    return [subprocess.Popen([sys.executable, "-m", "pxp_bench.optimize.worker",
+                              config_to_json(dataclasses.replace(config, worker=index))],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for index in range(1, count + 1)]
+
+
+def _stop_workers(workers: list) -> None:
+    """Wait for the workers (the study's trial count stops them); report any that failed."""
+    for worker in workers:
+        _, stderr = worker.communicate()
+        if worker.returncode not in (0, None):
+            lines = stderr.strip().splitlines() or [f"exit status {worker.returncode}"]
+            warnings.warn(f"an optimisation worker failed: {lines[-1]}")
+
+
 @app.command()
 @user_errors
 def optimize(
@@ -216,6 +239,7 @@ def optimize(
     storage: Annotated[Optional[str], typer.Option(help="Study storage: an RDB URL (postgresql://..., sqlite:///...); default: a journal file in --out.")] = None,
     study: Annotated[Optional[str], typer.Option(help="Study name; default: from model, components, method and seeds.")] = None,
     pruner: Annotated[str, typer.Option(help="median (stop trials clearly worse after a seed) or none.")] = "median",
+    jobs: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")] = 128,
     amp: Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")] = None,
@@ -237,12 +261,20 @@ def optimize(
                       ref_per_class=ref_per_class, tune_per_class=tune_per_class, device=device,
                       batch_size=batch_size, image_size=image_size, amp=amp)
     config = StudyConfig(bench, _parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
     ensure_writable_dir(out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console) as bars:
-        task = bars.add_task("trials", total=trials)
-        outcome = run_study(config, on_trial=lambda _: bars.advance(task))
+    workers = _start_workers(config, jobs - 1)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    try:
+        with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err_console) as bars:
+            task = bars.add_task("trials", total=trials)
+            outcome = run_study(config, on_trial=lambda study, _: bars.update(
+                task, completed=len(study.get_trials(deepcopy=False, states=finished))))
+    finally:
+        _stop_workers(workers)
     name = outcome.study.study_name
     best_path, plot_path = out / f"{name}.best.json", out / f"{name}.history.png"
     atomic_write_text(best_path, best_params_json(outcome))

@@ -106,3 +106,15 @@ def test_the_command_writes_best_params_history_and_results(tmp_path):
     assert rerun.exit_code == 0, rerun.output
     refused = runner.invoke(app, [*args[:-2], "--out", str(tmp_path), "--trials", "0"])
     assert refused.exit_code == 2 and "--trials must be at least 1" in refused.output
+
+
+def test_local_workers_share_the_journal_study(tmp_path):
+    result = CliRunner().invoke(app, ["optimize", "--method", "taylor", "--classes", "3", "--tune-per-class", "10",
+                                      "--rates", "0,0.3,0.6", "--trials", "6", "--jobs", "2", "--optimizer", "random",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "digits-vgg_filters_taylor_seeds0.journal")))
+    trials = optuna.load_study(study_name="digits-vgg_filters_taylor_seeds0", storage=storage).trials
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE} and 6 <= len(trials) <= 7
+    assert "Warning" not in result.output

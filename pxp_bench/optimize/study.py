@@ -31,8 +31,8 @@ from pxp_bench.results import Result
 DEFAULT_TUNE_PER_CLASS = 20
 IDENTITY_ATTR = "pxp_bench_identity"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-HEARTBEAT_S, GRACE_S, RETRIES = 20, 60, 3
-"""RDB workers beat every 20 s; a trial silent for 60 s is failed and retried (at most 3 times)."""
+RETRIES = 3
+"""A trial whose worker died (silent past the grace period, RDB storage) is retried at most this often."""
 
 
 @dataclass
@@ -50,6 +50,13 @@ class StudyConfig:
     out: Path = Path("results")
     pruner: str = "median"
     """``median``: stop a trial whose tuning A_PR after a seed is below the median of earlier trials; ``none``."""
+    heartbeat_s: int = 20
+    grace_s: int = 60
+    """RDB storage: workers beat every ``heartbeat_s``; a running trial silent for ``grace_s`` is failed
+    and retried by the next worker that starts or finishes a trial."""
+    worker: int = 0
+    """Which of several local workers this is (``--jobs``): offsets the sampler's seed so that workers
+    do not propose the same sequence."""
 
 
 @dataclass
@@ -97,7 +104,7 @@ def _identity(config: StudyConfig, prepared: Prepared, space: ParamSpace) -> dic
     }
 
 
-def open_storage(url: str | None, default_path: Path):
+def open_storage(url: str | None, default_path: Path, heartbeat_s: int = 20, grace_s: int = 60):
     """A journal file (safe for several local processes) or an RDB with heartbeats and retries."""
     from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
     from optuna.storages.journal import JournalFileBackend
@@ -109,14 +116,15 @@ def open_storage(url: str | None, default_path: Path):
         if url.split(":", 1)[0].split("+", 1)[0] not in RDB_SCHEMES:
             raise ConfigError(f"--storage '{url}' is not a database URL; use postgresql://USER@HOST/DB, "
                               "sqlite:///FILE.db, or leave it out for a journal file in --out.")
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+        return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                           failed_trial_callback=RetryFailedTrialCallback(max_retry=RETRIES))
     except ConfigError:
         raise
     except Exception as exc:  # SQLAlchemy / driver / file errors: one line
         reason = (str(exc).splitlines() or [""])[0].rstrip(".")
         raise ConfigError(f"cannot open the study storage {url or default_path}: {type(exc).__name__}: {reason}. "
-                          "Check the URL, the server and its driver (psycopg2 for PostgreSQL).") from None
+                          "Check the URL, the server and its driver (for PostgreSQL: pip install "
+                          "'pxp-bench[postgres]').") from None
 
 
 def _open_study(storage, name: str, identity: dict[str, Any]) -> optuna.Study:
@@ -151,8 +159,9 @@ def tuning_a_pr(prepared: Prepared, params: dict[str, Any]) -> float:
 
 
 def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
-              on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> StudyOutcome:
-    """Search, then evaluate the best configuration on every seed's evaluation set."""
+              on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+              evaluate_best: bool = True) -> StudyOutcome:
+    """Search, then (``evaluate_best``) evaluate the best configuration on every seed's evaluation set."""
     plugins = plugins or get_plugins()
     _check(config)
     optimizer = plugins.optimizers.get(config.optimizer)
@@ -163,7 +172,7 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
     if not space:
         raise ConfigError(f"method '{method.name}' has no searched parameters on a {family}; nothing to optimise.")
     name = study_name(config, first.plan.components, method.name)
-    storage = open_storage(config.storage, Path(config.out) / f"{name}.journal")
+    storage = open_storage(config.storage, Path(config.out) / f"{name}.journal", config.heartbeat_s, config.grace_s)
     study = _open_study(storage, name, _identity(config, first, space))
     use_pruner = optimizer.prunes and config.pruner == "median" and len(config.seeds) > 1
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5) if use_pruner else optuna.pruners.NopPruner()
@@ -180,19 +189,23 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
                 raise optuna.TrialPruned()
         return statistics.mean(values)
 
-    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
-    remaining = max(0, config.trials - len(finished))
-    callbacks = [lambda _, trial: on_trial(trial)] if on_trial is not None else []
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    remaining = max(0, config.trials - len(study.get_trials(deepcopy=False, states=finished_states)))
+    # workers sharing the study stop together once it holds --trials finished trials
+    callbacks = [optuna.study.MaxTrialsCallback(config.trials, states=finished_states)]
+    if on_trial is not None:
+        callbacks.append(on_trial)
     if remaining:
         optimizer.load_run()(study, space, objective, trials=remaining, timeout=config.timeout,
-                             seed=config.seeds[0], callbacks=callbacks)
+                             seed=config.seeds[0] + 1000 * config.worker, callbacks=callbacks)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise ConfigError(f"study '{name}' has no completed trial yet; raise --trials or --timeout.")
     best = study.best_trial
     best_params = {**first.plan.params, **{k: v for k, v in best.params.items() if k in space}}
     default = next((t for t in completed if t.user_attrs.get("default")), None)
-    results = [_optimised_result(prepared[seed], best_params, best, name, config) for seed in config.seeds]
+    results = [_optimised_result(prepared[seed], best_params, best, name, config)
+               for seed in config.seeds] if evaluate_best else []
     reuse = {"hits": sum(p.memos["tune"].hits for p in prepared.values() if "tune" in p.memos),
              "evaluations": sum(p.memos["tune"].misses for p in prepared.values() if "tune" in p.memos)}
     reuse["hit_rate"] = reuse["hits"] / max(1, reuse["hits"] + reuse["evaluations"])
@@ -215,6 +228,19 @@ def _optimised_result(prepared: Prepared, params: dict[str, Any], best: optuna.t
         "tuning_a_pr": best.value, "storage": config.storage or "journal",
     }
     return result
+
+
+def config_to_json(config: StudyConfig) -> str:
+    """``config`` as JSON, for a worker process (`pxp_bench.optimize.worker`)."""
+    return json.dumps(dataclasses.asdict(config), default=str)
+
+
+def config_from_json(text: str) -> StudyConfig:
+    values = json.loads(text)
+    bench = values.pop("bench")
+    bench["rates"] = tuple(bench["rates"])
+    bench["data_root"] = Path(bench["data_root"]) if bench["data_root"] else None
+    return StudyConfig(Benchmark(**bench), **{**values, "seeds": tuple(values["seeds"]), "out": Path(values["out"])})
 
 
 def best_params_json(outcome: StudyOutcome) -> str:

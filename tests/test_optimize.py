@@ -31,10 +31,12 @@ def test_the_objective_never_reads_the_evaluation_set(plugins):
     prepared = prepare(SMALL, plugins=plugins)
     params = prepared.plan.params
     before = tuning_a_pr(prepared, params)
-    eval_split = prepared.splits.eval  # poison the evaluation set: the objective must not notice
-    prepared.splits.eval = LabelledTensors(torch.full_like(eval_split.inputs, float("nan")), eval_split.targets)
+    eval_split = prepared.splits.eval  # poison (a copy of) the evaluation set: the objective must not notice
+    poisoned = LabelledTensors(torch.full_like(eval_split.inputs, float("nan")), eval_split.targets)
+    prepared.splits = dataclasses.replace(prepared.splits, eval=poisoned)
     assert tuning_a_pr(prepared, params) == before and set(prepared.memos) == {"tune"}
     assert prepared.sets.tuning_split == "tune"  # digits' own tune split: disjoint from eval and reference
+    assert not torch.isnan(prepare(SMALL, plugins=plugins).splits.eval.inputs).any()  # the shared data is intact
 
 
 def test_grid_finds_the_exhaustive_optimum_with_the_default_as_trial_0(plugins, tmp_path):

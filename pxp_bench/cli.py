@@ -240,6 +240,8 @@ def optimize(
     study: Annotated[Optional[str], typer.Option(help="Study name; default: from model, components, method and seeds.")] = None,
     pruner: Annotated[str, typer.Option(help="median (stop trials clearly worse after a seed) or none.")] = "median",
     jobs: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
+    params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters to fix (not searched).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="A method parameter to fix, key=value (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")] = 128,
     amp: Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")] = None,
@@ -251,7 +253,8 @@ def optimize(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pxp_bench.optimize.report import history_plot
-    from pxp_bench.optimize.study import StudyConfig, best_params_json, run_study, study_name
+    from pxp_bench.optimize.study import StudyConfig, best_params_json, run_study
+    from pxp_bench.params import parse_param_pairs, read_params_file
     from pxp_bench.plan import Benchmark
     from pxp_bench.rates import parse_rates
     from pxp_bench.results import atomic_write_text, ensure_writable_dir, write_result
@@ -259,7 +262,8 @@ def optimize(
     bench = Benchmark(model=model, method=method, dataset=dataset, data_root=data, components=components,
                       weights=weights, rates=parse_rates(rates), n_classes=_parse_classes(classes),
                       ref_per_class=ref_per_class, tune_per_class=tune_per_class, device=device,
-                      batch_size=batch_size, image_size=image_size, amp=amp)
+                      batch_size=batch_size, image_size=image_size, amp=amp,
+                      params=read_params_file(params) if params else {}, param_texts=parse_param_pairs(param or []))
     config = StudyConfig(bench, _parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")

@@ -120,3 +120,16 @@ def test_local_workers_share_the_journal_study(tmp_path):
     trials = optuna.load_study(study_name="digits-vgg_filters_taylor_seeds0", storage=storage).trials
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE} and 6 <= len(trials) <= 7
     assert "Warning" not in result.output
+
+
+def test_parameters_given_by_the_user_are_fixed_not_searched(plugins, tmp_path):
+    bench = dataclasses.replace(SMALL, method="lrp", param_texts={"low": "zplus", "mid": "zplus", "high": "zplus"})
+    outcome = run_study(config(tmp_path, bench=bench, trials=3, optimizer="random"), plugins=plugins)
+    assert set(outcome.space) == {"fc", "aggregation"}
+    assert all(set(t.params) == {"fc", "aggregation"} for t in outcome.study.trials)
+    assert {outcome.best_params[g] for g in ("low", "mid", "high")} == {"zplus"}
+    params_file = tmp_path / "bad.json"
+    params_file.write_text('{"lowest": "zplus"}')
+    result = CliRunner().invoke(app, ["optimize", "--method", "lrp", "--params", str(params_file), "--out",
+                                      str(tmp_path)])
+    assert result.exit_code == 2 and "unknown parameter 'lowest'" in result.output

@@ -168,9 +168,11 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
     prepared = {seed: prepare(dataclasses.replace(config.bench, seed=seed), plugins=plugins) for seed in config.seeds}
     first = prepared[config.seeds[0]]
     method, family = first.plan.method, first.plan.model.family
-    space = searched_space(method.space_for(family))
+    given = set(config.bench.params) | set(config.bench.param_texts)  # fixed by the user: not searched
+    space = {key: param for key, param in searched_space(method.space_for(family)).items() if key not in given}
     if not space:
-        raise ConfigError(f"method '{method.name}' has no searched parameters on a {family}; nothing to optimise.")
+        raise ConfigError(f"method '{method.name}' has no searched parameters left on a {family} (none declared, "
+                          "or all fixed with --param / --params); nothing to optimise.")
     name = study_name(config, first.plan.components, method.name)
     storage = open_storage(config.storage, Path(config.out) / f"{name}.journal", config.heartbeat_s, config.grace_s)
     study = _open_study(storage, name, _identity(config, first, space))

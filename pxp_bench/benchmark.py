@@ -208,11 +208,14 @@ def _evaluation_data(prepared: Prepared, split: str):
 
 
 def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str = "eval", *,
-             progress: Progress | None = None) -> list[CurvePoint]:
-    """The pruning curve of ``scores`` on the evaluation (``eval``) or tuning (``tune``) set."""
+             progress: Progress | None = None, reuse: bool = True) -> list[CurvePoint]:
+    """The pruning curve of ``scores`` on the evaluation (``eval``) or tuning (``tune``) set.
+
+    ``reuse=False`` forgets the pruned sets evaluated by earlier calls (to measure what reuse saves).
+    """
     data = _evaluation_data(prepared, split)
     order = rank_components(prepared.components, scores)
-    memo = prepared.memos.setdefault(split, EvaluationMemo())
+    memo = prepared.memos.setdefault(split, EvaluationMemo()) if reuse else EvaluationMemo()
     bench = prepared.bench
 
     def curve_at(batch_size: int) -> list[CurvePoint]:

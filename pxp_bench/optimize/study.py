@@ -28,7 +28,6 @@ from pxp_bench.plan import Benchmark
 from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.results import Result
 
-DEFAULT_TUNE_PER_CLASS = 20
 IDENTITY_ATTR = "pxp_bench_identity"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 RETRIES = 3
@@ -54,6 +53,8 @@ class StudyConfig:
     grace_s: int = 60
     """RDB storage: workers beat every ``heartbeat_s``; a running trial silent for ``grace_s`` is failed
     and retried by the next worker that starts or finishes a trial."""
+    reuse: bool = True
+    """Evaluate each pruned set once per seed (exact); off only to measure what it saves."""
     worker: int = 0
     """Which of several local workers this is (``--jobs``): offsets the sampler's seed so that workers
     do not propose the same sequence."""
@@ -152,9 +153,9 @@ def suggest(trial: optuna.Trial, space: ParamSpace) -> dict[str, Any]:
     return values
 
 
-def tuning_a_pr(prepared: Prepared, params: dict[str, Any]) -> float:
+def tuning_a_pr(prepared: Prepared, params: dict[str, Any], reuse: bool = True) -> float:
     """The objective on one seed: A_PR of ``params``' scores on the tuning set (never the evaluation set)."""
-    points = evaluate(prepared, score(prepared, params).scores, "tune")
+    points = evaluate(prepared, score(prepared, params).scores, "tune", reuse=reuse)
     return curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)["a_pr"]
 
 
@@ -185,7 +186,7 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
         params = {**first.plan.params, **suggest(trial, space)}
         values = []
         for step, seed in enumerate(config.seeds):
-            values.append(tuning_a_pr(prepared[seed], params))
+            values.append(tuning_a_pr(prepared[seed], params, config.reuse))
             trial.report(statistics.mean(values), step)
             if step < len(config.seeds) - 1 and trial.should_prune():
                 raise optuna.TrialPruned()

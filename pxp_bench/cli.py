@@ -139,24 +139,38 @@ def _render_result(result: Result, path: Path) -> None:
     console.print(f"result written to [bold]{path}[/]", highlight=False)
 
 
+# Options `run` and `optimize` share, declared once.
+ModelOption = Annotated[str, typer.Option(help="Model name (see `pxp-bench list models`).")]
+DatasetOption = Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own.")]
+DataOption = Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")]
+ComponentsOption = Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")]
+WeightsOption = Annotated[Optional[str], typer.Option(help="default (pretrained), none (random init) or a checkpoint file.")]
+ImageSizeOption = Annotated[Optional[int], typer.Option(help="Input size in pixels, for models that accept one.")]
+RatesOption = Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")]
+RefPerClassOption = Annotated[int, typer.Option(help="Reference samples per class (from train).")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")]
+AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
+
+
 @app.command()
 @user_errors
 def run(
-    model: Annotated[str, typer.Option(help="Model name (see `pxp-bench list models`).")] = "digits-vgg",
+    model: ModelOption = "digits-vgg",
     method: Annotated[Optional[str], typer.Option(help="Attribution method; default: the best available.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")] = None,
-    components: Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="default (pretrained), none (random init) or a checkpoint file.")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels, for models that accept one.")] = None,
-    rates: Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")] = DEFAULT_GRID,
+    dataset: DatasetOption = None,
+    data: DataOption = None,
+    components: ComponentsOption = None,
+    weights: WeightsOption = None,
+    image_size: ImageSizeOption = None,
+    rates: RatesOption = DEFAULT_GRID,
     classes: Annotated[str, typer.Option(help="Number of classes drawn with the seed, or 'all'.")] = "all",
-    ref_per_class: Annotated[int, typer.Option(help="Reference samples per class (from train).")] = 10,
+    ref_per_class: RefPerClassOption = 10,
     tune_per_class: Annotated[int, typer.Option(help="Tuning samples per class (0 = none; used by optimisation).")] = 0,
     seed: Annotated[int, typer.Option(help="The run's seed: classes, samples, random baseline.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")] = 128,
-    amp: Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")] = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 128,
+    amp: AmpOption = None,
     preset: Annotated[Optional[str], typer.Option(help="A named parameter preset of the method.")] = None,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter as key=value (repeatable).")] = None,
@@ -222,29 +236,29 @@ def _stop_workers(workers: list) -> None:
 @user_errors
 def optimize(
     method: Annotated[Optional[str], typer.Option(help="Attribution method whose searched parameters are tuned.")] = None,
-    model: Annotated[str, typer.Option(help="Model name (see `pxp-bench list models`).")] = "digits-vgg",
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")] = None,
-    components: Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="default (pretrained), none (random init) or a checkpoint file.")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Input size in pixels, for models that accept one.")] = None,
+    model: ModelOption = "digits-vgg",
+    dataset: DatasetOption = None,
+    data: DataOption = None,
+    components: ComponentsOption = None,
+    weights: WeightsOption = None,
+    image_size: ImageSizeOption = None,
     optimizer: Annotated[str, typer.Option(help="optuna-tpe, optuna-gp, grid, random, nevergrad or a plugin's.")] = "optuna-tpe",
     trials: Annotated[int, typer.Option(help="Trials the study should have in all (a rerun resumes up to this).")] = 50,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
     seeds: Annotated[str, typer.Option(help="Seeds the objective averages over, e.g. 0,1,2.")] = "0",
     tune_per_class: Annotated[int, typer.Option(help="Tuning samples per class (train, disjoint from the reference).")] = 20,
-    ref_per_class: Annotated[int, typer.Option(help="Reference samples per class (from train).")] = 10,
+    ref_per_class: RefPerClassOption = 10,
     classes: Annotated[str, typer.Option(help="Number of classes drawn with each seed, or 'all'.")] = "all",
-    rates: Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")] = DEFAULT_GRID,
+    rates: RatesOption = DEFAULT_GRID,
     storage: Annotated[Optional[str], typer.Option(help="Study storage: an RDB URL (postgresql://..., sqlite:///...); default: a journal file in --out.")] = None,
     study: Annotated[Optional[str], typer.Option(help="Study name; default: from model, components, method and seeds.")] = None,
     pruner: Annotated[str, typer.Option(help="median (stop trials clearly worse after a seed) or none.")] = "median",
     jobs: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters to fix (not searched).")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter to fix, key=value (repeatable).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")] = 128,
-    amp: Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")] = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchSizeOption = 128,
+    amp: AmpOption = None,
     out: Annotated[Path, typer.Option(help="Folder for the results, best parameters, history plot and journal.")] = Path("results"),
 ) -> None:
     """Tune a method's hyperparameters for pruning: the objective is A_PR on the tuning set, never the

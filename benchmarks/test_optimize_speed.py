@@ -1,6 +1,6 @@
 """Optimisation speed on digits-vgg filters with LRP (PROTOCOL section 5; figures in the README).
 
-Evaluation reuse plus the median pruner against neither, at an equal budget of trials: the ratio of
+Evaluation reuse plus the (default) Wilcoxon pruner against neither, at an equal budget of trials: the ratio of
 trials per minute and both best tuning A_PRs land in ``extra_info``. Heavy on a CPU: ``make bench`` only.
 """
 
@@ -20,7 +20,7 @@ TRIALS = 24
 
 def _study(out: Path, *, fast: bool):
     config = StudyConfig(Benchmark(method="lrp", tune_per_class=20), seeds=(0, 1, 2), trials=TRIALS, out=out, reuse=fast,
-                         pruner="median" if fast else "none")
+                         pruner="wilcoxon" if fast else "none")
     started = time.perf_counter()
     outcome = run_study(config, evaluate_best=False)
     return outcome, time.perf_counter() - started

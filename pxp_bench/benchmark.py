@@ -208,23 +208,31 @@ def _evaluation_data(prepared: Prepared, split: str):
 
 
 def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str = "eval", *,
-             progress: Progress | None = None, reuse: bool = True) -> list[CurvePoint]:
+             progress: Progress | None = None, reuse: bool = True,
+             on_rate: Callable[[CurvePoint], None] | None = None) -> list[CurvePoint]:
     """The pruning curve of ``scores`` on the evaluation (``eval``) or tuning (``tune``) set.
 
     ``reuse=False`` forgets the pruned sets evaluated by earlier calls (to measure what reuse saves).
+    ``on_rate`` sees each point as soon as it is measured (rates in ascending order); an exception it
+    raises stops the curve there, e.g. a pruner stopping a trial.
     """
     data = _evaluation_data(prepared, split)
     order = rank_components(prepared.components, scores)
     memo = prepared.memos.setdefault(split, EvaluationMemo()) if reuse else EvaluationMemo()
     bench = prepared.bench
 
+    def measured(point: CurvePoint) -> None:
+        if progress is not None:
+            progress.advance("evaluating")
+        if on_rate is not None:
+            on_rate(point)
+
     def curve_at(batch_size: int) -> list[CurvePoint]:
         if progress is not None:
             progress.start("evaluating", len(prepared.rates))
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
                            _loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
-                           amp=bench.amp, memo=memo,
-                           on_rate=(lambda _: progress.advance("evaluating")) if progress else None)
+                           amp=bench.amp, memo=memo, on_rate=measured)
 
     return with_oom_backoff("evaluating", bench.batch_size, curve_at)
 

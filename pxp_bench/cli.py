@@ -252,7 +252,7 @@ def optimize(
     rates: RatesOption = DEFAULT_GRID,
     storage: Annotated[Optional[str], typer.Option(help="Study storage: an RDB URL (postgresql://..., sqlite:///...); default: a journal file in --out.")] = None,
     study: Annotated[Optional[str], typer.Option(help="Study name; default: from model, components, method and seeds.")] = None,
-    pruner: Annotated[str, typer.Option(help="median (stop trials clearly worse after a seed) or none.")] = "median",
+    pruner: Annotated[str, typer.Option(help="Stop clearly worse trials mid-curve: wilcoxon (paired test against the best trial), median or none.")] = "wilcoxon",
     jobs: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters to fix (not searched).")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter to fix, key=value (repeatable).")] = None,

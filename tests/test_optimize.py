@@ -133,3 +133,23 @@ def test_parameters_given_by_the_user_are_fixed_not_searched(plugins, tmp_path):
     result = CliRunner().invoke(app, ["optimize", "--method", "lrp", "--params", str(params_file), "--out",
                                       str(tmp_path)])
     assert result.exit_code == 2 and "unknown parameter 'lowest'" in result.output
+
+
+@pytest.mark.parametrize("pruner", ["wilcoxon", "median"])
+def test_trials_report_each_seed_and_rate_and_clearly_worse_ones_stop_mid_curve(plugins, tmp_path, pruner):
+    rates = tuple(i / 10 for i in range(10))
+    bench = dataclasses.replace(SMALL, rates=rates)
+    outcome = run_study(config(tmp_path, bench=bench, optimizer="random", trials=12, pruner=pruner),
+                        plugins=plugins, evaluate_best=False)
+    steps = 2 * len(rates)  # seeds 0 and 1, rates ascending
+    complete = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    for trial in complete:
+        reported = [trial.intermediate_values[step] for step in range(steps)]
+        # wilcoxon sees each accuracy, median the sum so far; either way they make up the objective
+        total = sum(reported) if pruner == "wilcoxon" else reported[-1]
+        assert total / steps == pytest.approx(trial.value, abs=1e-12)
+    assert pruned, "no trial was stopped"
+    for trial in pruned:  # stopped after the warm-up, before the last step, and never the best
+        assert len(rates) // 2 <= max(trial.intermediate_values) < steps - 1
+    assert outcome.study.best_trial.state == optuna.trial.TrialState.COMPLETE

@@ -100,7 +100,7 @@ def nevergrad(study: optuna.Study, space: ParamSpace, objective: Objective, *, t
                                     budget=len(finished) + trials)
     for trial in finished:  # nevergrad minimises
         optimizer.tell(optimizer.parametrization.spawn_child(new_value={k: trial.params[k] for k in space}),
-                       -_value(trial))
+                       -_value(study, trial))
     deadline = None if timeout is None else time.monotonic() + timeout
     for _ in range(trials):
         if deadline is not None and time.monotonic() > deadline:
@@ -109,11 +109,13 @@ def nevergrad(study: optuna.Study, space: ParamSpace, objective: Objective, *, t
         study.enqueue_trial(dict(candidate.value))
         ran: list[optuna.trial.FrozenTrial] = []
         study.optimize(objective, n_trials=1, callbacks=[*callbacks, lambda _, trial: ran.append(trial)])
-        optimizer.tell(candidate, -_value(ran[0]))
+        optimizer.tell(candidate, -_value(study, ran[0]))
 
 
-def _value(trial: optuna.trial.FrozenTrial) -> float:
-    """A finished trial's objective; a pruned one counts with its last reported value."""
+def _value(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> float:
+    """A finished trial's objective. A pruned trial has none: it was stopped as worse than the others, so
+    it counts as the worst completed trial (its partial curve, high at low rates, would flatter it)."""
     if trial.value is not None:
         return trial.value
-    return trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else 0.0
+    completed = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    return min(completed, default=0.0)

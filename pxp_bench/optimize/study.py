@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +24,7 @@ import optuna
 
 from pxp_bench.benchmark import Prepared, evaluate, make_result, prepare, score
 from pxp_bench.errors import ConfigError
-from pxp_bench.evaluate import curve_metrics
+from pxp_bench.evaluate import CurvePoint, curve_metrics
 from pxp_bench.params import Categorical, IntRange, ParamSpace, searched_space
 from pxp_bench.plan import Benchmark
 from pxp_bench.plugins import Plugins, get_plugins
@@ -30,6 +32,10 @@ from pxp_bench.results import Result
 
 IDENTITY_ATTR = "pxp_bench_identity"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+PRUNERS = ("median", "wilcoxon", "none")
+WILCOXON_MIN_STEPS = 14
+"""SciPy's signed-rank test on 13 or fewer pairs with ties (accuracies often tie) runs a permutation
+test that takes seconds per call; from 14 pairs it uses the normal approximation."""
 RETRIES = 3
 """A trial whose worker died (silent past the grace period, RDB storage) is retried at most this often."""
 
@@ -47,8 +53,8 @@ class StudyConfig:
     """None: a journal file ``<out>/<study>.journal``; or an RDB URL (``postgresql://...``, ``sqlite:///...``)."""
     study: str | None = None
     out: Path = Path("results")
-    pruner: str = "median"
-    """``median``: stop a trial whose tuning A_PR after a seed is below the median of earlier trials; ``none``."""
+    pruner: str = "wilcoxon"
+    """How clearly worse trials are stopped mid-curve (`_pruner`): ``median``, ``wilcoxon`` or ``none``."""
     heartbeat_s: int = 20
     grace_s: int = 60
     """RDB storage: workers beat every ``heartbeat_s``; a running trial silent for ``grace_s`` is failed
@@ -84,8 +90,8 @@ def _check(config: StudyConfig) -> None:
         raise ConfigError(f"--timeout must be positive (seconds), got {config.timeout}.")
     if not config.seeds or len(set(config.seeds)) != len(config.seeds) or min(config.seeds) < 0:
         raise ConfigError(f"--seeds must be distinct non-negative integers, got {list(config.seeds)}.")
-    if config.pruner not in ("median", "none"):
-        raise ConfigError(f"--pruner must be median or none, got '{config.pruner}'.")
+    if config.pruner not in PRUNERS:
+        raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got '{config.pruner}'.")
     if config.bench.tune_per_class < 1:
         raise ConfigError("a study needs a tuning set: --tune-per-class must be at least 1.")
     if config.bench.scores_file is not None:
@@ -140,6 +146,26 @@ def _open_study(storage, name: str, identity: dict[str, Any]) -> optuna.Study:
     return study
 
 
+def _pruner(name: str, rates_per_seed: int) -> optuna.pruners.BasePruner:
+    """Stops trials that are clearly worse, from the per-(seed, rate) accuracies a trial reports.
+
+    Both wait for half of the first seed's curve: at low rates every configuration keeps the full accuracy.
+    ``median``: the sum of the accuracies so far is below the median of earlier trials' sums at that
+    step. A sum, not a running mean: Optuna's median pruner judges a trial by its best value over the
+    steps so far, and a running mean along a falling curve is best at rate 0, equal for every trial.
+    ``wilcoxon``: a paired signed-rank test against the best trial's accuracies at the same steps says
+    worse (p < 0.1); it waits for at least `WILCOXON_MIN_STEPS` steps.
+    """
+    warmup = rates_per_seed // 2
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+    if name == "wilcoxon":
+        with warnings.catch_warnings():  # experimental in Optuna; its API is all we use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=max(warmup, WILCOXON_MIN_STEPS))
+    return optuna.pruners.NopPruner()
+
+
 def suggest(trial: optuna.Trial, space: ParamSpace) -> dict[str, Any]:
     """The trial's values for every parameter of ``space``."""
     values = {}
@@ -153,9 +179,10 @@ def suggest(trial: optuna.Trial, space: ParamSpace) -> dict[str, Any]:
     return values
 
 
-def tuning_a_pr(prepared: Prepared, params: dict[str, Any], reuse: bool = True) -> float:
+def tuning_a_pr(prepared: Prepared, params: dict[str, Any], reuse: bool = True,
+               on_rate: Callable[[CurvePoint], None] | None = None) -> float:
     """The objective on one seed: A_PR of ``params``' scores on the tuning set (never the evaluation set)."""
-    points = evaluate(prepared, score(prepared, params).scores, "tune", reuse=reuse)
+    points = evaluate(prepared, score(prepared, params).scores, "tune", reuse=reuse, on_rate=on_rate)
     return curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)["a_pr"]
 
 
@@ -177,20 +204,24 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
     name = study_name(config, first.plan.components, method.name)
     storage = open_storage(config.storage, Path(config.out) / f"{name}.journal", config.heartbeat_s, config.grace_s)
     study = _open_study(storage, name, _identity(config, first, space))
-    use_pruner = optimizer.prunes and config.pruner == "median" and len(config.seeds) > 1
-    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5) if use_pruner else optuna.pruners.NopPruner()
+    study.pruner = _pruner(config.pruner if optimizer.prunes else "none", len(first.rates))
     if not study.trials:
         study.enqueue_trial({key: first.plan.params[key] for key in space}, user_attrs={"default": True})
+    last_step = len(config.seeds) * len(first.rates) - 1
 
     def objective(trial: optuna.Trial) -> float:
         params = {**first.plan.params, **suggest(trial, space)}
-        values = []
-        for step, seed in enumerate(config.seeds):
-            values.append(tuning_a_pr(prepared[seed], params, config.reuse))
-            trial.report(statistics.mean(values), step)
-            if step < len(config.seeds) - 1 and trial.should_prune():
+        accuracies: list[float] = []  # one per (seed, rate) step, seed-major, rates ascending
+
+        def report(point: CurvePoint) -> None:
+            accuracies.append(point.accuracy)
+            step = len(accuracies) - 1
+            trial.report(math.fsum(accuracies) if config.pruner == "median" else point.accuracy, step)
+            if step < last_step and trial.should_prune():
                 raise optuna.TrialPruned()
-        return statistics.mean(values)
+
+        return statistics.fmean(tuning_a_pr(prepared[seed], params, config.reuse, on_rate=report)
+                                for seed in config.seeds)
 
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = max(0, config.trials - len(study.get_trials(deepcopy=False, states=finished_states)))

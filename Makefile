@@ -6,10 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench clean zoo-leaderboard zoo-optimize
 
-$(STAMP): pyproject.toml
+# The example plugin is installed for real (not editable), as a user installs a third-party plugin;
+# editing it reinstalls it.
+EXAMPLE := plugins/pxp-bench-example
+EXAMPLE_FILES := $(shell find $(EXAMPLE)/pyproject.toml $(EXAMPLE)/src -type f \( -name '*.py' -o -name '*.toml' -o -name '*.safetensors' \))
+
+$(STAMP): pyproject.toml $(EXAMPLE_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet ./$(EXAMPLE)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -22,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-enable -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(EXAMPLE)/build $(EXAMPLE)/src/*.egg-info
 
 # The README's leaderboard: every built-in method and LRP preset on the zoo models, seeds 0-2
 # (filters for the CNNs, heads and neurons for the ViT).

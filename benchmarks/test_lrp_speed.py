@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pxp_bench.attribution.lrp import lrp_scores
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import discover_components
 from pxp_bench.data.digits import load_digits_splits
 from pxp_bench.data.protocol import draw_sets
@@ -38,9 +38,9 @@ def _forward_backward_seconds(model, inputs, targets, repeats: int = 3) -> float
 def _measure(benchmark, model, inputs, targets, rounds: int, kind: str = "filters") -> None:
     components = discover_components(model, kind, inputs[:1])
     reference = ReferenceSet(LabelledTensors(inputs, targets.tolist()), sorted(set(targets.tolist())),
-                             len(inputs), CPU, seed=0)
+                             len(inputs), CPU)
     baseline = _forward_backward_seconds(model, inputs, targets)
-    benchmark.pedantic(lambda: lrp_scores(model, components, reference), rounds=rounds, iterations=1)
+    benchmark.pedantic(lambda: lrp_scores(model, components, reference, RunContext.seeded(0)), rounds=rounds, iterations=1)
     if not benchmark.disabled:
         benchmark.extra_info["forward_backward_s"] = round(baseline, 4)
         benchmark.extra_info["ratio"] = round(benchmark.stats.stats.median / baseline, 2)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.benchmark import Benchmark, plan_benchmark
 from pxp_bench.components import discover_components
 from pxp_bench.data.digits import load_digits_splits
@@ -36,13 +36,13 @@ def test_score_and_curve_digits_vgg(benchmark, method):
     splits = load_digits_splits()
     model = build_zoo_model("digits-vgg").module
     sets = draw_sets(splits, n_classes=None, ref_per_class=10, tune_per_class=0, seed=0)
-    reference = ReferenceSet(Subset(splits.train, sets.reference), sets.classes, 128, CPU, seed=0)
+    reference = ReferenceSet(Subset(splits.train, sets.reference), sets.classes, 128, CPU)
     loader = DataLoader(Subset(splits.eval, sets.evaluation), batch_size=128)
     components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
     score = plan.method.load_score()
 
     def score_and_curve():
-        order = rank_components(components, score(model, components, reference, **plan.params))
+        order = rank_components(components, score(model, components, reference, RunContext.seeded(0), **plan.params))
         return prune_curve(model, components, order, DEFAULT_RATES, loader, sets.classes, CPU)
 
     points = benchmark.pedantic(score_and_curve, rounds=3, iterations=1)

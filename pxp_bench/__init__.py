@@ -1,7 +1,8 @@
 """pxp-bench: benchmark attribution methods for pruning neural networks by explaining them.
 
 The public API is importable from here without loading torch; the run pipeline (`Benchmark`,
-`run_benchmark`) is imported on first use.
+`run_benchmark`) is imported on first use. Plugin authors also use `pxp_bench.api` (what a method,
+model or dataset needs; imports torch) and `pxp_bench.testing` (the conformance kit).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components, discover_components
-from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, seed_streams
+from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, method_seeds
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.device import device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
@@ -90,12 +90,12 @@ def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
         )
 
 
-def _score(plan: Plan, plugins: Plugins, model, components, reference, params: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _score(plan: Plan, plugins: Plugins, model, components, reference, context, params: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The method's scores, checked against the components; a plugin's failure names the plugin."""
     method = plan.method.load_score()
     info = plugins.infos[plan.method_owner]
     try:
-        scores = method(model, components, reference, **params)
+        scores = method(model, components, reference, context, **params)
         check_scores(components, scores)
         return scores
     except (PxpBenchError, torch.cuda.OutOfMemoryError) as exc:
@@ -177,20 +177,20 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
           progress: Progress | None = None) -> Scored:
     """The run's method on its reference set, under ``params`` (typed; default: the plan's)."""
     params = dict(prepared.plan.params if params is None else params)
-    streams = seed_streams(prepared.bench.seed)
-    random_seed, sampler_seed = (int(streams[name].integers(2**63 - 1)) for name in ("random_baseline", "sampler"))
+    seeds = method_seeds(prepared.bench.seed)
     reference_data = Subset(prepared.splits.train, prepared.sets.reference)
 
     def score_at(batch_size: int) -> Scored:
-        reference = ReferenceSet(reference_data, prepared.sets.classes, batch_size, prepared.device,
-                                 random_seed, sampler_seed)
+        reference = ReferenceSet(reference_data, prepared.sets.classes, batch_size, prepared.device)
+        context = RunContext(prepared.device, seeds)
         if progress is not None:
             progress.start("scoring", len(reference))
-            reference.on_batch = lambda n: progress.advance("scoring", n)
-        scores = _score(prepared.plan, prepared.plugins, prepared.model, prepared.components, reference, params)
+            context.progress = lambda n: progress.advance("scoring", n)
+        scores = _score(prepared.plan, prepared.plugins, prepared.model, prepared.components, reference, context,
+                        params)
         if progress is not None:
             progress.finish("scoring")  # data-free methods never ask for a batch
-        return Scored(scores, dict(reference.diagnostics))
+        return Scored(scores, dict(context.diagnostics))
 
     return with_oom_backoff("scoring", prepared.bench.batch_size, score_at)
 

@@ -5,9 +5,11 @@ entry-point group; ``PXP_BENCH_LOAD_PLUGINS`` (comma list of distribution names,
 which load. Each plugin's hook is called with a ``register`` callback bound to that plugin, so a
 duplicate name can name both plugins and a failure can name the one that raised.
 
-A plugin that fails to import or to validate is recorded as failed rather than raised at once, so
-``pxp-bench --help`` and ``pxp-bench plugins`` still work and show it; the registries refuse to fill
-while one has failed, because a run without its names would silently differ from the one intended.
+A plugin that fails (to import, to validate, or in a hook: raising, registering a duplicate or a
+nameless spec) is isolated: it is recorded as failed with one message naming it and its distribution,
+everything it registered is withdrawn, and the core and the other plugins keep working. Its failure is
+a warning when a registry is first used, ``pxp-bench plugins`` lists it, and asking for a name it would
+have registered says that it failed.
 """
 
 from __future__ import annotations
@@ -57,11 +59,18 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._owners: dict[str, str] = {}
+        self.failed: list[str] = []
+        """Why plugins that might have provided a missing name did not load: for unknown-name errors."""
+
+    def withdraw(self, owner: str) -> None:
+        """Remove every name ``owner`` registered (a plugin that failed)."""
+        for name in [name for name, by in self._owners.items() if by == owner]:
+            del self._items[name], self._owners[name]
 
     def add(self, item: T, owner: str) -> None:
         name = getattr(item, "name", None)
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin '{owner}' registered a {self.kind} without a name: {item!r}.")
+            raise PluginError(f"registered a {self.kind} without a name: {item!r}.")
         if name in self._items:
             raise PluginError(
                 f"{self.kind} '{name}' is registered twice: by plugin '{self._owners[name]}' and by "
@@ -75,8 +84,9 @@ class Registry(Generic[T]):
             return self._items[name]
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        failed = f" ({'; '.join(self.failed)})" if self.failed else ""
         raise UnknownNameError(
-            f"unknown {self.kind} '{name}'.{hint} See `pxp-bench list {self.kind}s` for all names."
+            f"unknown {self.kind} '{name}'.{hint} See `pxp-bench list {self.kind}s` for all names.{failed}"
         )
 
     def names(self, pattern: str | None = None) -> list[str]:
@@ -111,12 +121,10 @@ class PluginInfo:
     def status(self) -> str:
         return "loaded" if self.error is None else f"failed: {self.error}"
 
-    def failure(self) -> PluginError:
-        """The one-line error that names the failed plugin and how to get past it."""
-        return PluginError(
-            f"plugin '{self.name}' from {self.distribution} {self.version} failed to load: {self.error}. "
-            f"Fix or uninstall {self.distribution}, or leave it out of {LOAD_ENV}."
-        )
+    def failure(self) -> str:
+        """The one line that names the failed plugin and how to get past it."""
+        return (f"plugin '{self.name}' from {self.distribution} {self.version} failed and is not loaded: "
+                f"{self.error}. Fix or uninstall {self.distribution}, or leave it out of {LOAD_ENV}.")
 
 
 def _external_entry_points(selected: dict[str, str] | None) -> Iterator[tuple[Any, str, str]]:
@@ -164,6 +172,7 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._registries: dict[str, Registry] = {}
+        self._warned: set[str] = set()
         version = importlib.metadata.version(BUILTIN_DISTRIBUTION)
         for module_name in BUILTIN_PLUGINS:
             self._register(importlib.import_module(module_name), module_name,
@@ -208,17 +217,34 @@ class Plugins:
         for registry in REGISTRIES:
             self._filled(registry)
 
+    def failed(self) -> list[PluginInfo]:
+        return [info for info in self.infos.values() if info.error is not None]
+
     def _registry(self, registry: str) -> Registry:
-        """The filled registry, refused while a plugin has failed: its names would be missing unnoticed."""
-        for info in self.infos.values():
-            if info.error is not None:
-                raise info.failure()
-        return self._filled(registry)
+        """The filled registry; each failed plugin is a warning once, so its missing names are not silent."""
+        filled = self._filled(registry)
+        for info in self.failed():
+            if info.name not in self._warned:
+                self._warned.add(info.name)
+                warnings.warn(info.failure(), UserWarning, stacklevel=3)
+        filled.failed = [info.failure() for info in self.failed()]
+        return filled
 
     def _filled(self, registry: str) -> Registry:
         if registry not in self._registries:
             self._registries[registry] = self._collect(*REGISTRIES[registry])
         return self._registries[registry]
+
+    def _fail(self, name: str, error: str) -> None:
+        """Isolate plugin ``name``: record why, stop calling it, withdraw what it registered."""
+        info = self.infos[name]
+        info.error = error
+        info.registers = {}
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        for filled in self._registries.values():
+            filled.withdraw(name)
 
     def _add_info(self, name: str, distribution: str, version: str, source: str, error: str | None = None) -> None:
         if name in self.infos:
@@ -243,19 +269,23 @@ class Plugins:
             hooks = sorted(hook for hook, caller in vars(self.pm.hook).items() if caller.has_spec())
             self.infos[name].error = f"{reason} (pxp-bench's hooks are {', '.join(hooks)})"
 
-    def call_each(self, hook_name: str, argument: str, make_value: Callable[[str], Any]) -> None:
-        """Call ``hook_name`` on every plugin with ``argument=make_value(plugin name)``."""
+    def call_each(self, hook_name: str, argument: str, make_value: Callable[[str], Any],
+                  on_failure: Callable[[str], None] = lambda name: None) -> None:
+        """Call ``hook_name`` on every plugin with ``argument=make_value(plugin name)``.
+
+        A built-in's failure is our bug and raises; a third-party plugin's failure isolates that plugin
+        (`_fail`), after ``on_failure(plugin name)`` withdraws what this call made of it.
+        """
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             info = self.infos[impl.plugin_name]
             try:
                 impl.function(**{argument: make_value(impl.plugin_name)})
-            except PluginError:
-                raise
             except Exception as exc:
-                raise PluginError(
-                    f"plugin '{info.name}' ({info.distribution} {info.version}) raised in {hook_name}: "
-                    f"{type(exc).__name__}: {exc}. Fix or uninstall it, or leave it out of {LOAD_ENV}."
-                ) from exc
+                if info.source == "builtin":
+                    raise
+                reason = str(exc) if isinstance(exc, PluginError) else f"{hook_name} raised {type(exc).__name__}: {exc}"
+                on_failure(impl.plugin_name)
+                self._fail(impl.plugin_name, reason.rstrip("."))
 
     def _collect(self, kind: str, hook_name: str) -> Registry:
         registry: Registry = Registry(kind)
@@ -267,7 +297,7 @@ class Plugins:
 
             return register
 
-        self.call_each(hook_name, "register", bound)
+        self.call_each(hook_name, "register", bound, on_failure=registry.withdraw)
         return registry
 
 

@@ -37,8 +37,10 @@ def resolve_callable(ref: Callable | str, owner: str) -> Callable:
 class MethodSpec:
     """An attribution method.
 
-    ``score(model, components, reference, **params) -> {group name: 1-D tensor}`` returns one score per
-    component (higher = more relevant = pruned later), the shape of Torch-Pruning's importances.
+    ``score(model, components, reference, context, **params) -> {group name: 1-D tensor}`` returns one
+    score per component (higher = more relevant = pruned later), the shape of Torch-Pruning's
+    importances. The arguments are described in `pxp_bench.api`; `pxp_bench.testing.check_method`
+    checks a method against this contract.
     """
 
     name: str

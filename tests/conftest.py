@@ -11,7 +11,7 @@ import torch
 
 from pxp_bench.data.digits import load_digits_splits
 from pxp_bench.models.zoo import build_zoo_model
-from helpers import write_image_folder
+from helpers import pip_install_plugin, write_image_folder
 from pxp_bench.plugins import Plugins, get_plugins
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -47,31 +47,23 @@ def fresh_plugin_cache():
 
 @pytest.fixture
 def install_plugin(tmp_path, monkeypatch, fresh_plugin_cache):
-    """Install a real third-party-style plugin: a module plus a ``.dist-info`` on ``sys.path``.
-
-    ``install_plugin(dist, source)`` writes the module and an ``entry_points.txt`` in group
-    ``pxp_bench``, then selects that distribution through ``PXP_BENCH_LOAD_PLUGINS``.
-    """
+    """Install a real third-party plugin package (built here, installed by pip into a folder on
+    ``sys.path``): ``install_plugin(dist, source)``, then select it through ``PXP_BENCH_LOAD_PLUGINS``."""
     import importlib
     import sys
 
+    site = tmp_path / "site"
     selected: list[str] = []
     modules: list[str] = []
 
     def install(dist: str, source: str, *, entry_point: str | None = None) -> str:
-        module = dist.replace("-", "_") + "_plugin"
-        (tmp_path / f"{module}.py").write_text(source)
-        info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-        (info / "entry_points.txt").write_text(f"[pxp_bench]\n{entry_point or dist} = {module}\n")
+        modules.append(pip_install_plugin(site, dist, source, entry_point))
         selected.append(dist)
-        modules.append(module)
         monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", ",".join(selected))
         importlib.invalidate_caches()
-        return module
+        return modules[-1]
 
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(site))
     yield install
     for module in modules:
         sys.modules.pop(module, None)

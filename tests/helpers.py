@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import torch
 
 QUICK_RATES = (0.0, 0.3, 0.6)
@@ -33,3 +38,33 @@ def write_image_folder(root, classes, per_split=(6, 3), size=40, seed=0):
                 pixels[..., index % 3] += np.uint8(120 + 40 * (index // 3))
                 Image.fromarray(pixels).save(folder / f"img{i}.jpg", quality=90)
     return root
+
+
+def pip_install_plugin(where: Path, dist: str, source: str, entry_point: str | None = None,
+                       version: str = "1.2.3", python: str | None = None) -> str:
+    """Build distribution ``dist`` (one module holding ``source``, an entry point in group ``pxp_bench``)
+    and install it for real with pip: into the folder ``where``, or with ``python`` into that
+    interpreter's environment (``where`` then only holds the sources). Returns the module name."""
+    module = dist.replace("-", "_") + "_plugin"
+    package = where.parent / f"{dist}-src"
+    package.mkdir(parents=True)
+    (package / f"{module}.py").write_text(source)
+    (package / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "{dist}"
+        version = "{version}"
+
+        [project.entry-points.pxp_bench]
+        {entry_point or dist} = "{module}"
+
+        [tool.setuptools]
+        py-modules = ["{module}"]
+    """))
+    pip = [sys.executable, "-m", "pip", *(["--python", python] if python else []), "install", "--quiet",
+           "--no-deps", "--no-build-isolation", *([] if python else ["--target", str(where)])]
+    subprocess.run([*pip, str(package)], check=True, capture_output=True)
+    return module

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from helpers import has_hooks, state_snapshot
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import discover_components
 from pxp_bench.data.protocol import draw_sets
 from pxp_bench.data.tensors import LabelledTensors
@@ -23,10 +23,10 @@ CPU = torch.device("cpu")
 GRADIENT_METHODS = ("taylor", "ig", "smoothgrad", "lrp")
 
 
-def score(method: str, model, components, reference, **params):
+def score(method: str, model, components, reference, context: RunContext | None = None, **params):
     spec = BUILTINS.methods.get(method)
     resolved = resolve_params(spec.params, owner=method, values=params)
-    return spec.load_score()(model, components, reference, **resolved)
+    return spec.load_score()(model, components, reference, context or RunContext.seeded(0), **resolved)
 
 
 def bias_free_cnn(seed: int = 0) -> nn.Module:
@@ -43,7 +43,7 @@ def image_reference(n: int = 6, batch_size: int = 16, targets: list[int] | None 
     generator = torch.Generator().manual_seed(1)
     inputs = torch.rand(n, 1, 8, 8, generator=generator)
     return ReferenceSet(LabelledTensors(inputs, targets or [i % 3 for i in range(n)]), [0, 1, 2],
-                        batch_size, CPU, seed=5)
+                        batch_size, CPU)
 
 
 def per_layer_sums(scores: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -65,7 +65,7 @@ def test_lrp_zplus_relevances_are_non_negative(digits, zoo_model):
     components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
     sets = draw_sets(digits, n_classes=None, ref_per_class=1, tune_per_class=0, seed=0)
     for index in sets.reference[:3]:
-        reference = ReferenceSet(Subset(digits.train, [index]), sets.classes, 1, CPU, seed=0)
+        reference = ReferenceSet(Subset(digits.train, [index]), sets.classes, 1, CPU)
         scores = score("lrp", model, components, reference, low="zplus", mid="zplus", high="zplus",
                        fc="zplus", aggregation="signed")
         assert all(bool((s >= 0).all()) for s in scores.values())
@@ -75,7 +75,7 @@ def test_lrp_alpha2beta1_matches_its_definition_on_a_small_layer():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(5, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False)).eval()
     x = torch.rand(1, 5)
-    reference = ReferenceSet(LabelledTensors(x, [1]), [0, 1], 1, CPU, seed=0)
+    reference = ReferenceSet(LabelledTensors(x, [1]), [0, 1], 1, CPU)
     components = discover_components(model, "neurons", x)
     scores = score("lrp", model, components, reference, fc="alpha2beta1", aggregation="signed")
     hidden = torch.relu(model[0](x))[0]
@@ -96,7 +96,7 @@ def test_scores_do_not_depend_on_the_batch_size(method, digits, zoo_model):
     extra = {"n_steps": 4} if method == "ig" else {"n_samples": 3} if method == "smoothgrad" else {}
 
     def run(batch_size: int):
-        return score(method, model, components, ReferenceSet(data, sets.classes, batch_size, CPU, seed=9), **extra)
+        return score(method, model, components, ReferenceSet(data, sets.classes, batch_size, CPU), **extra)
 
     one, sixteen = run(1), run(16)
     for name in components.names:
@@ -151,7 +151,7 @@ def test_lrp_leaves_the_resnet_as_it_was(digits, zoo_model):
     before = state_snapshot(model)
     components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
     sets = draw_sets(digits, n_classes=3, ref_per_class=2, tune_per_class=0, seed=0)
-    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU)
     score("lrp", model, components, reference, low="gamma", mid="alpha2beta1")
     after = model.state_dict()
     assert list(before) == list(after) and all(torch.equal(before[k], after[k]) for k in before)
@@ -165,7 +165,7 @@ def test_rule_choices_change_the_scores(digits, zoo_model):
     model = zoo_model("digits-vgg")
     components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
     sets = draw_sets(digits, n_classes=3, ref_per_class=2, tune_per_class=0, seed=0)
-    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU)
     epsilon = score("lrp", model, components, reference)
     low_gamma = score("lrp", model, components, reference, low="gamma")
     assert not torch.allclose(epsilon["features.0"], low_gamma["features.0"])
@@ -226,7 +226,7 @@ def test_unsplit_residual_sums_are_warned_about_but_torchvision_blocks_are_not(d
     resnet = zoo_model("digits-resnet")
     resnet_components = discover_components(resnet, "filters", torch.zeros(1, 1, 32, 32))
     sets = draw_sets(digits, n_classes=3, ref_per_class=1, tune_per_class=0, seed=0)
-    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         score("lrp", resnet, resnet_components, reference)
@@ -238,7 +238,7 @@ def test_lrp_epsilon_equals_gradient_times_activation_on_a_relu_network(digits, 
     model = zoo_model("digits-vgg")
     components = discover_components(model, "filters", torch.zeros(1, 1, 32, 32))
     sets = draw_sets(digits, n_classes=3, ref_per_class=2, tune_per_class=0, seed=0)
-    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU)
     lrp = score("lrp", model, components, reference, epsilon=1e-12, aggregation="signed")
     taylor = score("taylor", model, components, reference, aggregation="signed", init="one")
     for name in components.names:
@@ -313,8 +313,9 @@ def test_init_one_skips_samples_whose_logit_is_near_zero_and_records_them(method
     extra = {"n_steps": 3} if method == "ig" else {"n_samples": 2, "sigma": 0.0} if method == "smoothgrad" else {}
 
     def run(rows):
-        reference = ReferenceSet(LabelledTensors(inputs[rows], [r % 3 for r in rows]), [0, 1, 2], 16, CPU, seed=1)
-        return score(method, model, components, reference, init="one", **extra), reference.diagnostics
+        reference = ReferenceSet(LabelledTensors(inputs[rows], [r % 3 for r in rows]), [0, 1, 2], 16, CPU)
+        context = RunContext.seeded(0)
+        return score(method, model, components, reference, context, init="one", **extra), context.diagnostics
 
     with_zero, diagnostics = run([0, 1, 2, 3])
     without, clean = run([0, 1, 3])

@@ -101,10 +101,10 @@ def test_a_dataset_that_does_not_fit_the_model_is_refused():
 class RaisingMethods:
     @hookimpl
     def register_methods(self, register):
-        def explode(model, components, reference):
+        def explode(model, components, reference, context):
             raise ValueError("division by zero in my method")
 
-        def wrong_shape(model, components, reference):
+        def wrong_shape(model, components, reference, context):
             return {name: torch.zeros(1) for name in components.names}
 
         register(MethodSpec(name="explodes", score=explode, summary="raises"))

@@ -137,7 +137,7 @@ def _console_script(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_console_script_help_and_plugin_errors(install_plugin):
     """The installed entry point: a broken plugin leaves --help, --version and `plugins` working
-    (listed there as failed), and commands that need the registries refuse in one clear line."""
+    (listed there as failed), and commands that need the registries work, saying so in one line."""
     install_plugin("pxp-broken", "raise ImportError('needs foo')\n")
     helped = _console_script("--help")
     assert helped.returncode == 0 and "run" in helped.stdout, helped.stderr
@@ -146,10 +146,10 @@ def test_console_script_help_and_plugin_errors(install_plugin):
     assert table.returncode == 0 and "failed: ImportError: needs foo" in table.stdout, table.stderr
     listed = json.loads(_console_script("plugins", "--json").stdout)
     assert {p["name"]: p["status"] for p in listed}["pxp-broken"] == "failed: ImportError: needs foo"
-    broken = _console_script("list", "methods")
-    assert broken.returncode == 2 and len(broken.stderr.splitlines()) == 1
-    assert "plugin 'pxp-broken' from pxp-broken 1.2.3 failed to load" in broken.stderr
-    assert "Fix or uninstall pxp-broken" in broken.stderr and "Traceback" not in broken.stderr
+    listed = _console_script("list", "methods")
+    assert listed.returncode == 0 and "taylor" in listed.stdout and len(listed.stderr.splitlines()) == 1
+    assert listed.stderr.startswith("Warning: plugin 'pxp-broken' from pxp-broken 1.2.3 failed and is not loaded")
+    assert "Fix or uninstall pxp-broken" in listed.stderr and "Traceback" not in listed.stderr
 
 
 def test_console_script_prints_a_warning_as_one_line():

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from helpers import QUICK_RATES, has_hooks, state_snapshot
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.benchmark import Benchmark, run_benchmark
 from pxp_bench.components import discover_components
 from pxp_bench.data.protocol import draw_sets
@@ -35,7 +35,7 @@ def _combinations():
 
 def _reference(digits, batch_size: int = 32, per_class: int = 4) -> ReferenceSet:
     sets = draw_sets(digits, n_classes=None, ref_per_class=per_class, tune_per_class=0, seed=0)
-    return ReferenceSet(Subset(digits.train, sets.reference), sets.classes, batch_size, CPU, seed=123)
+    return ReferenceSet(Subset(digits.train, sets.reference), sets.classes, batch_size, CPU)
 
 
 @pytest.mark.parametrize("method, model_name, kind", list(_combinations()))
@@ -49,7 +49,7 @@ def test_every_method_scores_and_leaves_the_model_untouched(method, model_name, 
         assert (model_name, kind) == ("digits-resnet", "neurons")  # a single Linear head: no hidden units
         return
     before = state_snapshot(model)
-    scores = spec.load_score()(model, components, _reference(digits), **params)
+    scores = spec.load_score()(model, components, _reference(digits), RunContext.seeded(0), **params)
     flat = torch.cat([scores[name] for name in components.names])
     assert torch.isfinite(flat).all() and flat.std() > 0
     order = rank_components(components, scores)
@@ -76,9 +76,9 @@ def test_taylor_signed_and_layer_normalisation(digits, zoo_model):
     model = zoo_model("digits-vgg")
     components = discover_components(model, "filters", EXAMPLE)
     score = BUILTINS.methods.get("taylor").load_score()
-    absolute = score(model, components, _reference(digits))
-    signed = score(model, components, _reference(digits), aggregation="signed")
-    normalised = score(model, components, _reference(digits), normalize="layer")
+    absolute = score(model, components, _reference(digits), RunContext.seeded(0))
+    signed = score(model, components, _reference(digits), RunContext.seeded(0), aggregation="signed")
+    normalised = score(model, components, _reference(digits), RunContext.seeded(0), normalize="layer")
     for name in components.names:
         assert (absolute[name] >= signed[name].abs() - 1e-6).all()
         torch.testing.assert_close(normalised[name], absolute[name] / absolute[name].sum())
@@ -88,7 +88,7 @@ def test_taylor_signed_and_layer_normalisation(digits, zoo_model):
 def test_magnitude_is_the_mean_absolute_kernel_weight(zoo_model):
     model = zoo_model("digits-vgg")
     components = discover_components(model, "filters", EXAMPLE)
-    scores = BUILTINS.methods.get("magnitude").load_score()(model, components, None)
+    scores = BUILTINS.methods.get("magnitude").load_score()(model, components, None, RunContext.seeded(0))
     kernel = model.features[3].weight
     torch.testing.assert_close(scores["features.3"][5], kernel[5].abs().mean())
 

@@ -10,7 +10,7 @@ from torch.utils.data import Subset
 
 from helpers import QUICK_RATES, has_hooks, state_snapshot
 from pxp_bench.attention import explicit_attention
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.benchmark import Benchmark, run_benchmark
 from pxp_bench.components import discover_components
 from pxp_bench.data.protocol import draw_sets
@@ -38,13 +38,13 @@ def _inputs(n: int = 3) -> torch.Tensor:
 
 
 def _reference(n: int = 4, batch_size: int = 2) -> ReferenceSet:
-    return ReferenceSet(LabelledTensors(_inputs(n), [i % 5 for i in range(n)]), list(range(5)), batch_size, CPU, seed=0)
+    return ReferenceSet(LabelledTensors(_inputs(n), [i % 5 for i in range(n)]), list(range(5)), batch_size, CPU)
 
 
 def lrp(model, components, reference, **values):
     spec = BUILTINS.methods.get("lrp")
     params = resolve_params(spec.space_for("transformer"), owner="lrp", values=values)
-    return spec.load_score()(model, components, reference, **params)
+    return spec.load_score()(model, components, reference, RunContext.seeded(0), **params)
 
 
 @pytest.mark.parametrize("library", ["torchvision", "timm"])
@@ -122,7 +122,7 @@ def test_no_patch_leaks(tiny_vits, digits, zoo_model):
     cnn = zoo_model("digits-vgg")
     cnn_components = discover_components(cnn, "filters", torch.zeros(1, 1, 32, 32))
     sets = draw_sets(digits, n_classes=3, ref_per_class=2, tune_per_class=0, seed=0)
-    cnn_reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU, seed=0)
+    cnn_reference = ReferenceSet(Subset(digits.train, sets.reference), sets.classes, 8, CPU)
     cnn_before = lrp(cnn, cnn_components, cnn_reference, mid="gamma")
     for model in tiny_vits.values():
         state = state_snapshot(model)
@@ -185,7 +185,7 @@ def test_patches_and_explicit_attention_are_undone_when_scoring_raises(tiny_vits
     before = {cls: dict(vars(cls)) for cls in patched}
     for model in tiny_vits.values():
         components = discover_components(model, "heads", _inputs(1))
-        out_of_range = ReferenceSet(LabelledTensors(_inputs(2), [0, 7]), list(range(5)), 2, CPU, seed=0)
+        out_of_range = ReferenceSet(LabelledTensors(_inputs(2), [0, 7]), list(range(5)), 2, CPU)
         with pytest.raises(RuntimeError, match="out of bounds|index"):
             lrp(model, components, out_of_range)  # raises inside every context, at the target's gather
         assert not has_hooks(model) and all("forward" not in vars(m) for m in model.modules())
@@ -218,4 +218,4 @@ def test_lrp_refuses_channel_first_norms_instead_of_normalising_the_wrong_axis()
         lrp(model, components, _reference())
     assert dict(vars(timm.layers.LayerNorm2d)) == before and not has_hooks(model)
     assert torch.isfinite(torch.cat(list(BUILTINS.methods.get("taylor").load_score()(
-        model, components, _reference()).values()))).all()
+        model, components, _reference(), RunContext.seeded(0)).values()))).all()

@@ -29,7 +29,7 @@ from pxp_bench.attention import attention_modules, explicit_attention
 from pxp_bench.attribution.aggregate import RelevanceAggregator, init_weights
 from pxp_bench.attribution.capture import captured_sites
 from pxp_bench.attribution.lrp import depth_groups, rule_for
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import GELU_NAMES, Components
 from pxp_bench.errors import ComponentError
 
@@ -114,21 +114,21 @@ def transformer_composite(model: nn.Module, rules: dict[str, str], *, epsilon: f
 
 
 def attnlrp_scores(
-    model: nn.Module, components: Components, reference: ReferenceSet, *,
+    model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext, *,
     low: str, mid: str, high: str, fc: str, attention: str, epsilon: float, gamma_linear: float,
     aggregation: str, normalize: str, init: str,
 ) -> dict[str, torch.Tensor]:
     """Relevance (a * modified gradient) at each component's site, aggregated over the samples."""
     composite = transformer_composite(model, {"low": low, "mid": mid, "high": high, "fc": fc},
                                       epsilon=epsilon, gamma_linear=gamma_linear)
-    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with ExitStack() as stack:
         stack.enter_context(lxt_rules(model))
         stack.enter_context(explicit_attention(model, rule=attention))
         stack.enter_context(composite.context(model))
         sites = stack.enter_context(captured_sites(model, components))
         stack.enter_context(torch.enable_grad())
-        for inputs, targets in reference.batches():
+        for inputs, targets in context.track(reference.batches()):
             sites.clear()
             logits = model(inputs.detach().requires_grad_(True))
             target_logits = logits.gather(1, targets[:, None]).squeeze(1)

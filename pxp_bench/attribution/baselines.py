@@ -5,18 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components
 
 
-def random_scores(model: nn.Module, components: Components, reference: ReferenceSet) -> dict[str, torch.Tensor]:
+def random_scores(model: nn.Module, components: Components, reference: ReferenceSet,
+                  context: RunContext) -> dict[str, torch.Tensor]:
     """Uniform scores drawn from the run's ``random_baseline`` stream."""
-    generator = torch.Generator().manual_seed(reference.seed)
-    flat = torch.rand(components.total, generator=generator)
+    flat = torch.rand(components.total, generator=context.generator("random_baseline"))
     return dict(zip(components.names, flat.split([g.size for g in components.groups])))
 
 
-def _producing_weights(module: nn.Module, size: int) -> torch.Tensor:
+def producing_weights(module: nn.Module, size: int) -> torch.Tensor:
     """(components, ...) weights; attention's packed q/k/v rows are regrouped per head."""
     if isinstance(module, nn.MultiheadAttention):
         packed = module.in_proj_weight
@@ -29,14 +29,15 @@ def _producing_weights(module: nn.Module, size: int) -> torch.Tensor:
 
 
 def magnitude_scores(
-    model: nn.Module, components: Components, reference: ReferenceSet, normalize: str = "none"
+    model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
+    normalize: str = "none"
 ) -> dict[str, torch.Tensor]:
     """Mean |w| of each component's producing weights (mean, so layers of any fan-in compare):
     a filter's kernel, a neuron's row of its Linear, a head's rows of the q, k and v projections."""
     modules = dict(model.named_modules())
     scores = {}
     for group in components.groups:
-        score = _producing_weights(modules[group.name], group.size).abs().flatten(1).mean(dim=1).double()
+        score = producing_weights(modules[group.name], group.size).abs().flatten(1).mean(dim=1).double()
         if normalize == "layer":
             score = score / score.sum().clamp_min(torch.finfo(torch.float64).tiny)
         scores[group.name] = score.float().cpu()

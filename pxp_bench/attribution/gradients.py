@@ -22,7 +22,7 @@ from torch import nn
 
 from pxp_bench.attribution.aggregate import RelevanceAggregator, init_weights
 from pxp_bench.attribution.capture import SiteTensors, captured_sites
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components
 
 
@@ -39,13 +39,13 @@ def site_gradients(
 
 
 def taylor_scores(
-    model: nn.Module, components: Components, reference: ReferenceSet,
+    model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
     aggregation: str = "abs", normalize: str = "none", init: str = "logit",
 ) -> dict[str, torch.Tensor]:
     """First-order Taylor (Molchanov et al.): activation x gradient of the true-class logit."""
-    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
-        for inputs, targets in reference.batches():
+        for inputs, targets in context.track(reference.batches()):
             activations, gradients, logits = site_gradients(model, sites, inputs, targets)
             relevances = sites.per_sample([a * g for a, g in zip(activations, gradients)], aggregator.per_position)
             aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init))
@@ -53,13 +53,13 @@ def taylor_scores(
 
 
 def ig_scores(
-    model: nn.Module, components: Components, reference: ReferenceSet,
+    model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
     n_steps: int = 20, aggregation: str = "abs", normalize: str = "none", init: str = "logit",
 ) -> dict[str, torch.Tensor]:
     """Latent Integrated Gradients with a zero input baseline, right Riemann sum over m steps."""
-    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
-        for inputs, targets in reference.batches():
+        for inputs, targets in context.track(reference.batches()):
             summed: list[torch.Tensor] | None = None
             for step in range(1, n_steps + 1):
                 activations, gradients, logits = site_gradients(model, sites, inputs * (step / n_steps), targets)
@@ -71,28 +71,28 @@ def ig_scores(
     return aggregator.scores()
 
 
-def _noise(reference: ReferenceSet, start: int, inputs: torch.Tensor, n_samples: int) -> torch.Tensor:
+def _noise(context: RunContext, start: int, inputs: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Standard normal noise per sample from the run's sampler stream: independent of batching."""
     draws = []
     for offset in range(len(inputs)):
-        generator = reference.sample_generator(start + offset)
+        generator = context.sample_generator(start + offset)
         draws.append(torch.randn((n_samples, *inputs.shape[1:]), generator=generator))
     return torch.stack(draws, dim=1).to(inputs.device, inputs.dtype)  # (n_samples, batch, ...)
 
 
 def smoothgrad_scores(
-    model: nn.Module, components: Components, reference: ReferenceSet,
+    model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
     sigma: float = 0.15, n_samples: int = 20, aggregation: str = "abs", normalize: str = "none", init: str = "logit",
 ) -> dict[str, torch.Tensor]:
     """SmoothGrad of activation x gradient: per position, the mean over noisy copies of each reference
     sample (so ``abs_per_position`` takes |.| of the smoothed relevance)."""
-    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
-        for start, inputs, targets in reference.indexed_batches():
+        for start, inputs, targets in context.track(reference.indexed_batches()):
             flat = inputs.flatten(1)
             scale = sigma * (flat.max(dim=1).values - flat.min(dim=1).values)
             scale = scale.view(-1, *([1] * (inputs.dim() - 1)))
-            noise = _noise(reference, start, inputs, n_samples)
+            noise = _noise(context, start, inputs, n_samples)
             summed: list[torch.Tensor] | None = None
             for draw in noise:
                 activations, gradients, _ = site_gradients(model, sites, inputs + scale * draw, targets)

@@ -22,7 +22,7 @@ from torch import nn
 from pxp_bench.attention import attention_modules
 from pxp_bench.attribution.aggregate import RelevanceAggregator
 from pxp_bench.attribution.capture import captured_sites
-from pxp_bench.attribution.reference import ReferenceSet
+from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components, find_components
 from pxp_bench.errors import ConfigError
 
@@ -116,7 +116,7 @@ def count_unsplit_sums(output: torch.Tensor) -> int:
 
 
 def lrp_scores(
-    model: nn.Module, components: Components, reference: ReferenceSet,
+    model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
     low: str = "epsilon", mid: str = "epsilon", high: str = "epsilon", fc: str = "epsilon",
     epsilon: float = 1e-6, gamma_conv: float = 0.25, gamma_linear: float = 0.05,
     aggregation: str = "abs", normalize: str = "none", init: str = "one", attention: str = "attnlrp",
@@ -133,16 +133,16 @@ def lrp_scores(
     if attention_modules(model):
         from pxp_bench.attribution.attnlrp import attnlrp_scores
 
-        return attnlrp_scores(model, components, reference, low=low, mid=mid, high=high, fc=fc,
+        return attnlrp_scores(model, components, reference, context, low=low, mid=mid, high=high, fc=fc,
                               attention=attention, epsilon=epsilon, gamma_linear=gamma_linear,
                               aggregation=aggregation, normalize=normalize, init=init)
     example = next(iter(reference.dataset))[0].unsqueeze(0).to(reference.device)
     composite = build_composite(model, example, {"low": low, "mid": mid, "high": high, "fc": fc},
                                 epsilon=epsilon, gamma_conv=gamma_conv, gamma_linear=gamma_linear)
-    aggregator = RelevanceAggregator(components, aggregation, normalize, reference.diagnostics)
+    aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     # the composite registers first, so the site capture sees the canonized model's outputs
     with composite.context(model), captured_sites(model, components) as sites, torch.enable_grad():
-        for index, (inputs, targets) in enumerate(reference.batches()):
+        for index, (inputs, targets) in enumerate(context.track(reference.batches())):
             sites.clear()
             logits = model(inputs.detach().requires_grad_(True))
             if index == 0 and (sums := count_unsplit_sums(logits)):

@@ -1,44 +1,35 @@
-"""What a method's ``score`` receives besides the model: the reference samples and the run's context."""
+"""What a method's ``score`` receives besides the model: the reference data and the run's context."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pxp_bench.data.protocol import method_seeds
 
-@dataclass
+Batch = TypeVar("Batch", bound=tuple)
+
+
+@dataclass(frozen=True)
 class ReferenceSet:
-    """The reference samples (PROTOCOL section 1), delivered in batches on the run's device.
+    """The reference samples (PROTOCOL section 1), delivered in batches on ``device``.
 
     ``targets`` are original class ids: the restricted logit of the true class equals the full logit
-    at that id, so ``model(x).gather(1, target)`` is the protocol's target output.
+    at that id, so ``model(x).gather(1, target)`` is the protocol's target output. ``class_ids`` are
+    the run's classes (the logits the evaluation compares).
     """
 
     dataset: Dataset
-    class_ids: list[int]
+    class_ids: Sequence[int]
     batch_size: int
     device: torch.device
-    seed: int
-    """Seed of the run's ``random_baseline`` stream (random scores)."""
-    sampler_seed: int = 0
-    """Seed of the run's ``sampler`` stream (noise, sampling inside a method): use `sample_generator`."""
-    on_batch: Callable[[int], None] | None = None
-    """Called with the batch size after each batch is handed out (progress reporting)."""
-    diagnostics: dict = field(default_factory=dict)
-    """What a method reports about its scoring (e.g. ``near_zero_logits_skipped``); recorded in the result."""
 
     def __len__(self) -> int:
         return len(self.dataset)
-
-    def sample_generator(self, index: int) -> torch.Generator:
-        """A CPU generator for reference sample ``index``: independent of the batch size."""
-        import numpy as np
-
-        state = np.random.SeedSequence([self.sampler_seed, index]).generate_state(1, dtype=np.uint64)[0]
-        return torch.Generator().manual_seed(int(state))
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(inputs, targets)`` batches on the device, in a fixed order."""
@@ -47,12 +38,51 @@ class ReferenceSet:
 
     def indexed_batches(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """``(index of the first sample, inputs, targets)``: for per-sample randomness that must not
-        depend on the batch size."""
+        depend on the batch size (`RunContext.sample_generator`)."""
         loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False,
                             pin_memory=self.device.type == "cuda")
         start = 0
         for inputs, targets in loader:
             yield start, inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
             start += len(targets)
-            if self.on_batch is not None:
-                self.on_batch(len(targets))
+
+
+@dataclass
+class RunContext:
+    """The run around a method's scoring: seeded random streams, the device, progress and diagnostics."""
+
+    device: torch.device
+    seeds: Mapping[str, int]
+    """One seed per random stream, derived from the run's seed: ``random_baseline`` (scores that are
+    random by design) and ``sampler`` (sampling inside a method: noise, baselines)."""
+    progress: Callable[[int], None] | None = None
+    """Called with a number of reference samples just scored (see `track`)."""
+    diagnostics: dict = field(default_factory=dict)
+    """What a method reports about its scoring (e.g. ``near_zero_logits_skipped``); recorded in the result."""
+
+    @classmethod
+    def seeded(cls, seed: int, device: torch.device | str = "cpu") -> RunContext:
+        """The context of a run with seed ``seed``: the same streams as ``pxp-bench run --seed``."""
+        return cls(torch.device(device), method_seeds(seed))
+
+    def generator(self, stream: str) -> torch.Generator:
+        """A fresh CPU generator for ``stream``: the same draws on every call."""
+        return torch.Generator().manual_seed(self._seed(stream))
+
+    def sample_generator(self, index: int, stream: str = "sampler") -> torch.Generator:
+        """A CPU generator for reference sample ``index`` of ``stream``: independent of the batch size."""
+        state = np.random.SeedSequence([self._seed(stream), index]).generate_state(1, dtype=np.uint64)[0]
+        return torch.Generator().manual_seed(int(state))
+
+    def track(self, batches: Iterable[Batch]) -> Iterator[Batch]:
+        """Yield ``batches`` (tuples whose last item holds one entry per sample) and report each one to
+        the progress bar once the method is done with it."""
+        for batch in batches:
+            yield batch
+            if self.progress is not None:
+                self.progress(len(batch[-1]))
+
+    def _seed(self, stream: str) -> int:
+        if stream not in self.seeds:
+            raise ValueError(f"unknown random stream '{stream}'; this run has {', '.join(sorted(self.seeds))}.")
+        return self.seeds[stream]

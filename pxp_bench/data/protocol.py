@@ -17,12 +17,20 @@ from pxp_bench.errors import ConfigError
 from pxp_bench.specs import DatasetSplits
 
 STREAMS = ("classes", "reference", "tuning", "random_baseline", "sampler")
+METHOD_STREAMS = ("random_baseline", "sampler")
+"""The streams a method draws from (`pxp_bench.api.RunContext`)."""
 
 
 def seed_streams(seed: int) -> dict[str, np.random.Generator]:
     """One independent generator per purpose; the order of STREAMS is fixed forever."""
     children = np.random.SeedSequence(seed).spawn(len(STREAMS))
     return {purpose: np.random.default_rng(child) for purpose, child in zip(STREAMS, children)}
+
+
+def method_seeds(seed: int) -> dict[str, int]:
+    """One integer seed per stream of `METHOD_STREAMS` for the run of ``seed``."""
+    streams = seed_streams(seed)
+    return {name: int(streams[name].integers(2**63 - 1)) for name in METHOD_STREAMS}
 
 
 def draw_classes(num_classes: int, n_classes: int | None, rng: np.random.Generator) -> list[int]:

@@ -1,0 +1,62 @@
+"""Wanda-style structured importance (Sun et al., 2023, "A Simple and Effective Pruning Approach for LLMs"),
+summed per unit: a filter or neuron scores sum_j |W_cj| * ||X_j||^exponent, where X_j is the input
+feature j of the unit's layer over every reference sample and position. ``exponent=0`` ignores the data
+(a sum-of-|W| magnitude score); ``exponent=1`` is Wanda's |W| * ||X||.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pxp_bench import ComponentError
+from pxp_bench.api import Components, ReferenceSet, RunContext
+
+
+def _input_norms(model: nn.Module, layers: dict[str, nn.Module], reference: ReferenceSet,
+                 context: RunContext) -> dict[str, torch.Tensor]:
+    """||X_j||_2 of each layer's input features over all samples and positions."""
+    squares: dict[str, torch.Tensor] = {}
+
+    def recorder(name: str, layer: nn.Module):
+        def record(_module, args) -> None:
+            x = args[0].detach().double()
+            per_feature = x.pow(2).sum(dim=[d for d in range(x.dim()) if d != 1]) if isinstance(layer, nn.Conv2d) \
+                else x.pow(2).flatten(0, -2).sum(dim=0)
+            squares[name] = squares[name] + per_feature if name in squares else per_feature
+
+        return record
+
+    handles = [layer.register_forward_pre_hook(recorder(name, layer)) for name, layer in layers.items()]
+    try:
+        with torch.no_grad():
+            for inputs, _targets in context.track(reference.batches()):
+                model(inputs)
+    finally:  # the kit checks that no hook is left behind, also when scoring raises
+        for handle in handles:
+            handle.remove()
+    return {name: value.sqrt() for name, value in squares.items()}
+
+
+def wanda_scores(model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
+                 exponent: float = 1.0, normalize: str = "none") -> dict[str, torch.Tensor]:
+    modules = dict(model.named_modules())
+    layers = {group.name: modules[group.name] for group in components.groups}
+    for name, layer in layers.items():
+        if not isinstance(layer, (nn.Conv2d, nn.Linear)):
+            raise ComponentError(f"wanda scores Conv2d and Linear units; '{name}' is a {type(layer).__name__}.")
+    norms = _input_norms(model, layers, reference, context)
+    scores = {}
+    for name, layer in layers.items():
+        weight = layer.weight.detach().double().abs()  # (out, in [/ groups], *kernel)
+        scale = norms[name].pow(exponent)
+        if isinstance(layer, nn.Conv2d):
+            per_group = scale.view(layer.groups, -1)  # each output channel sees its group's inputs
+            scale = per_group[torch.arange(weight.shape[0]) // (weight.shape[0] // layer.groups)]
+            score = (weight * scale[:, :, None, None]).flatten(1).sum(dim=1)
+        else:
+            score = weight @ scale
+        if normalize == "layer":
+            score = score / score.sum().clamp_min(torch.finfo(torch.float64).tiny)
+        scores[name] = score.float().cpu()
+    return scores

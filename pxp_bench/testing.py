@@ -1,0 +1,364 @@
+"""The conformance kit: call these from a plugin's own tests (``pytest``), as ours do for every built-in.
+
+- `check_method`: the declared components and parameter space are valid; scores on a real model and
+  real reference data have the right groups and shapes, are finite and not constant; the model is
+  bitwise unchanged and free of hooks afterwards, also when scoring raises; the same seed gives the
+  same scores.
+- `check_model`: it builds, its forward pass gives one finite logit per class, its components are
+  found, and two builds are identical.
+- `check_dataset`: every split is non-empty and labelled within the classes, items have the declared
+  shape, and two loads are identical.
+- `check_optimizer`: it runs the enqueued default first, then exactly the trials asked for, within the
+  space, survives pruned trials, calls the callbacks, and repeats its sequence under the same seed.
+
+Each raises `ConformanceError` (an ``AssertionError``) whose message names the plugin and the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from pxp_bench.params import Categorical, FloatRange, IntRange, ParamSpace, resolve_params
+from pxp_bench.plugins import Plugins, get_plugins
+from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, FAMILIES, DatasetSpec, MethodSpec, ModelSpec, OptimizerSpec
+
+KIT_MODELS = {"cnn": "digits-vgg", "transformer": "digits-vit"}
+"""The embedded models a method is checked on, per family it declares."""
+
+
+class ConformanceError(AssertionError):
+    """A plugin breaks the contract; the message says which plugin and what."""
+
+
+def _fail(owner: str, problem: str) -> None:
+    raise ConformanceError(f"{owner}: {problem}")
+
+
+def _spec(registry, spec_or_name):
+    return registry.get(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+
+
+# --- methods ---------------------------------------------------------------------------------------
+
+def _check_space(owner: str, space: ParamSpace, where: str) -> None:
+    for key, param in space.items():
+        if not isinstance(param, (Categorical, IntRange, FloatRange)):
+            _fail(owner, f"{where} parameter '{key}' is a {type(param).__name__}; declare Categorical, IntRange "
+                         "or FloatRange.")
+        if isinstance(param, Categorical) and not param.choices:
+            _fail(owner, f"{where} parameter '{key}' has no choices.")
+        try:
+            param.validate(param.default)
+        except ValueError as exc:
+            _fail(owner, f"{where} parameter '{key}' has a default outside its range ({param.default!r}: {exc}).")
+
+
+def check_method_spec(method: MethodSpec) -> None:
+    """The declaration alone: components, families, parameters and presets."""
+    owner = f"method '{method.name}'"
+    if not method.summary:
+        _fail(owner, "has no summary (shown by `pxp-bench list methods`).")
+    if not method.components or not set(method.components) <= set(COMPONENT_KINDS):
+        _fail(owner, f"components {sorted(method.components)} must be a non-empty subset of {list(COMPONENT_KINDS)}.")
+    if not method.families or not set(method.families) <= set(FAMILIES):
+        _fail(owner, f"families {sorted(method.families)} must be a non-empty subset of {list(FAMILIES)}.")
+    _check_space(owner, method.params, "the")
+    for family, extra in method.family_params.items():
+        if family not in FAMILIES:
+            _fail(owner, f"family_params names unknown family '{family}'.")
+        _check_space(owner, extra, f"the {family}")
+    for family in method.families:
+        for preset, values in method.presets.items():
+            try:
+                resolve_params(method.space_for(family), owner=f"{owner}, preset '{preset}'", values=values)
+            except Exception as exc:  # the core's own one-line message says what does not fit
+                _fail(owner, f"preset '{preset}' does not fit its space on a {family}: {exc}")
+    method.load_score()
+
+
+def _model_state(model: nn.Module) -> dict[str, Any]:
+    """What scoring must leave as it was: every tensor, mode, module class and hook."""
+    return {
+        "tensors": {key: value.detach().clone() for key, value in model.state_dict().items()},
+        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
+        "modes": {name: (type(m), m.training) for name, m in model.named_modules()},
+        "hooks": {name: sum(len(getattr(m, attr, {}) or {}) for attr in (
+            "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+            "_state_dict_hooks", "_load_state_dict_pre_hooks")) for name, m in model.named_modules()},
+        "patched": {name: sorted(k for k in vars(m) if k in ("forward", "__call__")) for name, m in model.named_modules()},
+    }
+
+
+def _state_differences(before: dict[str, Any], model: nn.Module) -> list[str]:
+    after = _model_state(model)
+    problems = []
+    changed = [key for key in before["tensors"] if key not in after["tensors"]
+               or not torch.equal(before["tensors"][key], after["tensors"][key])]
+    if changed or set(after["tensors"]) != set(before["tensors"]):
+        problems.append(f"changed the model's weights or buffers ({', '.join(changed[:3]) or 'its keys'})")
+    if after["requires_grad"] != before["requires_grad"]:
+        problems.append("changed requires_grad of parameters")
+    if after["modes"] != before["modes"]:
+        problems.append("changed a module's class or train/eval mode")
+    hooked = [name or "(model)" for name in after["hooks"] if after["hooks"][name] != before["hooks"].get(name)]
+    if hooked:
+        problems.append(f"left hooks behind on {', '.join(hooked[:3])}")
+    patched = [name or "(model)" for name, keys in after["patched"].items() if keys != before["patched"].get(name)]
+    if patched:
+        problems.append(f"left a patched forward on {', '.join(patched[:3])}")
+    return problems
+
+
+class _FailingData(Dataset):
+    """The reference data, failing in the second batch: scoring raises half-way."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        if index >= 4:  # the second batch of 4
+            raise RuntimeError("conformance kit: deliberate failure while reading the reference data")
+        return self.dataset[index]
+
+
+def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None = None,
+                 plugins: Plugins | None = None) -> None:
+    """Score with ``method`` on each family and component kind it declares (on the embedded zoo models,
+    `KIT_MODELS`), under its defaults updated by ``params``, and check the contract."""
+    from pxp_bench.attribution.reference import ReferenceSet, RunContext
+    from pxp_bench.benchmark import prepare
+    from pxp_bench.plan import Benchmark
+
+    plugins = plugins or get_plugins()
+    method = _spec(plugins.methods, method)
+    check_method_spec(method)
+    score = method.load_score()
+    for family in sorted(method.families):
+        kinds = [kind for kind in ("filters", "neurons") if family == "cnn" and kind in method.components]
+        kinds += [kind for kind in ("heads", "neurons") if family == "transformer" and kind in method.components]
+        for kind in kinds:
+            owner = f"method '{method.name}' on {KIT_MODELS[family]} {kind}"
+            prepared = prepare(Benchmark(method=method.name, model=KIT_MODELS[family], components=kind, n_classes=3,
+                                         ref_per_class=3, tune_per_class=0, params=dict(params or {})),
+                               plugins=plugins)
+            model, components = prepared.model, prepared.components
+            values = dict(prepared.plan.params)
+            data = Subset(prepared.splits.train, prepared.sets.reference)
+
+            def run(dataset: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
+                reference = ReferenceSet(dataset, prepared.sets.classes, 4, prepared.device)
+                return score(model, components, reference, RunContext.seeded(seed, prepared.device), **values)
+
+            before = _model_state(model)
+            try:
+                scores = run(data)
+            except Exception as exc:
+                _fail(owner, f"scoring raised {type(exc).__name__}: {exc}")
+            if problems := _state_differences(before, model):
+                _fail(owner, "; ".join(problems) + ". Undo every change in a `with` block or try / finally.")
+            _check_scores(owner, components, scores)
+            again = run(data)
+            if any(not torch.equal(scores[name], again[name]) for name in scores):
+                _fail(owner, "gave different scores on a second call with the same seed; draw randomness only "
+                             "from context.generator / context.sample_generator.")
+            try:
+                run(_FailingData(data))
+            except Exception:  # expected: the point is what the model looks like afterwards
+                pass
+            if problems := _state_differences(before, model):
+                _fail(owner, "when scoring raised, " + "; ".join(problems)
+                      + ". Undo every change in a `with` block or try / finally.")
+
+
+def _check_scores(owner: str, components, scores) -> None:
+    if not isinstance(scores, Mapping):
+        _fail(owner, f"returned {type(scores).__name__}; return {{group name: 1-D tensor}}.")
+    expected = {group.name: group.size for group in components.groups}
+    if set(scores) != set(expected):
+        _fail(owner, f"returned scores for {sorted(scores)}; the groups are {sorted(expected)}.")
+    for name, size in expected.items():
+        value = scores[name]
+        if not isinstance(value, torch.Tensor) or value.shape != (size,):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            _fail(owner, f"scores for '{name}' have shape {shape}; expected ({size},).")
+        if not torch.isfinite(value).all():
+            _fail(owner, f"scores for '{name}' are not all finite (NaN or inf).")
+    flat = torch.cat([scores[name].detach().double().flatten().cpu() for name in expected])
+    if torch.all(flat == flat[0]):
+        _fail(owner, "gave every component the same score: that ranks nothing.")
+
+
+# --- models and datasets ---------------------------------------------------------------------------
+
+def check_model(model: ModelSpec | str, *, weights: str | None = None, plugins: Plugins | None = None):
+    """Build ``model`` (default weights, or ``weights``) for its default dataset and check it; returns
+    the `LoadedModel`."""
+    from pxp_bench.components import discover_components
+    from pxp_bench.errors import ComponentError
+    from pxp_bench.specs import LoadedModel
+
+    plugins = plugins or get_plugins()
+    spec = _spec(plugins.models, model)
+    owner = f"model '{spec.name}'"
+    if spec.family not in FAMILIES:
+        _fail(owner, f"family '{spec.family}' is not one of {list(FAMILIES)}.")
+    num_classes = None
+    if spec.default_dataset is not None:
+        num_classes = check_dataset(spec.default_dataset, plugins=plugins).num_classes
+
+    def build() -> LoadedModel:
+        loaded = spec.load_build()(spec.name, weights=weights, num_classes=num_classes, image_size=None)
+        if not isinstance(loaded, LoadedModel):
+            _fail(owner, f"build returned {type(loaded).__name__}; return a pxp_bench.LoadedModel.")
+        return loaded
+
+    loaded = build()
+    if loaded.family != spec.family:
+        _fail(owner, f"built a '{loaded.family}' model but is registered as '{spec.family}'.")
+    if not isinstance(loaded.weights, str) or not loaded.weights:
+        _fail(owner, "LoadedModel.weights must name the weights (e.g. 'packaged:<sha256>', 'random:seed0').")
+    if num_classes is not None and loaded.num_classes != num_classes:
+        _fail(owner, f"has {loaded.num_classes} classes; its default dataset '{spec.default_dataset}' has {num_classes}.")
+    module = loaded.module.eval()
+    with torch.no_grad():
+        logits = module(torch.zeros(2, *loaded.input_shape))
+    if tuple(logits.shape) != (2, loaded.num_classes) or not torch.isfinite(logits).all():
+        _fail(owner, f"maps a batch of 2 inputs of shape {tuple(loaded.input_shape)} to {tuple(logits.shape)}; "
+                     f"expected (2, {loaded.num_classes}) finite logits.")
+    try:
+        discover_components(module, DEFAULT_COMPONENTS[spec.family], torch.zeros(1, *loaded.input_shape))
+    except ComponentError as exc:
+        _fail(owner, f"has no {DEFAULT_COMPONENTS[spec.family]} pxp-bench can find: {exc}")
+    twin = build()
+    first, second = module.state_dict(), twin.module.state_dict()
+    if set(first) != set(second) or any(not torch.equal(first[k], second[k]) for k in first) \
+            or twin.weights != loaded.weights:
+        _fail(owner, "two builds differ; seed any random initialisation (e.g. torch.manual_seed in build).")
+    return loaded
+
+
+def check_dataset(dataset: DatasetSpec | str, *, root: str | None = None, plugins: Plugins | None = None):
+    """Load ``dataset`` (from ``root`` when it needs one) and check its splits; returns the `DatasetSplits`."""
+    from pxp_bench.specs import DatasetSplits
+
+    plugins = plugins or get_plugins()
+    spec = _spec(plugins.datasets, dataset)
+    owner = f"dataset '{spec.name}'"
+    if spec.needs_root and root is None:
+        _fail(owner, "needs a root folder: pass root= to check_dataset.")
+    splits = spec.load_splits()(spec.name, root)
+    if not isinstance(splits, DatasetSplits):
+        _fail(owner, f"load returned {type(splits).__name__}; return a pxp_bench.DatasetSplits.")
+    if splits.num_classes < 2 or len(splits.class_names) != splits.num_classes:
+        _fail(owner, f"declares {splits.num_classes} classes and {len(splits.class_names)} class names; "
+                     "at least 2, one name each.")
+    for name in ("train", "eval", "tune"):
+        split = getattr(splits, name)
+        if split is None and name == "tune":
+            continue
+        targets = list(getattr(split, "targets", None) or [])
+        if len(targets) == 0 or len(targets) != len(split):
+            _fail(owner, f"split '{name}' has {len(split)} samples and {len(targets)} targets; it needs a "
+                         "`targets` sequence with one label per sample.")
+        if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < splits.num_classes for t in targets):
+            _fail(owner, f"split '{name}' has labels outside 0..{splits.num_classes - 1} or that are not int.")
+        inputs, label = split[0]
+        if int(label) != targets[0]:
+            _fail(owner, f"split '{name}' item 0 has label {label}, but its targets say {targets[0]}.")
+        if not splits.input_shape:  # image files: the model's transform decides the shape (use_transform)
+            continue
+        if not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != tuple(splits.input_shape):
+            _fail(owner, f"split '{name}' item 0 has shape {tuple(getattr(inputs, 'shape', ()))}; expected a tensor "
+                         f"of input_shape {tuple(splits.input_shape)}.")
+    if sorted(set(splits.train.targets)) != list(range(splits.num_classes)):
+        _fail(owner, "the train split lacks some classes; reference samples are drawn from it for every class.")
+    again = spec.load_splits()(spec.name, root)
+    if list(again.train.targets) != list(splits.train.targets) or list(again.eval.targets) != list(splits.eval.targets):
+        _fail(owner, "two loads give different splits; split with a fixed seed.")
+    return splits
+
+
+# --- optimizers ------------------------------------------------------------------------------------
+
+KIT_SPACE: ParamSpace = {
+    "rule": Categorical(("a", "b", "c"), "a"),
+    "strength": FloatRange(0.0, 1.0, 0.5),
+    "steps": IntRange(1, 8, 2),
+}
+"""A small mixed space; pass an all-categorical one for optimizers that need it (e.g. ``grid``)."""
+
+
+def _kit_objective(space: ParamSpace):
+    """A cheap deterministic objective over ``space`` that prunes trials taking any last choice."""
+    import optuna
+
+    from pxp_bench.optimize.study import suggest
+
+    def objective(trial) -> float:
+        values = suggest(trial, space)
+        trial.report(0.0, 0)
+        value = 0.0
+        for key, param in sorted(space.items()):
+            if isinstance(param, Categorical):
+                if values[key] == param.choices[-1] and len(param.choices) > 1:
+                    raise optuna.TrialPruned()  # as a pruner would stop it
+                where = param.choices.index(values[key]) / max(1, len(param.choices) - 1)
+            else:
+                where = (values[key] - param.low) / (param.high - param.low)
+            value -= (where - 0.3) ** 2
+        return value
+
+    return objective
+
+
+def _inside(param, value) -> bool:
+    if isinstance(param, Categorical):
+        return value in param.choices
+    return param.low <= value <= param.high
+
+
+def check_optimizer(optimizer: OptimizerSpec | str, *, trials: int = 6, space: ParamSpace | None = None,
+                    plugins: Plugins | None = None) -> None:
+    """Run ``optimizer`` for ``trials`` trials on ``space`` (default `KIT_SPACE`) twice with the same seed,
+    the space's defaults enqueued first as the pipeline does, and check it."""
+    import optuna
+
+    plugins = plugins or get_plugins()
+    spec = _spec(plugins.optimizers, optimizer)
+    owner = f"optimizer '{spec.name}'"
+    space = dict(space or KIT_SPACE)
+    run = spec.load_run()
+    default = {key: param.default for key, param in space.items()}
+    sequences = []
+    for _ in range(2):
+        study = optuna.create_study(direction="maximize")
+        study.enqueue_trial(default)
+        seen: list[int] = []
+        try:
+            run(study, space, _kit_objective(space), trials=trials, timeout=None, seed=7,
+                callbacks=[lambda _study, trial: seen.append(trial.number)])
+        except Exception as exc:
+            _fail(owner, f"raised {type(exc).__name__}: {exc}")
+        finished = [t for t in study.trials if t.state.is_finished()]
+        if len(finished) != trials:
+            _fail(owner, f"ran {len(finished)} trials; asked for {trials}.")
+        if finished[0].params != default:
+            _fail(owner, "did not run the enqueued trial (the method's default) first.")
+        if sorted(seen) != [t.number for t in finished]:
+            _fail(owner, "did not call the callbacks once for every finished trial.")
+        for trial in finished:
+            if set(trial.params) != set(space) or not all(_inside(space[k], v) for k, v in trial.params.items()):
+                _fail(owner, f"trial {trial.number} has parameters {trial.params} outside the space.")
+        sequences.append([t.params for t in finished])
+    if sequences[0] != sequences[1]:
+        _fail(owner, "proposed another sequence under the same seed; seed every random choice with `seed`.")
+
+
+__all__ = ["ConformanceError", "check_dataset", "check_method", "check_method_spec", "check_model", "check_optimizer"]

@@ -30,6 +30,8 @@ from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import check_grid_fits, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
+from pxp_bench.slim.curve import slim_curve
+from pxp_bench.slim.efficiency import efficiency_metrics
 from pxp_bench.specs import DatasetSplits, LoadedModel
 
 __all__ = ["Benchmark", "Prepared", "Scored", "evaluate", "plan_benchmark", "prepare", "run_benchmark", "score"]
@@ -195,6 +197,11 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
     return with_oom_backoff("scoring", prepared.bench.batch_size, score_at)
 
 
+def example_input(prepared: Prepared) -> torch.Tensor:
+    """The first reference sample as a batch of one on the run's device (probe passes, tracing)."""
+    return prepared.splits.train[prepared.sets.reference[0]][0].unsqueeze(0).to(prepared.device)
+
+
 def _evaluation_data(prepared: Prepared, split: str):
     sets = prepared.sets
     if split == "eval":
@@ -230,9 +237,14 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
     def curve_at(batch_size: int) -> list[CurvePoint]:
         if progress is not None:
             progress.start("evaluating", len(prepared.rates))
+        slim = None
+        if bench.evaluate == "slim":  # efficiency is measured for reported curves only, not for tuning
+            slim = slim_curve(prepared.model, prepared.components, example_input(prepared),
+                              batch_size=min(batch_size, len(data)), latency_repeats=bench.latency_repeats,
+                              measure=split == "eval")
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
                            _loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
-                           amp=bench.amp, memo=memo, on_rate=measured)
+                           amp=bench.amp, memo=memo, on_rate=measured, slim=slim)
 
     return with_oom_backoff("evaluating", bench.batch_size, curve_at)
 
@@ -259,8 +271,13 @@ def _saved_scores(prepared: Prepared) -> tuple[dict[str, torch.Tensor], dict[str
 def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress: Progress | None = None) -> Result:
     """Run one benchmark end to end and return its `Result` (not yet written to disk)."""
     started = time.perf_counter()
-    prepared = prepare(bench, plugins=plugins)
-    plan = prepared.plan
+    return run_prepared(prepare(bench, plugins=plugins), progress=progress, started=started)
+
+
+def run_prepared(prepared: Prepared, *, progress: Progress | None = None, started: float | None = None) -> Result:
+    """Score (or load saved scores) and evaluate on a prepared run; its `Result`."""
+    started = time.perf_counter() if started is None else started
+    bench, plan = prepared.bench, prepared.plan
     clock = time.perf_counter()
     if bench.scores_file is not None:
         scores, record = _saved_scores(prepared)
@@ -282,6 +299,10 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
                 diagnostics: dict[str, Any]) -> Result:
     """The `Result` of ``points`` on the evaluation set; ``record`` holds method, variant and params."""
     bench, sets, components = prepared.bench, prepared.sets, prepared.components
+    metrics = curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)
+    slimmed = all(p.efficiency is not None for p in points)
+    if slimmed:
+        metrics.update(efficiency_metrics([p.rate for p in points], [p.efficiency for p in points], metrics["top_pr"]))
     return Result(
         **record,
         model=prepared.plan.model.name,
@@ -290,8 +311,10 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
         seed=bench.seed,
         classes=sets.classes,
         rates=[p.rate for p in points],
-        curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy} for p in points],
-        metrics=curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total),
+        curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy, **(p.efficiency or {})}
+               for p in points],
+        metrics=metrics,
+        evaluate="slim" if slimmed else "masked",
         layers={g.name: [p.layers[g.name] for p in points] for g in components.groups},
         timings=timings,
         environment=environment(device_name(prepared.device)),

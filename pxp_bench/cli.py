@@ -126,16 +126,36 @@ def _render_result(result: Result, path: Path) -> None:
     curve.add_column("rate", justify="right")
     curve.add_column("pruned", justify="right")
     curve.add_column("top-1", justify="right")
+    slim = result.evaluate == "slim"
+    timed = slim and "latency_ms_batch" in result.curve[0]
+    if slim:
+        curve.add_column("params", justify="right")
+        curve.add_column("MFLOPs", justify="right")
+    if timed:
+        curve.add_column("ms (1)", justify="right")
+        curve.add_column(f"ms ({result.curve[0]['latency_batch_size']})", justify="right")
     for point in result.curve:
-        curve.add_row(f"{point['rate']:.2f}", str(point["pruned"]), f"{point['accuracy']:.4f}")
+        row = [f"{point['rate']:.2f}", str(point["pruned"]), f"{point['accuracy']:.4f}"]
+        if slim:
+            row += [f"{point['parameters']:,}", f"{point['flops'] / 1e6:,.1f}"]
+        if timed:
+            row += [f"{point['latency_ms_batch1']:.2f}", f"{point['latency_ms_batch']:.1f}"]
+        curve.add_row(*row)
     console.print(curve)
-    metrics = Table(title="metrics")
+    metrics = Table(title=f"metrics (evaluated {result.evaluate})")
     for column in ("A_PR", "Top-PR", "AUC", "acc@25%", "acc@50%", "acc@75%"):
         metrics.add_column(column, justify="right")
     m = result.metrics
     metrics.add_row(_format(m["a_pr"]), _format(m["top_pr"], "{:.2f}"), _format(m["auc"]),
                     _format(m["acc_25"]), _format(m["acc_50"]), _format(m["acc_75"]))
     console.print(metrics)
+    if slim:
+        gains = Table(title="at Top-PR, of the unpruned model")
+        for column in ("parameters", "FLOPs", "speedup (eval batch)"):
+            gains.add_column(column, justify="right")
+        gains.add_row(_format(m.get("params_at_top_pr"), "{:.1%}"), _format(m.get("flops_at_top_pr"), "{:.1%}"),
+                      _format(m.get("speedup_at_top_pr"), "{:.2f}x"))
+        console.print(gains)
     console.print(f"result written to [bold]{path}[/]", highlight=False)
 
 
@@ -151,11 +171,14 @@ RefPerClassOption = Annotated[int, typer.Option(help="Reference samples per clas
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")]
 AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
+EvaluateOption = Annotated[str, typer.Option(help="slim: each rate on a physically slimmed copy where the model allows (same accuracy, plus parameters, FLOPs, latency); masked: mask the original.")]
+LatencyOption = Annotated[int, typer.Option(help="Timed forward passes per rate and batch size for the latency (slim); 0: none.")]
 
 
 @app.command()
 @user_errors
 def run(
+    ctx: typer.Context,
     model: ModelOption = "digits-vgg",
     method: Annotated[Optional[str], typer.Option(help="Attribution method; default: the best available.")] = None,
     dataset: DatasetOption = None,
@@ -171,17 +194,25 @@ def run(
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 128,
     amp: AmpOption = None,
+    evaluate: EvaluateOption = "slim",
+    latency_repeats: LatencyOption = 3,
     preset: Annotated[Optional[str], typer.Option(help="A named parameter preset of the method.")] = None,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter as key=value (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the JSON result.")] = Path("results"),
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Also write the scores (safetensors) beside the result.")] = False,
     scores: Annotated[Optional[Path], typer.Option("--scores", help="Evaluate saved scores instead of scoring.")] = None,
+    to: Annotated[Optional[Path], typer.Option("--to", help="Export the slimmed model of one rate to this .pt2 file (and a .json sidecar).")] = None,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="Export at this rate of the grid (default: --at top-pr).")] = None,
+    at: Annotated[str, typer.Option("--at", help="Export at: top-pr (the largest rate keeping 95 % of the correct predictions).")] = "top-pr",
 ) -> None:
-    """Score components, prune the least relevant globally at each rate, and measure top-1 accuracy."""
+    """Score components, prune the least relevant globally at each rate, and measure top-1 accuracy.
+
+    `pxp-bench export` runs the same and writes the slimmed model of one rate (--to FILE.pt2).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pxp_bench.benchmark import Benchmark, plan_benchmark, run_benchmark
+    from pxp_bench.benchmark import Benchmark, plan_benchmark, prepare, run_prepared
     from pxp_bench.params import parse_param_pairs, read_params_file
     from pxp_bench.rates import parse_rates
     from pxp_bench.results import ensure_writable_dir, write_result
@@ -190,16 +221,37 @@ def run(
         model=model, method=method, dataset=dataset, data_root=data, components=components,
         weights=weights, rates=parse_rates(rates), n_classes=_parse_classes(classes),
         ref_per_class=ref_per_class, tune_per_class=tune_per_class, seed=seed, device=device,
-        batch_size=batch_size, preset=preset, image_size=image_size, amp=amp,
-        params=read_params_file(params) if params else {},
+        batch_size=batch_size, preset=preset, image_size=image_size, amp=amp, evaluate=evaluate,
+        latency_repeats=latency_repeats, params=read_params_file(params) if params else {},
         param_texts=parse_param_pairs(param or []), scores_file=scores,
     )
+    exporting = ctx.info_name == "export" or to is not None
+    if ctx.info_name == "export" and to is None:
+        raise ConfigError("export needs --to FILE.pt2: where to write the slimmed model.")
+    if at != "top-pr":
+        raise ConfigError(f"--at must be top-pr, got '{at}'; for another rate use --rate R.")
     plan_benchmark(bench)
     ensure_writable_dir(out)
+    if exporting:
+        from pxp_bench.slim.export import check_destination
+
+        check_destination(to)
+        ensure_writable_dir(to.parent)
     with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=False) as bars:
-        result = run_benchmark(bench, progress=_RichProgress(bars))
+        prepared = prepare(bench)
+        result = run_prepared(prepared, progress=_RichProgress(bars))
     _render_result(result, write_result(result, out, save_scores=save_scores))
+    if exporting:
+        from pxp_bench.slim.export import export_result
+
+        info, sidecar = export_result(prepared, result, to, rate)
+        console.print(f"exported the slimmed model at rate {sidecar['rate']:g} ({sidecar['parameters']:,} parameters, "
+                      f"top-1 {sidecar['accuracy']:.4f}) to [bold]{to}[/] and [bold]{info}[/]", highlight=False)
+
+
+app.command("export", help="Run as `run` does, then export the slimmed model of one rate (--to FILE.pt2, "
+                           "--rate R or --at top-pr) with a JSON sidecar; it loads with torch.export.load alone.")(run)
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:

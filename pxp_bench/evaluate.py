@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,9 @@ from torch import nn
 from pxp_bench.components import Components
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
+
+if TYPE_CHECKING:
+    from pxp_bench.slim.curve import SlimCurve
 
 AMP_DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TOP_PR_NUMERATOR, TOP_PR_DENOMINATOR = 19, 20
@@ -105,6 +108,8 @@ class CurvePoint:
     total: int
     layers: dict[str, float]
     """Per group, the fraction of its components pruned at this rate."""
+    efficiency: dict[str, Any] | None = None
+    """Parameters, FLOPs and latency of the slimmed model at this rate (`pxp_bench.slim.efficiency`)."""
 
     @property
     def accuracy(self) -> float:
@@ -123,8 +128,10 @@ def prune_curve(
     amp: str | None = None,
     on_rate: Callable[[CurvePoint], None] | None = None,
     memo: EvaluationMemo | None = None,
+    slim: SlimCurve | None = None,
 ) -> list[CurvePoint]:
-    """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` masked.
+    """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` pruned: masked,
+    or with ``slim`` removed from a slimmed copy where they can be (the same counts).
 
     Rates (and, with a shared ``memo``, other scorings) that prune the same set are evaluated once.
     """
@@ -133,14 +140,15 @@ def prune_curve(
     for rate in rates:
         n_pruned = pruned_count(rate, components.total)
         masks = keep_masks(components, order, n_pruned)
+        target, target_masks, record = slim.at(masks) if slim is not None else (model, masks, None)
 
-        def count(masks=masks) -> tuple[int, int]:
-            with masked(model, components, masks) as handle:
-                return correct_predictions(model, loader, class_ids, device, amp=amp,
+        def count(target=target, target_masks=target_masks) -> tuple[int, int]:
+            with masked(target, components, target_masks) as handle:
+                return correct_predictions(target, loader, class_ids, device, amp=amp,
                                            on_first_batch=handle.check_all_fired)
 
         point = CurvePoint(rate, n_pruned, *memo.counts(EvaluationMemo.key(order, n_pruned), count),
-                           pruned_fractions(masks))
+                           pruned_fractions(masks), record)
         points.append(point)
         if on_rate is not None:
             on_rate(point)

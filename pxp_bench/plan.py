@@ -45,6 +45,11 @@ class Benchmark:
     """Input size for models that accept one (random-weight ViTs, any CNN's preprocessing)."""
     amp: str | None = None
     """Autocast dtype for evaluation: None, ``bf16`` or ``fp16``."""
+    evaluate: str = "slim"
+    """``slim``: evaluate each rate on a physically slimmed copy where the model allows it (the same
+    counts as masking, plus parameters, FLOPs and latency); ``masked``: mask the original model."""
+    latency_repeats: int = 3
+    """Timed forward passes per rate and batch size for the latency (slim evaluation); 0: none."""
 
 
 @dataclass
@@ -116,7 +121,7 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
 
 def check_types(bench: Benchmark) -> None:
     """Python API callers get the same one-line errors as the command line, not a TypeError later."""
-    for name in ("ref_per_class", "tune_per_class", "seed", "batch_size"):
+    for name in ("ref_per_class", "tune_per_class", "seed", "batch_size", "latency_repeats"):
         value = getattr(bench, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {value!r}.")
@@ -132,6 +137,10 @@ def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
         raise ConfigError(f"--image-size must be between 16 and 4096 pixels, got {bench.image_size}.")
     if bench.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
+    if bench.evaluate not in ("slim", "masked"):
+        raise ConfigError(f"--evaluate must be slim or masked, got '{bench.evaluate}'.")
+    if bench.latency_repeats < 0:
+        raise ConfigError(f"--latency-repeats must be 0 (no latency) or more, got {bench.latency_repeats}.")
     if bench.seed < 0:
         raise ConfigError(f"--seed must be 0 or more, got {bench.seed}.")
     if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):

@@ -192,6 +192,9 @@ class Result:
     """For ``variant: optimised``: the study, trial, optimizer, seeds and tuning A_PR it came from."""
     scores_file: str | None = None
     """The scores this run saved beside its JSON (``--save-scores``)."""
+    evaluate: str = "masked"
+    """How the curve was evaluated: ``slim`` (physically slimmed copies, with efficiency per rate) or
+    ``masked``; the counts are the same either way."""
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
     protocol_version: int = PROTOCOL_VERSION

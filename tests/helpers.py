@@ -10,6 +10,15 @@ from pathlib import Path
 import torch
 
 QUICK_RATES = (0.0, 0.3, 0.6)
+TIMED = ("latency_ms_batch1", "latency_ms_batch", "speedup_at_top_pr")
+"""Result fields that are measurements of time, which differ between equal runs."""
+
+
+def untimed(record):
+    """A curve (list of points) or metrics dict without its time measurements, for equality checks."""
+    if isinstance(record, list):
+        return [untimed(point) for point in record]
+    return {key: value for key, value in record.items() if key not in TIMED}
 
 
 def state_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -1,0 +1,74 @@
+"""The pruning curve on slimmed models: one `Slimmer` per curve, each rate checked against masking."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from pxp_bench.components import Components
+from pxp_bench.masking import masked
+from pxp_bench.slim.efficiency import efficiency
+from pxp_bench.slim.surgery import Slimmer
+
+EVALUATE_MODES = ("slim", "masked")
+LOGIT_TOLERANCE = 1e-4
+"""Slimmed and masked logits may differ by float rounding only: relative to the largest |logit|."""
+
+
+class SlimCurve:
+    """Slimmed copies along one curve (rates ascending), with their efficiency.
+
+    `at` gives, for a rate's keep-masks, the model to evaluate and the masks still to apply to it. Each
+    rate's slimmed logits are compared with the masked original's on ``example``; should they ever
+    differ beyond float rounding, the rest of the curve is evaluated masked, with a warning, so a
+    curve is never wrong for being slimmed.
+    """
+
+    def __init__(self, model: nn.Module, components: Components, example: torch.Tensor, slimmer: Slimmer, *,
+                 batch_size: int, latency_repeats: int, measure: bool) -> None:
+        self.original, self.components, self.example = model, components, example
+        self.slimmer = slimmer
+        self.batch_size, self.latency_repeats, self.measure = batch_size, latency_repeats, measure
+        self.mode = "slim"
+
+    def at(self, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module, Mapping[str, torch.Tensor], dict[str, Any] | None]:
+        if self.mode == "masked":
+            return self.original, keep, None
+        remaining = self.slimmer.advance(keep)
+        slim = self.slimmer.model
+        with torch.no_grad():
+            with masked(self.original, self.components, keep):
+                expected = self.original(self.example)
+            with masked(slim, self.components, remaining):
+                got = slim(self.example)
+        scale = max(1.0, float(expected.abs().max()))
+        if got.shape != expected.shape or float((got - expected).abs().max()) > LOGIT_TOLERANCE * scale:
+            warnings.warn("the slimmed model's logits differ from the masked model's here; the rest of the curve "
+                          "is evaluated masked (please report this model).", stacklevel=2)
+            self.mode = "masked"
+            return self.original, keep, None
+        record = None
+        if self.measure:
+            with masked(slim, self.components, remaining):
+                record = efficiency(slim, self.example, self.batch_size, self.latency_repeats)
+        return slim, remaining, record
+
+
+def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *, batch_size: int,
+               latency_repeats: int = 3, measure: bool = True) -> SlimCurve | None:
+    """A `SlimCurve`, or None (with a warning) when no component of this model can be removed physically."""
+    try:
+        slimmer = Slimmer(model, components, example)
+    except Exception as exc:  # Torch-Pruning cannot trace every model: masked evaluation still can
+        warnings.warn(f"the model cannot be slimmed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                      "evaluating masked.", stacklevel=2)
+        return None
+    if not slimmer.present:
+        warnings.warn(f"no {components.kind} of this model can be removed physically (coupled to other layers, or "
+                      "attention heads, which stay whole); evaluating masked.", stacklevel=2)
+        return None
+    return SlimCurve(model, components, example, slimmer, batch_size=batch_size, latency_repeats=latency_repeats,
+                     measure=measure)

@@ -1,0 +1,122 @@
+"""Export the slimmed model of one rate: a ``torch.export`` program (``.pt2``, loads with torch alone and
+runs no pickled code) and a JSON sidecar saying what it is (PROTOCOL section 5b)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from pxp_bench.components import ComponentGroup, Components
+from pxp_bench.errors import ConfigError, StorageError
+from pxp_bench.masking import keep_masks, masked, pruned_count
+from pxp_bench.slim.efficiency import flop_count, parameter_count
+from pxp_bench.slim.surgery import Slimmer
+
+EXPORT_SUFFIX = ".pt2"
+
+
+def export_rate(rates: list[float], top_pr: float, rate: float | None) -> float:
+    """The grid rate to export: ``rate`` itself (it must be on the grid, where accuracy was measured),
+    or Top-PR when ``rate`` is None."""
+    if rate is None:
+        return top_pr
+    for on_grid in rates:
+        if abs(on_grid - rate) < 1e-9:
+            return on_grid
+    raise ConfigError(f"--rate {rate:g} is not on the run's grid ({', '.join(f'{r:g}' for r in rates)}); choose one "
+                      "of those, add it with --rates, or use --at top-pr.")
+
+
+def check_destination(destination: Path) -> Path:
+    destination = Path(destination)
+    if destination.suffix != EXPORT_SUFFIX:
+        raise ConfigError(f"--to {destination} must end in {EXPORT_SUFFIX} (a torch.export program).")
+    return destination
+
+
+def _zero_channels(group: ComponentGroup, modules: Mapping[str, nn.Module], dropped: torch.Tensor) -> None:
+    """Make the masked channels of ``group`` zero in the weights themselves, so no hook is needed."""
+    channels = (dropped[:, None] * group.unit + torch.arange(group.unit)).flatten()  # a head spans `unit` channels
+    site = modules[group.site]
+    if group.at_input:  # heads: the output projection's columns that read them
+        site.weight[:, channels] = 0
+        return
+    target = site if isinstance(site, (nn.BatchNorm2d, nn.Conv2d, nn.Linear)) else modules[group.name]
+    target.weight[channels] = 0  # an activation site: zero its producer (f(0) = 0; checked by the caller)
+    if target.bias is not None:
+        target.bias[channels] = 0
+
+
+def slimmed_model(model: nn.Module, components: Components, order: torch.Tensor, rate: float,
+                  example: torch.Tensor) -> nn.Module:
+    """A standalone slimmed copy at ``rate``: removable components removed, the rest zeroed in the
+    weights; checked against the masked original."""
+    keep = keep_masks(components, order, pruned_count(rate, components.total))
+    slimmer = Slimmer(model, components, example)
+    remaining = slimmer.advance(keep)
+    slim = slimmer.model
+    modules = dict(slim.named_modules())
+    with torch.no_grad():
+        for group in components.groups:
+            dropped = (~remaining[group.name]).nonzero().flatten()
+            if len(dropped):
+                _zero_channels(group, modules, dropped)
+        with masked(model, components, keep):
+            expected = model(example)
+        got = slim(example)
+    if float((got - expected).abs().max()) > 1e-4 * max(1.0, float(expected.abs().max())):
+        raise ConfigError("the exported model would not compute what was evaluated (a masked site is not zero-"
+                          "preserving); export at another rate, or report this model.")
+    return slim
+
+
+def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, sidecar: dict[str, Any]) -> Path:
+    """Write ``destination`` (``.pt2``) and ``<destination>.json``; returns the sidecar's path."""
+    destination = check_destination(destination)
+    pair = example[:1].expand(2, *example.shape[1:]).contiguous()  # a batch of 1 would fix the batch size to 1
+    program = torch.export.export(slim.eval(), (pair,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    sidecar = {**sidecar, "parameters": parameter_count(slim), "flops": flop_count(slim, example),
+               "input_shape": list(example.shape[1:]), "format": "torch.export (torch.export.load(path).module())"}
+    info = destination.with_suffix(".json")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        torch.export.save(program, str(destination))
+        info.write_text(json.dumps(sidecar, indent=2) + "\n")
+    except OSError as exc:
+        raise StorageError(f"cannot write the export to {destination}: {exc.strerror or exc}. Choose another --to.") from None
+    return info
+
+
+def export_result(prepared, result, destination: Path, rate: float | None) -> tuple[Path, dict[str, Any]]:
+    """Export the slimmed model of ``result`` (a run on ``prepared``) at ``rate`` or Top-PR; returns the
+    sidecar's path and content."""
+    from importlib.metadata import version
+
+    from pxp_bench.benchmark import example_input
+    from pxp_bench.masking import rank_components
+
+    chosen = export_rate(result.rates, result.metrics["top_pr"], rate)
+    components = prepared.components
+    order = rank_components(components, result.scores)
+    example = example_input(prepared)
+    slim = slimmed_model(prepared.model, components, order, chosen, example)
+    keep = keep_masks(components, order, pruned_count(chosen, components.total))
+    point = next(p for p in result.curve if p["rate"] == chosen)
+    sidecar = {
+        "source_model": result.model, "weights": result.weights, "dataset": result.dataset, "seed": result.seed,
+        "method": result.method, "variant": result.variant, "params": result.params,
+        "components": result.components, "rate": chosen, "top_pr": result.metrics["top_pr"],
+        "pruned": {name: (~mask).nonzero().flatten().tolist() for name, mask in keep.items() if not mask.all()},
+        "classes": result.classes, "class_names": result.samples.get("class_names"),
+        "accuracy": point["accuracy"], "correct": point["correct"],
+        "evaluation_samples": result.samples.get("evaluation"),
+        "evaluation_hash": result.samples.get("evaluation_hash"),
+        "logits": "all of the model's classes; the accuracy is top-1 over `classes` only (PROTOCOL section 1)",
+        "pxp_bench": version("pxp-bench"),
+    }
+    info = export_slimmed(slim, example, destination, sidecar)
+    return info, json.loads(info.read_text())

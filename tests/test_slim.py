@@ -1,0 +1,128 @@
+"""Slimmed evaluation: physically smaller copies whose logits equal the masked model's, the same curve,
+efficiency per rate, and a clean fall-back to masking where removal is impossible."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from helpers import QUICK_RATES, state_snapshot
+from pxp_bench.benchmark import prepare, run_benchmark, score
+from pxp_bench.components import discover_components
+from pxp_bench.errors import ConfigError
+from pxp_bench.masking import keep_masks, masked, pruned_count
+from pxp_bench.models.zoo import build_zoo_model
+from pxp_bench.plan import Benchmark
+from pxp_bench.slim.curve import slim_curve
+from pxp_bench.slim.efficiency import parameter_count
+from pxp_bench.slim.surgery import Slimmer
+
+RATES = (0.0, 0.2, 0.5, 0.8, 0.95)
+
+
+def _vit_b_16() -> nn.Module:
+    model = torchvision.models.vit_b_16(image_size=32, num_classes=5)
+    nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision starts the head at zero: all logits 0
+    return model
+
+
+def _zoo(name: str):
+    return lambda: build_zoo_model(name).module
+
+
+CASES = {  # model, input shape, kind, how many groups stay masked (coupled)
+    "digits-vgg-filters": (_zoo("digits-vgg"), (1, 32, 32), "filters", 0),
+    "digits-vgg-neurons": (_zoo("digits-vgg"), (1, 32, 32), "neurons", 0),
+    "digits-resnet-filters": (_zoo("digits-resnet"), (1, 32, 32), "filters", 6),
+    "digits-vit-neurons": (_zoo("digits-vit"), (1, 32, 32), "neurons", 0),
+    "resnet18-filters": (lambda: torchvision.models.resnet18(num_classes=5), (3, 64, 64), "filters", 12),
+    "vgg11_bn-filters": (lambda: torchvision.models.vgg11_bn(num_classes=5), (3, 32, 32), "filters", 0),
+    "vgg11_bn-neurons": (lambda: torchvision.models.vgg11_bn(num_classes=5), (3, 32, 32), "neurons", 0),
+    "vit_b_16-neurons": (_vit_b_16, (3, 32, 32), "neurons", 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_slimmed_logits_equal_the_masked_models_and_the_original_is_untouched(case):
+    make, shape, kind, coupled = CASES[case]
+    torch.manual_seed(0)
+    model = make().eval()
+    inputs = torch.randn(4, *shape)
+    components = discover_components(model, kind, inputs[:1])
+    before = state_snapshot(model)
+    slimmer = Slimmer(model, components, inputs[:1])
+    assert len(slimmer.coupled) == coupled
+    order = torch.randperm(components.total, generator=torch.Generator().manual_seed(1))
+    sizes = []
+    for rate in RATES:
+        keep = keep_masks(components, order, pruned_count(rate, components.total))
+        with torch.no_grad(), masked(model, components, keep):
+            expected = model(inputs)
+        remaining = slimmer.advance(keep)
+        with torch.no_grad(), masked(slimmer.model, components, remaining):
+            got = slimmer.model(inputs)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+        sizes.append(parameter_count(slimmer.model))
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0]
+    after = model.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+@pytest.mark.parametrize("model, kind", [("digits-vgg", "filters"), ("digits-resnet", "filters"),
+                                         ("digits-vit", "neurons")])
+def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
+    bench = Benchmark(model=model, components=kind, method="taylor", n_classes=3, latency_repeats=1)
+    slim = run_benchmark(bench, plugins=plugins)
+    masked_run = run_benchmark(dataclasses.replace(bench, evaluate="masked"), plugins=plugins)
+    assert [p["correct"] for p in slim.curve] == [p["correct"] for p in masked_run.curve]
+    assert (slim.evaluate, masked_run.evaluate) == ("slim", "masked")
+    assert "parameters" not in masked_run.curve[0] and masked_run.metrics.get("params_at_top_pr") is None
+    flops = [p["flops"] for p in slim.curve]
+    assert flops == sorted(flops, reverse=True) and flops[-1] < flops[0]
+    evaluation_batch = min(128, slim.samples["evaluation"])
+    assert all(p["latency_ms_batch1"] > 0 and p["latency_batch_size"] == evaluation_batch for p in slim.curve)
+    at_top = next(p for p in slim.curve if p["rate"] == slim.metrics["top_pr"])
+    assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / slim.curve[0]["parameters"], 6)
+    assert slim.metrics["speedup_at_top_pr"] > 0
+
+
+def test_heads_stay_whole_and_are_evaluated_masked(plugins):
+    with pytest.warns(UserWarning, match="no heads of this model can be removed physically"):
+        result = run_benchmark(Benchmark(model="digits-vit", components="heads", method="magnitude",
+                                         rates=QUICK_RATES), plugins=plugins)
+    assert result.evaluate == "masked" and "flops" not in result.curve[0]
+
+
+def test_the_slim_curve_falls_back_to_masking_if_logits_ever_differ(plugins):
+    prepared = prepare(Benchmark(method="magnitude", n_classes=3), plugins=plugins)
+    example = prepared.splits.train[prepared.sets.reference[0]][0].unsqueeze(0)
+    slim = slim_curve(prepared.model, prepared.components, example, batch_size=8, latency_repeats=0)
+    keep = keep_masks(prepared.components, torch.arange(prepared.components.total), 10)
+    model, _, record = slim.at(keep)
+    assert model is not prepared.model and record["parameters"] < parameter_count(prepared.model)
+    with torch.no_grad():  # spoil the copy: the next rate must notice and go back to the original, masked
+        list(slim.slimmer.model.parameters())[-1].add_(1.0)  # the classifier's bias
+    with pytest.warns(UserWarning, match="differ from the masked model's"):
+        model, masks, record = slim.at(keep_masks(prepared.components, torch.arange(prepared.components.total), 20))
+    assert model is prepared.model and record is None and slim.mode == "masked"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"evaluate": "fast"}, "--evaluate must be slim or masked"),
+    ({"latency_repeats": -1}, "--latency-repeats must be 0"),
+])
+def test_bad_evaluation_options_are_one_clear_error(plugins, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run_benchmark(dataclasses.replace(Benchmark(method="magnitude"), **overrides), plugins=plugins)
+
+
+def test_tuning_curves_are_slimmed_without_measuring(plugins):
+    prepared = prepare(Benchmark(method="magnitude", n_classes=3, tune_per_class=5, rates=QUICK_RATES), plugins=plugins)
+    from pxp_bench.benchmark import evaluate
+
+    points = evaluate(prepared, score(prepared).scores, "tune")
+    assert all(p.efficiency is None for p in points)

@@ -1,13 +1,15 @@
 """The 20-rate curve slimmed vs masked (PROTOCOL section 8; figures in the README).
 
 torchvision vgg16_bn and resnet18 with random weights at 224 px, 150 evaluation images (3 classes of
-random tensors), ranked by LRP-epsilon scores on 6 reference images; both curves in one process, the
-same counts asserted. ``extra_info`` holds both times, their ratio and the mean FLOPs fraction over the
-grid. Heavy on a CPU: ``make bench`` only.
+random tensors; ``PXP_BENCH_SLIM_IMAGES`` sets another number), ranked by LRP-epsilon scores on 6
+reference images; both curves in one process, the same counts asserted. ``extra_info`` holds both
+times, their ratio and the mean FLOPs fraction over the grid. Heavy on a CPU (vgg16_bn: about half an
+hour on 2 cores): ``make bench`` only.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -24,6 +26,7 @@ from pxp_bench.slim.curve import slim_curve
 
 CPU = torch.device("cpu")
 CLASSES = [0, 1, 2]
+IMAGES = int(os.environ.get("PXP_BENCH_SLIM_IMAGES", "150"))
 
 
 @pytest.mark.parametrize("name", ["vgg16_bn", "resnet18"])
@@ -33,8 +36,8 @@ def test_slimmed_against_masked_curve(benchmark, name):
     torch.manual_seed(0)
     model = build_torchvision(name, weights="none", num_classes=1000).module.eval()
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.rand(150, 3, 224, 224, generator=generator)
-    loader = DataLoader(LabelledTensors(inputs, [i % 3 for i in range(150)]), batch_size=50)
+    inputs = torch.rand(IMAGES, 3, 224, 224, generator=generator)
+    loader = DataLoader(LabelledTensors(inputs, [i % 3 for i in range(IMAGES)]), batch_size=50)
     components = discover_components(model, "filters", inputs[:1])
     reference = ReferenceSet(LabelledTensors(inputs[:6], [i % 3 for i in range(6)]), CLASSES, 6, CPU)
     order = rank_components(components, lrp_scores(model, components, reference, RunContext.seeded(0)))
@@ -53,5 +56,5 @@ def test_slimmed_against_masked_curve(benchmark, name):
     benchmark.extra_info.update({
         "masked_s": round(masked_s, 2), "slim_s": round(benchmark.stats.stats.median, 2),
         "speedup": round(masked_s / benchmark.stats.stats.median, 2),
-        "mean_flops_fraction": round(sum(flops) / len(flops), 3),
+        "mean_flops_fraction": round(sum(flops) / len(flops), 3), "images": IMAGES,
     })

@@ -30,6 +30,7 @@ from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import check_grid_fits, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
+from pxp_bench.scoring_batch import scoring_batch_size
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import efficiency_metrics
 from pxp_bench.specs import DatasetSplits, LoadedModel
@@ -194,7 +195,8 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
             progress.finish("scoring")  # data-free methods never ask for a batch
         return Scored(scores, dict(context.diagnostics))
 
-    return with_oom_backoff("scoring", prepared.bench.batch_size, score_at)
+    batch_size = scoring_batch_size(prepared.model, example_input(prepared), prepared.bench.batch_size)
+    return with_oom_backoff("scoring", batch_size, score_at)
 
 
 def example_input(prepared: Prepared) -> torch.Tensor:

@@ -124,18 +124,20 @@ def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T
     try:
         return work(batch_size)
     except torch.cuda.OutOfMemoryError:
-        smaller = max(1, batch_size // 2)
-        torch.cuda.empty_cache()
-        warnings.warn(f"CUDA ran out of memory while {stage} at batch size {batch_size}; retrying at {smaller}.",
-                      stacklevel=2)
-        try:
-            return work(smaller)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            raise ConfigError(
-                f"CUDA ran out of memory while {stage}, also at batch size {smaller}. Lower --batch-size, "
-                "evaluate with --amp bf16, or choose a smaller --image-size."
-            ) from None
+        pass  # retried outside the handler, whose traceback would keep the failed attempt's memory alive
+    smaller = max(1, batch_size // 2)
+    torch.cuda.empty_cache()
+    warnings.warn(f"CUDA ran out of memory while {stage} at batch size {batch_size}; retrying at {smaller}.",
+                  stacklevel=2)
+    try:
+        return work(smaller)
+    except torch.cuda.OutOfMemoryError:
+        pass
+    torch.cuda.empty_cache()
+    raise ConfigError(
+        f"CUDA ran out of memory while {stage}, also at batch size {smaller}. Lower --batch-size, "
+        "evaluate with --amp bf16, or choose a smaller --image-size."
+    )
 
 
 def _loader(dataset, batch_size: int, device: torch.device) -> DataLoader:
@@ -240,10 +242,9 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
         if progress is not None:
             progress.start("evaluating", len(prepared.rates))
         slim = None
-        if bench.evaluate == "slim":  # efficiency is measured for reported curves only, not for tuning
-            slim = slim_curve(prepared.model, prepared.components, example_input(prepared),
-                              batch_size=min(batch_size, len(data)), latency_repeats=bench.latency_repeats,
-                              measure=split == "eval")
+        if bench.evaluate == "slim" and split == "eval":  # tuning curves stay masked: the same counts,
+            slim = slim_curve(prepared.model, prepared.components, example_input(prepared),  # and no copy
+                              batch_size=min(batch_size, len(data)), latency_repeats=bench.latency_repeats)  # per trial
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
                            _loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
                            amp=bench.amp, memo=memo, on_rate=measured, slim=slim)
@@ -313,8 +314,8 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
         seed=bench.seed,
         classes=sets.classes,
         rates=[p.rate for p in points],
-        curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy, **(p.efficiency or {})}
-               for p in points],
+        curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy,
+                **(p.efficiency if slimmed else {})} for p in points],
         metrics=metrics,
         evaluate="slim" if slimmed else "masked",
         layers={g.name: [p.layers[g.name] for p in points] for g in components.groups},

@@ -230,6 +230,8 @@ def run(
         raise ConfigError("export needs --to FILE.pt2: where to write the slimmed model.")
     if at != "top-pr":
         raise ConfigError(f"--at must be top-pr, got '{at}'; for another rate use --rate R.")
+    if rate is not None and not exporting:
+        raise ConfigError("--rate chooses the rate to export; add --to FILE.pt2 (or use `pxp-bench export`).")
     plan_benchmark(bench)
     ensure_writable_dir(out)
     if exporting:
@@ -240,6 +242,10 @@ def run(
     with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=False) as bars:
         prepared = prepare(bench)
+        if exporting:
+            from pxp_bench.slim.export import export_rate
+
+            export_rate(list(prepared.rates), 0.0, rate)  # a rate off the grid fails before the work
         result = run_prepared(prepared, progress=_RichProgress(bars))
     _render_result(result, write_result(result, out, save_scores=save_scores))
     if exporting:
@@ -465,13 +471,27 @@ def zoo_train(
                   f"(sha256 {trained.sha256[:12]}...) and {trained.manifest}", highlight=False)
 
 
+_commands_before: list[int] = []
+
+
+def _note_commands(_plugin: str) -> typer.Typer:
+    """The app, for a plugin's ``register_commands``; remembers what it held before."""
+    _commands_before[:] = [len(app.registered_commands), len(app.registered_groups)]
+    return app
+
+
+def _withdraw_commands(_plugin: str) -> None:
+    """A plugin failed in ``register_commands``: drop the commands it added before raising."""
+    del app.registered_commands[_commands_before[0]:], app.registered_groups[_commands_before[1]:]
+
+
 def main() -> None:
     """Console-script entry point: loads plugin commands (failed plugins have none), then runs the app."""
     from pxp_bench.plugins import get_plugins
 
     warnings.showwarning = _show_warning  # before loading plugins, which may warn
     try:
-        get_plugins().call_each("register_commands", "app", lambda _: app)
+        get_plugins().call_each("register_commands", "app", _note_commands, on_failure=_withdraw_commands)
     except PxpBenchError as exc:
         _print_error(str(exc))
         raise SystemExit(2) from None

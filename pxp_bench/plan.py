@@ -13,6 +13,9 @@ from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import DEFAULT_RATES
 from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
 
+EVALUATE_MODES = ("slim", "masked")
+"""``slim``: each rate on a physically slimmed copy (`pxp_bench.slim`); ``masked``: the original, masked."""
+
 METHOD_PREFERENCE = ("lrp", "magnitude")
 """``--method`` default: the first of these that is registered and fits the model and components."""
 
@@ -137,7 +140,7 @@ def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
         raise ConfigError(f"--image-size must be between 16 and 4096 pixels, got {bench.image_size}.")
     if bench.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
-    if bench.evaluate not in ("slim", "masked"):
+    if bench.evaluate not in EVALUATE_MODES:
         raise ConfigError(f"--evaluate must be slim or masked, got '{bench.evaluate}'.")
     if bench.latency_repeats < 0:
         raise ConfigError(f"--latency-repeats must be 0 (no latency) or more, got {bench.latency_repeats}.")

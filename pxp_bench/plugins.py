@@ -210,10 +210,8 @@ class Plugins:
         return self._registry("optimizers")
 
     def collect_all(self) -> None:
-        """Fill every registry now (``pxp-bench plugins`` shows what each plugin registered).
-
-        Unlike the registry attributes, this does not refuse failed plugins: it lists them.
-        """
+        """Fill every registry now (``pxp-bench plugins`` shows what each plugin registered, and which
+        failed), without the registry attributes' warnings."""
         for registry in REGISTRIES:
             self._filled(registry)
 
@@ -276,7 +274,8 @@ class Plugins:
         A built-in's failure is our bug and raises; a third-party plugin's failure isolates that plugin
         (`_fail`), after ``on_failure(plugin name)`` withdraws what this call made of it.
         """
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()  # pluggy's order puts trylast first:
+        for impl in sorted(impls, key=lambda i: self.infos[i.plugin_name].source != "builtin"):  # ours first
             info = self.infos[impl.plugin_name]
             try:
                 impl.function(**{argument: make_value(impl.plugin_name)})

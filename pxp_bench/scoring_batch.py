@@ -24,7 +24,7 @@ def largest_activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
     def record(_module, _inputs, output) -> None:
         nonlocal largest
         if isinstance(output, torch.Tensor):
-            largest = max(largest, output[:1].numel() * output.element_size())
+            largest = max(largest, output.numel() * output.element_size())  # a batch of one sample
 
     handles = [module.register_forward_hook(record) for module in model.modules() if not list(module.children())]
     try:

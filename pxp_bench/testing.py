@@ -90,6 +90,8 @@ def _model_state(model: nn.Module) -> dict[str, Any]:
             "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
             "_state_dict_hooks", "_load_state_dict_pre_hooks")) for name, m in model.named_modules()},
         "patched": {name: sorted(k for k in vars(m) if k in ("forward", "__call__")) for name, m in model.named_modules()},
+        "grads": sorted(name for name, p in model.named_parameters() if p.grad is not None),
+        "grad_mode": torch.is_grad_enabled(),
     }
 
 
@@ -110,6 +112,11 @@ def _state_differences(before: dict[str, Any], model: nn.Module) -> list[str]:
     patched = [name or "(model)" for name, keys in after["patched"].items() if keys != before["patched"].get(name)]
     if patched:
         problems.append(f"left a patched forward on {', '.join(patched[:3])}")
+    if after["grads"] != before["grads"]:
+        problems.append(f"left gradients in the parameters' .grad ({', '.join(after['grads'][:3])}); use "
+                        "torch.autograd.grad, or set them back to None")
+    if after["grad_mode"] != before["grad_mode"]:
+        problems.append("changed torch's global grad mode; use `with torch.enable_grad():`")
     return problems
 
 
@@ -139,6 +146,8 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
     plugins = plugins or get_plugins()
     method = _spec(plugins.methods, method)
     check_method_spec(method)
+    if method.name not in plugins.methods or plugins.methods.get(method.name) is not method:
+        plugins = _with_method(method)
     score = method.load_score()
     for family in sorted(method.families):
         kinds = [kind for kind in ("filters", "neurons") if family == "cnn" and kind in method.components]
@@ -175,6 +184,21 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
             if problems := _state_differences(before, model):
                 _fail(owner, "when scoring raised, " + "; ".join(problems)
                       + ". Undo every change in a `with` block or try / finally.")
+
+
+def _with_method(method: MethodSpec) -> Plugins:
+    """The built-ins plus ``method``, for a spec that is not registered (or not the registered one)."""
+    from pxp_bench.hookspecs import hookimpl
+
+    class KitMethod:
+        @hookimpl
+        def register_methods(self, register) -> None:
+            register(method)
+
+    plugins = Plugins(load_external=False, extra=(KitMethod(),))
+    if plugins.methods.get(method.name) is not method:
+        _fail(f"method '{method.name}'", "has the name of a built-in method; choose another name.")
+    return plugins
 
 
 def _check_scores(owner: str, components, scores) -> None:
@@ -261,9 +285,12 @@ def check_dataset(dataset: DatasetSpec | str, *, root: str | None = None, plugin
                      "at least 2, one name each.")
     for name in ("train", "eval", "tune"):
         split = getattr(splits, name)
-        if split is None and name == "tune":
-            continue
-        targets = list(getattr(split, "targets", None) or [])
+        if split is None:
+            if name == "tune":
+                continue
+            _fail(owner, f"has no '{name}' split.")
+        raw = getattr(split, "targets", None)
+        targets = [] if raw is None else [t.item() if hasattr(t, "item") else t for t in raw]
         if len(targets) == 0 or len(targets) != len(split):
             _fail(owner, f"split '{name}' has {len(split)} samples and {len(targets)} targets; it needs a "
                          "`targets` sequence with one label per sample.")
@@ -296,7 +323,7 @@ KIT_SPACE: ParamSpace = {
 
 
 def _kit_objective(space: ParamSpace):
-    """A cheap deterministic objective over ``space`` that prunes trials taking any last choice."""
+    """A cheap deterministic objective over ``space``; trial 2 is pruned."""
     import optuna
 
     from pxp_bench.optimize.study import suggest
@@ -304,11 +331,11 @@ def _kit_objective(space: ParamSpace):
     def objective(trial) -> float:
         values = suggest(trial, space)
         trial.report(0.0, 0)
+        if trial.number == 2:
+            raise optuna.TrialPruned()  # as a pruner would stop it
         value = 0.0
         for key, param in sorted(space.items()):
             if isinstance(param, Categorical):
-                if values[key] == param.choices[-1] and len(param.choices) > 1:
-                    raise optuna.TrialPruned()  # as a pruner would stop it
                 where = param.choices.index(values[key]) / max(1, len(param.choices) - 1)
             else:
                 where = (values[key] - param.low) / (param.high - param.low)

@@ -63,6 +63,13 @@ def _wrong_shape(model, components, reference, context):
     return {group.name: torch.rand(group.size, 2) for group in components.groups}
 
 
+def _leaves_gradients(model, components, reference, context):
+    with torch.enable_grad():
+        for inputs, targets in reference.batches():
+            model(inputs).gather(1, targets[:, None]).sum().backward()  # fills .grad, never cleared
+    return _varied(components)
+
+
 def _nondeterministic(model, components, reference, context):
     return {group.name: torch.rand(group.size) for group in components.groups}  # global RNG, not the context's
 
@@ -93,6 +100,7 @@ BREACHES = {
     "constant": (_constant, "gave every component the same score"),
     "shape": (_wrong_shape, r"scores for 'features.0' have shape \(\d+, 2\); expected \(\d+,\)"),
     "random": (_nondeterministic, "gave different scores on a second call with the same seed"),
+    "grads": (_leaves_gradients, "left gradients in the parameters' .grad"),
     "raising": (_leaks_when_raising, "when scoring raised, left hooks behind"),
 }
 

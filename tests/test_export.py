@@ -59,9 +59,13 @@ def test_the_export_loads_without_pxp_bench_and_reproduces_the_recorded_accuracy
     (["--rate", "0.3"], "--rate 0.3 is not on the run's grid (0, 0.2, 0.4, 0.6)"),
     (["--at", "best"], "--at must be top-pr"),
     (["--to", "model.onnx"], "must end in .pt2"),
+    (["--rate", "0.2", "--to", None], "--rate chooses the rate to export; add --to"),
 ])
 def test_bad_export_options_are_one_clear_line(tmp_path, extra, message):
-    args = ["export", *ARGS, "--out", str(tmp_path), "--to", str(tmp_path / "m.pt2"), *extra]
+    if None in extra:  # `run` with --rate but nothing to export to
+        args = ["run", *ARGS, "--out", str(tmp_path), *extra[:2]]
+    else:
+        args = ["export", *ARGS, "--out", str(tmp_path), "--to", str(tmp_path / "m.pt2"), *extra]
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 2 and message in done.output and "Traceback" not in done.output, done.output
 

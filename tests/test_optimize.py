@@ -72,6 +72,8 @@ def test_a_rerun_resumes_and_a_study_for_another_setting_is_refused(plugins, tmp
     other = dataclasses.replace(SMALL, n_classes=4)
     with pytest.raises(ConfigError, match="created for another setting \\(differs in classes\\)"):
         run_study(config(tmp_path, bench=other, study=first.study.study_name), plugins=plugins)
+    with pytest.raises(ConfigError, match="differs in pruner"):  # its trials reported for another pruner
+        run_study(config(tmp_path, trials=4, pruner="median"), plugins=plugins)
 
 
 def test_the_same_seed_gives_the_same_sequence(plugins, tmp_path):
@@ -150,6 +152,7 @@ def test_trials_report_each_seed_and_rate_and_clearly_worse_ones_stop_mid_curve(
         total = sum(reported) if pruner == "wilcoxon" else reported[-1]
         assert total / steps == pytest.approx(trial.value, abs=1e-12)
     assert pruned, "no trial was stopped"
+    warm_up = 13 if pruner == "wilcoxon" else len(rates) // 2  # SciPy's test needs 14 pairs
     for trial in pruned:  # stopped after the warm-up, before the last step, and never the best
-        assert len(rates) // 2 <= max(trial.intermediate_values) < steps - 1
+        assert warm_up <= max(trial.intermediate_values) < steps - 1
     assert outcome.study.best_trial.state == optuna.trial.TrialState.COMPLETE

@@ -87,7 +87,6 @@ def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
     assert all(p["latency_ms_batch1"] > 0 and p["latency_batch_size"] == evaluation_batch for p in slim.curve)
     at_top = next(p for p in slim.curve if p["rate"] == slim.metrics["top_pr"])
     assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / slim.curve[0]["parameters"], 6)
-    assert slim.metrics["speedup_at_top_pr"] > 0
 
 
 def test_heads_stay_whole_and_are_evaluated_masked(plugins):
@@ -120,9 +119,11 @@ def test_bad_evaluation_options_are_one_clear_error(plugins, overrides, message)
         run_benchmark(dataclasses.replace(Benchmark(method="magnitude"), **overrides), plugins=plugins)
 
 
-def test_tuning_curves_are_slimmed_without_measuring(plugins):
-    prepared = prepare(Benchmark(method="magnitude", n_classes=3, tune_per_class=5, rates=QUICK_RATES), plugins=plugins)
+def test_tuning_curves_stay_masked(plugins):
+    """Optimisation evaluates thousands of tuning curves: no slimmed copy per trial (the same counts)."""
     from pxp_bench.benchmark import evaluate
 
-    points = evaluate(prepared, score(prepared).scores, "tune")
-    assert all(p.efficiency is None for p in points)
+    prepared = prepare(Benchmark(method="magnitude", n_classes=3, tune_per_class=5, rates=QUICK_RATES), plugins=plugins)
+    scores = score(prepared).scores
+    assert all(p.efficiency is None for p in evaluate(prepared, scores, "tune"))
+    assert all(p.efficiency is not None for p in evaluate(prepared, scores, "eval"))

@@ -33,6 +33,9 @@ from pxp_bench.results import Result
 IDENTITY_ATTR = "pxp_bench_identity"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 PRUNERS = ("median", "wilcoxon", "none")
+REPORTS = "accuracy per (seed, rate) step"
+"""What a trial reports to the pruner (part of a study's identity: a study whose trials reported
+otherwise cannot be resumed with this pruner)."""
 WILCOXON_MIN_STEPS = 14
 """SciPy's signed-rank test on 13 or fewer pairs with ties (accuracies often tie) runs a permutation
 test that takes seconds per call; from 14 pairs it uses the normal approximation."""
@@ -108,6 +111,7 @@ def _identity(config: StudyConfig, prepared: Prepared, space: ParamSpace) -> dic
         "fixed": {key: value for key, value in sorted(prepared.plan.params.items()) if key not in space},
         "seeds": list(config.seeds), "classes": bench.n_classes, "ref_per_class": bench.ref_per_class,
         "tune_per_class": bench.tune_per_class, "rates": list(prepared.rates),
+        "pruner": config.pruner, "reports": REPORTS,
     }
 
 
@@ -211,17 +215,21 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
 
     def objective(trial: optuna.Trial) -> float:
         params = {**first.plan.params, **suggest(trial, space)}
-        accuracies: list[float] = []  # one per (seed, rate) step, seed-major, rates ascending
+        accuracies: dict[int, float] = {}  # per (seed, rate) step: seed-major, rates ascending
 
-        def report(point: CurvePoint) -> None:
-            accuracies.append(point.accuracy)
-            step = len(accuracies) - 1
-            trial.report(math.fsum(accuracies) if config.pruner == "median" else point.accuracy, step)
-            if step < last_step and trial.should_prune():
-                raise optuna.TrialPruned()
+        def reporter(seed_index: int) -> Callable[[CurvePoint], None]:
+            def report(point: CurvePoint) -> None:
+                step = seed_index * len(first.rates) + first.rates.index(point.rate)
+                accuracies[step] = point.accuracy  # keyed: a curve retried after out-of-memory counts once
+                trial.report(math.fsum(accuracies[s] for s in range(step + 1)) if config.pruner == "median"
+                             else point.accuracy, step)
+                if step < last_step and trial.should_prune():
+                    raise optuna.TrialPruned()
 
-        return statistics.fmean(tuning_a_pr(prepared[seed], params, config.reuse, on_rate=report)
-                                for seed in config.seeds)
+            return report
+
+        return statistics.fmean(tuning_a_pr(prepared[seed], params, config.reuse, on_rate=reporter(index))
+                                for index, seed in enumerate(config.seeds))
 
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = max(0, config.trials - len(study.get_trials(deepcopy=False, states=finished_states)))

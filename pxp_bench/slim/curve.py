@@ -13,9 +13,14 @@ from pxp_bench.masking import masked
 from pxp_bench.slim.efficiency import efficiency
 from pxp_bench.slim.surgery import Slimmer
 
-EVALUATE_MODES = ("slim", "masked")
 LOGIT_TOLERANCE = 1e-4
 """Slimmed and masked logits may differ by float rounding only: relative to the largest |logit|."""
+
+
+def logits_agree(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Whether slimmed logits equal masked ones up to float rounding (`LOGIT_TOLERANCE`)."""
+    scale = max(1.0, float(expected.abs().max()))
+    return got.shape == expected.shape and float((got - expected).abs().max()) <= LOGIT_TOLERANCE * scale
 
 
 class SlimCurve:
@@ -28,10 +33,10 @@ class SlimCurve:
     """
 
     def __init__(self, model: nn.Module, components: Components, example: torch.Tensor, slimmer: Slimmer, *,
-                 batch_size: int, latency_repeats: int, measure: bool) -> None:
+                 batch_size: int, latency_repeats: int) -> None:
         self.original, self.components, self.example = model, components, example
         self.slimmer = slimmer
-        self.batch_size, self.latency_repeats, self.measure = batch_size, latency_repeats, measure
+        self.batch_size, self.latency_repeats = batch_size, latency_repeats
         self.mode = "slim"
 
     def at(self, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module, Mapping[str, torch.Tensor], dict[str, Any] | None]:
@@ -44,21 +49,18 @@ class SlimCurve:
                 expected = self.original(self.example)
             with masked(slim, self.components, remaining):
                 got = slim(self.example)
-        scale = max(1.0, float(expected.abs().max()))
-        if got.shape != expected.shape or float((got - expected).abs().max()) > LOGIT_TOLERANCE * scale:
+        if not logits_agree(got, expected):
             warnings.warn("the slimmed model's logits differ from the masked model's here; the rest of the curve "
                           "is evaluated masked (please report this model).", stacklevel=2)
             self.mode = "masked"
             return self.original, keep, None
-        record = None
-        if self.measure:
-            with masked(slim, self.components, remaining):
-                record = efficiency(slim, self.example, self.batch_size, self.latency_repeats)
+        with masked(slim, self.components, remaining):
+            record = efficiency(slim, self.example, self.batch_size, self.latency_repeats)
         return slim, remaining, record
 
 
 def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *, batch_size: int,
-               latency_repeats: int = 3, measure: bool = True) -> SlimCurve | None:
+               latency_repeats: int = 3) -> SlimCurve | None:
     """A `SlimCurve`, or None (with a warning) when no component of this model can be removed physically."""
     try:
         slimmer = Slimmer(model, components, example)
@@ -70,5 +72,4 @@ def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, 
         warnings.warn(f"no {components.kind} of this model can be removed physically (coupled to other layers, or "
                       "attention heads, which stay whole); evaluating masked.", stacklevel=2)
         return None
-    return SlimCurve(model, components, example, slimmer, batch_size=batch_size, latency_repeats=latency_repeats,
-                     measure=measure)
+    return SlimCurve(model, components, example, slimmer, batch_size=batch_size, latency_repeats=latency_repeats)

@@ -9,10 +9,12 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from pxp_bench.components import ComponentGroup, Components
 from pxp_bench.errors import ConfigError, StorageError
 from pxp_bench.masking import keep_masks, masked, pruned_count
+from pxp_bench.slim.curve import logits_agree
 from pxp_bench.slim.efficiency import flop_count, parameter_count
 from pxp_bench.slim.surgery import Slimmer
 
@@ -31,6 +33,10 @@ def export_rate(rates: list[float], top_pr: float, rate: float | None) -> float:
                       "of those, add it with --rates, or use --at top-pr.")
 
 
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+
 def check_destination(destination: Path) -> Path:
     destination = Path(destination)
     if destination.suffix != EXPORT_SUFFIX:
@@ -45,7 +51,10 @@ def _zero_channels(group: ComponentGroup, modules: Mapping[str, nn.Module], drop
     if group.at_input:  # heads: the output projection's columns that read them
         site.weight[:, channels] = 0
         return
-    target = site if isinstance(site, (nn.BatchNorm2d, nn.Conv2d, nn.Linear)) else modules[group.name]
+    target = site if isinstance(site, (_BatchNorm, nn.Conv2d, nn.Linear)) else modules[group.name]
+    if target.weight is None:
+        raise ConfigError(f"'{group.site}' has no weights to zero a masked channel in; export at a rate that "
+                          "prunes none of its channels, or evaluate masked.")
     target.weight[channels] = 0  # an activation site: zero its producer (f(0) = 0; checked by the caller)
     if target.bias is not None:
         target.bias[channels] = 0
@@ -56,8 +65,12 @@ def slimmed_model(model: nn.Module, components: Components, order: torch.Tensor,
     """A standalone slimmed copy at ``rate``: removable components removed, the rest zeroed in the
     weights; checked against the masked original."""
     keep = keep_masks(components, order, pruned_count(rate, components.total))
-    slimmer = Slimmer(model, components, example)
-    remaining = slimmer.advance(keep)
+    try:
+        slimmer = Slimmer(model, components, example)
+        remaining = slimmer.advance(keep)
+    except Exception as exc:  # Torch-Pruning cannot trace every model
+        raise ConfigError(f"this model cannot be slimmed for export: {_first_line(exc)}. Evaluate it with "
+                          "--evaluate masked instead.") from None
     slim = slimmer.model
     modules = dict(slim.named_modules())
     with torch.no_grad():
@@ -68,17 +81,21 @@ def slimmed_model(model: nn.Module, components: Components, order: torch.Tensor,
         with masked(model, components, keep):
             expected = model(example)
         got = slim(example)
-    if float((got - expected).abs().max()) > 1e-4 * max(1.0, float(expected.abs().max())):
+    if not logits_agree(got, expected):
         raise ConfigError("the exported model would not compute what was evaluated (a masked site is not zero-"
                           "preserving); export at another rate, or report this model.")
     return slim
 
 
 def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, sidecar: dict[str, Any]) -> Path:
-    """Write ``destination`` (``.pt2``) and ``<destination>.json``; returns the sidecar's path."""
+    """Write ``destination`` (``.pt2``) and the sidecar beside it (same stem, ``.json``); returns the
+    sidecar's path."""
     destination = check_destination(destination)
     pair = example[:1].expand(2, *example.shape[1:]).contiguous()  # a batch of 1 would fix the batch size to 1
-    program = torch.export.export(slim.eval(), (pair,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    try:
+        program = torch.export.export(slim.eval(), (pair,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as exc:  # e.g. a reshape that fixes the batch size
+        raise ConfigError(f"torch.export cannot capture this model: {_first_line(exc)}.") from None
     sidecar = {**sidecar, "parameters": parameter_count(slim), "flops": flop_count(slim, example),
                "input_shape": list(example.shape[1:]), "format": "torch.export (torch.export.load(path).module())"}
     info = destination.with_suffix(".json")

@@ -90,7 +90,7 @@ def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
 
 
 def test_heads_stay_whole_and_are_evaluated_masked(plugins):
-    with pytest.warns(UserWarning, match="no heads of this model can be removed physically"):
+    with pytest.warns(UserWarning, match="attention heads are not removed physically"):
         result = run_benchmark(Benchmark(model="digits-vit", components="heads", method="magnitude",
                                          rates=QUICK_RATES), plugins=plugins)
     assert result.evaluate == "masked" and "flops" not in result.curve[0]

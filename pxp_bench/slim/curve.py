@@ -69,7 +69,9 @@ def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, 
                       "evaluating masked.", stacklevel=2)
         return None
     if not slimmer.present:
-        warnings.warn(f"no {components.kind} of this model can be removed physically (coupled to other layers, or "
-                      "attention heads, which stay whole); evaluating masked.", stacklevel=2)
+        why = ("attention heads are not removed physically (an attention module needs all of its heads); "
+               if components.kind == "heads" else
+               f"no {components.kind} of this model can be removed physically (each is coupled to other layers); ")
+        warnings.warn(why + "evaluating masked, with the same accuracy.", stacklevel=2)
         return None
     return SlimCurve(model, components, example, slimmer, batch_size=batch_size, latency_repeats=latency_repeats)

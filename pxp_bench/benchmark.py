@@ -12,6 +12,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import torch
@@ -69,6 +70,11 @@ class Prepared:
     @property
     def model(self) -> torch.nn.Module:
         return self.loaded.module
+
+    @cached_property
+    def scoring_batch(self) -> int:
+        """The scoring batch size (`pxp_bench.scoring_batch`), probed once: a study scores many times."""
+        return scoring_batch_size(self.model, example_input(self), self.bench.batch_size)
 
 
 @dataclass
@@ -197,8 +203,7 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
             progress.finish("scoring")  # data-free methods never ask for a batch
         return Scored(scores, dict(context.diagnostics))
 
-    batch_size = scoring_batch_size(prepared.model, example_input(prepared), prepared.bench.batch_size)
-    return with_oom_backoff("scoring", batch_size, score_at)
+    return with_oom_backoff("scoring", prepared.scoring_batch, score_at)
 
 
 def example_input(prepared: Prepared) -> torch.Tensor:

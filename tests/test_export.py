@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from pxp_bench.benchmark import prepare
 from pxp_bench.cli import app
 from pxp_bench.plan import Benchmark
+from pxp_bench.slim.efficiency import parameter_count
 
 ARGS = ["--method", "taylor", "--classes", "3", "--rates", "0,0.2,0.4,0.6", "--latency-repeats", "0"]
 CHECK = """
@@ -53,6 +54,7 @@ def test_the_export_loads_without_pxp_bench_and_reproduces_the_recorded_accuracy
     assert fresh.returncode == 0, fresh.stderr
     measured = json.loads(fresh.stdout)
     assert measured["correct"] == info["correct"] and measured["parameters"] == info["parameters"]
+    assert info["parameters"] < parameter_count(prepared.model)  # removed, not only zeroed (heads too)
 
 
 @pytest.mark.parametrize("extra, message", [

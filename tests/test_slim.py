@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import timm
 import torch
 import torchvision
 from torch import nn
@@ -43,6 +44,10 @@ CASES = {  # model, input shape, kind, how many groups stay masked (coupled)
     "vgg11_bn-filters": (lambda: torchvision.models.vgg11_bn(num_classes=5), (3, 32, 32), "filters", 0),
     "vgg11_bn-neurons": (lambda: torchvision.models.vgg11_bn(num_classes=5), (3, 32, 32), "neurons", 0),
     "vit_b_16-neurons": (_vit_b_16, (3, 32, 32), "neurons", 0),
+    "digits-vit-heads": (_zoo("digits-vit"), (1, 32, 32), "heads", 0),
+    "vit_b_16-heads": (_vit_b_16, (3, 32, 32), "heads", 0),
+    "timm-vit-heads": (lambda: timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=5), (3, 32, 32),
+                       "heads", 0),
 }
 
 
@@ -73,7 +78,7 @@ def test_slimmed_logits_equal_the_masked_models_and_the_original_is_untouched(ca
 
 
 @pytest.mark.parametrize("model, kind", [("digits-vgg", "filters"), ("digits-resnet", "filters"),
-                                         ("digits-vit", "neurons")])
+                                         ("digits-vit", "neurons"), ("digits-vit", "heads")])
 def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
     bench = Benchmark(model=model, components=kind, method="taylor", n_classes=3, latency_repeats=1)
     slim = run_benchmark(bench, plugins=plugins)
@@ -89,11 +94,27 @@ def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
     assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / slim.curve[0]["parameters"], 6)
 
 
-def test_heads_stay_whole_and_are_evaluated_masked(plugins):
-    with pytest.warns(UserWarning, match="attention heads are not removed physically"):
-        result = run_benchmark(Benchmark(model="digits-vit", components="heads", method="magnitude",
-                                         rates=QUICK_RATES), plugins=plugins)
-    assert result.evaluate == "masked" and "flops" not in result.curve[0]
+class _NormedAttention(nn.Module):
+    """A tiny transformer whose attention normalises the concatenated heads (timm's ``scale_norm``): a
+    head's channels cannot leave that LayerNorm, so its heads stay whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.attention = timm.layers.Attention(16, num_heads=4, scale_norm=True, norm_layer=nn.LayerNorm)
+        self.classify = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.attention(self.embed(x)).mean(dim=1))
+
+
+def test_heads_that_cannot_leave_stay_whole_and_the_curve_is_evaluated_masked():
+    model = _NormedAttention().eval()
+    example = torch.randn(1, 5, 8)
+    components = discover_components(model, "heads", example)
+    assert Slimmer(model, components, example).coupled == ["attention"]
+    with pytest.warns(UserWarning, match="no attention module of this model can lose heads physically"):
+        assert slim_curve(model, components, example, batch_size=2, latency_repeats=0) is None
 
 
 def test_the_slim_curve_falls_back_to_masking_if_logits_ever_differ(plugins):

@@ -11,17 +11,7 @@ from torch import nn
 from pxp_bench.components import Components
 from pxp_bench.masking import masked
 from pxp_bench.slim.efficiency import efficiency
-from pxp_bench.slim.surgery import Slimmer
-
-LOGIT_TOLERANCE = 1e-4
-"""Slimmed and masked logits may differ by float rounding only: relative to the largest |logit|."""
-
-
-def logits_agree(got: torch.Tensor, expected: torch.Tensor) -> bool:
-    """Whether slimmed logits equal masked ones up to float rounding (`LOGIT_TOLERANCE`)."""
-    scale = max(1.0, float(expected.abs().max()))
-    return got.shape == expected.shape and float((got - expected).abs().max()) <= LOGIT_TOLERANCE * scale
-
+from pxp_bench.slim.surgery import Slimmer, logits_agree
 
 class SlimCurve:
     """Slimmed copies along one curve (rates ascending), with their efficiency.
@@ -69,7 +59,7 @@ def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, 
                       "evaluating masked.", stacklevel=2)
         return None
     if not slimmer.present:
-        why = ("attention heads are not removed physically (an attention module needs all of its heads); "
+        why = ("no attention module of this model can lose heads physically (only plain self-attention can); "
                if components.kind == "heads" else
                f"no {components.kind} of this model can be removed physically (each is coupled to other layers); ")
         warnings.warn(why + "evaluating masked, with the same accuracy.", stacklevel=2)

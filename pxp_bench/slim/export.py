@@ -14,9 +14,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from pxp_bench.components import ComponentGroup, Components
 from pxp_bench.errors import ConfigError, StorageError
 from pxp_bench.masking import keep_masks, masked, pruned_count
-from pxp_bench.slim.curve import logits_agree
 from pxp_bench.slim.efficiency import flop_count, parameter_count
-from pxp_bench.slim.surgery import Slimmer
+from pxp_bench.slim.surgery import Slimmer, logits_agree
 
 EXPORT_SUFFIX = ".pt2"
 

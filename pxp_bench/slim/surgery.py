@@ -4,8 +4,9 @@ Torch-Pruning's dependency graph does the surgery: removing a filter removes its
 channel, its BatchNorm channel and the consumers' input channels (a Linear after a flatten included);
 removing a neuron removes a Linear's row and the next Linear's column. A layer is slimmed only when
 its dependency group touches no other producer of components or parameters: channels coupled by a
-residual sum, attention heads and anything else the graph ties to other layers stay in the copy and
-are masked there exactly as in the masked evaluation, so the curve is unchanged.
+residual sum and anything else the graph ties to other layers stay in the copy and are masked there
+exactly as in the masked evaluation, so the curve is unchanged. Attention heads are removed by
+`pxp_bench.slim.heads` (Torch-Pruning does not remove whole heads).
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ import torch
 from torch import nn
 
 from pxp_bench.components import ComponentGroup, Components
+from pxp_bench.slim.heads import convertible, remove_heads, slimmable
+
+
+LOGIT_TOLERANCE = 1e-4
+"""Slimmed and masked logits may differ by float rounding only: relative to the largest |logit|."""
+
+
+def logits_agree(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Whether slimmed logits equal masked ones up to float rounding (`LOGIT_TOLERANCE`)."""
+    scale = max(1.0, float(expected.abs().max()))
+    return got.shape == expected.shape and float((got - expected).abs().max()) <= LOGIT_TOLERANCE * scale
 
 
 def _out_pruner(module: nn.Module):
@@ -44,20 +56,50 @@ class Slimmer:
     """
 
     def __init__(self, model: nn.Module, components: Components, example: torch.Tensor) -> None:
-        import torch_pruning as tp
-
         self.model = copy.deepcopy(model).eval()
         self.components = components
-        modules = dict(self.model.named_modules())
+        self.present: dict[str, list[int]] = {}
+        """For each slimmed group, the original indices of the components still in the copy."""
+        if components.kind == "heads":
+            self._convert_attention(example)
+        else:
+            self._build_graph(example)
+        self.coupled = [group.name for group in components.groups if group.name not in self.present]
+
+    def _build_graph(self, example: torch.Tensor) -> None:
+        import torch_pruning as tp
+
         with warnings.catch_warnings(), torch.enable_grad():  # it traces with autograd; its notes on
             warnings.simplefilter("ignore")                    # unwrapped parameters (class tokens) are not ours
             self.graph = tp.DependencyGraph().build_dependency(self.model, example_inputs=example, verbose=False)
-        self.present: dict[str, list[int]] = {}
-        """For each slimmed group, the original indices of the components still in the copy."""
-        for group in components.groups:
+        modules = dict(self.model.named_modules())
+        for group in self.components.groups:
             if self._removable(group, modules):
                 self.present[group.name] = list(range(group.size))
-        self.coupled = [group.name for group in components.groups if group.name not in self.present]
+
+    def _convert_attention(self, example: torch.Tensor) -> None:
+        """Put a `slimmable` module in place of each convertible attention module, if the copy then still
+        computes what the original does."""
+        with torch.no_grad():
+            expected = self.model(example)
+        originals = {}
+        for group in self.components.groups:
+            attention = self.model.get_submodule(group.name)
+            if convertible(attention):
+                originals[group.name] = attention
+                self.model.set_submodule(group.name, slimmable(attention))
+        try:
+            with torch.no_grad():
+                agree = logits_agree(self.model(example), expected)
+        except Exception:  # noqa: BLE001 - the model calls its attention in a way the slim module does not support
+            agree = False
+        if not agree:
+            for name, attention in originals.items():
+                self.model.set_submodule(name, attention)
+            return
+        for group in self.components.groups:
+            if group.name in originals:
+                self.present[group.name] = list(range(group.size))
 
     def _removable(self, group: ComponentGroup, modules: Mapping[str, nn.Module]) -> bool:
         producer, site = modules[group.name], modules[group.site]
@@ -87,10 +129,13 @@ class Slimmer:
             present = self.present[group.name]
             doomed = [position for position, index in enumerate(present) if not mask[index]]
             if len(doomed) == len(present):
-                doomed = doomed[1:]  # a layer keeps one channel, masked: zero channels cannot be built
+                doomed = doomed[1:]  # a layer keeps one channel (or head), masked: zero cannot be built
             if doomed:
-                self.graph.get_pruning_group(modules[group.name], _out_pruner(modules[group.name]),
-                                             idxs=doomed).prune()
+                if group.at_input:
+                    remove_heads(modules[group.name], doomed)
+                else:
+                    self.graph.get_pruning_group(modules[group.name], _out_pruner(modules[group.name]),
+                                                 idxs=doomed).prune()
                 dropped = set(doomed)
                 present[:] = [index for position, index in enumerate(present) if position not in dropped]
             remaining[group.name] = mask[present]

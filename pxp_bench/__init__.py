@@ -21,7 +21,15 @@ from pxp_bench.errors import (
 )
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.params import Categorical, FloatRange, IntRange
-from pxp_bench.specs import DatasetSpec, DatasetSplits, LoadedModel, MethodSpec, ModelSpec, OptimizerSpec
+from pxp_bench.specs import (
+    DatasetSpec,
+    DatasetSplits,
+    ExecutorSpec,
+    LoadedModel,
+    MethodSpec,
+    ModelSpec,
+    OptimizerSpec,
+)
 
 __all__ = [
     "Benchmark",
@@ -32,6 +40,7 @@ __all__ = [
     "DataError",
     "DatasetSpec",
     "DatasetSplits",
+    "ExecutorSpec",
     "FloatRange",
     "IntRange",
     "LoadedModel",

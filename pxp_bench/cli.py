@@ -7,19 +7,19 @@ warnings print as one ``Warning:`` line.
 
 from __future__ import annotations
 
-import functools
 import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pxp_bench.cli_support import RichProgress, console, err_console, fail, print_error, show_warning, user_errors
 from pxp_bench.errors import ConfigError, PxpBenchError
 from pxp_bench.rates import DEFAULT_GRID
+from pxp_bench.suites.cli import suite_app
 
 if TYPE_CHECKING:
     from pxp_bench.results import Result
@@ -33,38 +33,9 @@ app = typer.Typer(
 )
 zoo_app = typer.Typer(help="The embedded model zoo: train and inspect its checkpoints.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+app.add_typer(suite_app, name="suite")
 
-console = Console()
-err_console = Console(stderr=True)
-LIST_KINDS = ("models", "methods", "datasets", "optimizers")
-
-
-def _print_error(message: str) -> None:
-    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    _print_error(message)
-    raise typer.Exit(2)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Print a warning as one line: Python's default adds the file and source line of the
-    ``warnings.warn`` call, which tell a user nothing."""
-    err_console.print(f"[yellow]Warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-
-
-def user_errors(command):
-    """Turn a `PxpBenchError` into one clear line on stderr and exit status 2, no traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except PxpBenchError as exc:
-            _fail(str(exc))
-
-    return wrapper
+LIST_KINDS = ("models", "methods", "datasets", "optimizers", "executors")
 
 
 def _version_callback(value: bool) -> None:
@@ -82,26 +53,7 @@ def _root(
     ] = False,
 ) -> None:
     """Benchmark attribution methods for pruning neural networks by explaining them."""
-    warnings.showwarning = _show_warning  # again here for apps invoked without main(), as in tests
-
-
-class _RichProgress:
-    """Rich progress bars for the benchmark's stages."""
-
-    def __init__(self, progress) -> None:
-        self._progress = progress
-        self._tasks: dict[str, int] = {}
-        self._totals: dict[str, int] = {}
-
-    def start(self, stage: str, total: int) -> None:
-        self._tasks[stage] = self._progress.add_task(stage, total=total)
-        self._totals[stage] = total
-
-    def advance(self, stage: str, amount: int = 1) -> None:
-        self._progress.advance(self._tasks[stage], amount)
-
-    def finish(self, stage: str) -> None:
-        self._progress.update(self._tasks[stage], completed=self._totals[stage])
+    warnings.showwarning = show_warning  # again here for apps invoked without main(), as in tests
 
 
 def _parse_classes(text: str) -> int | None:
@@ -205,6 +157,7 @@ def run(
     to: Annotated[Optional[Path], typer.Option("--to", help="Export the slimmed model of one rate to this .pt2 file (and a .json sidecar).")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="Export at this rate of the grid (default: --at top-pr).")] = None,
     at: Annotated[str, typer.Option("--at", help="Export at: top-pr (the largest rate keeping 95 % of the correct predictions).")] = "top-pr",
+    plot: Annotated[bool, typer.Option("--plot", help="Also draw the curve as a PNG beside the JSON result (same name, .png).")] = False,
 ) -> None:
     """Score components, prune the least relevant globally at each rate, and measure top-1 accuracy.
 
@@ -246,8 +199,14 @@ def run(
             from pxp_bench.slim.export import export_rate
 
             export_rate(list(prepared.rates), 0.0, rate)  # a rate off the grid fails before the work
-        result = run_prepared(prepared, progress=_RichProgress(bars))
-    _render_result(result, write_result(result, out, save_scores=save_scores))
+        result = run_prepared(prepared, progress=RichProgress(bars))
+    written = write_result(result, out, save_scores=save_scores)
+    _render_result(result, written)
+    if plot:
+        from pxp_bench.leaderboard import curves_png, write_png
+
+        console.print(f"curve plot written to [bold]{write_png(written.with_suffix('.png'), curves_png([result.to_dict()]))}[/]",
+                      highlight=False, soft_wrap=True)
     if exporting:
         from pxp_bench.slim.export import export_result
 
@@ -377,7 +336,7 @@ def optimize(
 @app.command("list")
 @user_errors
 def list_names(
-    kind: Annotated[str, typer.Argument(help="models, methods, datasets or optimizers.")],
+    kind: Annotated[str, typer.Argument(help="models, methods, datasets, optimizers or executors.")],
     pattern: Annotated[Optional[str], typer.Argument(help="fnmatch wildcard, e.g. 'digits-*'.")] = None,
 ) -> None:
     """List registered names of one kind, optionally filtered by a wildcard."""
@@ -433,19 +392,44 @@ def plugins(
     console.print(table)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 @app.command()
 @user_errors
 def leaderboard(
-    results: Annotated[Path, typer.Argument(help="Folder of result JSON files.")],
-    readme: Annotated[Optional[Path], typer.Option(help="Write the table between the leaderboard markers of this file.")] = None,
+    results: Annotated[list[Path], typer.Argument(help="Folders of result JSON files (their top-level *.json).", metavar="DIR")],
+    out: Annotated[Path, typer.Option(help="Folder for README.md and plots/*.png (rewritten exactly).")] = Path("leaderboard"),
+    readme: Annotated[Optional[Path], typer.Option(help="Also fill the leaderboard markers of this file with the first table and its plot.")] = None,
+    rates: Annotated[str, typer.Option(help="The grid results must have; results on another grid are kept out.")] = DEFAULT_GRID,
 ) -> None:
-    """Print a markdown table of mean A_PR / Top-PR per model, components, method and variant."""
-    from pxp_bench.leaderboard import leaderboard_markdown, load_results, update_readme
+    """Write markdown tables of mean A_PR ± SEM over seeds per dataset, model and components, with
+    accuracy-vs-sparsity plots; every JSON file left out is named with the reason."""
+    from pxp_bench.leaderboard import collect_results, write_leaderboard
+    from pxp_bench.rates import parse_rates
 
-    table = leaderboard_markdown(load_results(results))
-    typer.echo(table, nl=False)
-    if readme is not None:
-        update_readme(readme, table)
+    collection = collect_results(results, rates=parse_rates(rates))
+    for entry in collection.kept_out:
+        show_warning(f"kept out {entry.path}: {entry.reason}", UserWarning, "", 0)
+    report = write_leaderboard(collection, out, readme=readme)
+    counts = ", ".join(_count(n, noun) for n, noun in ((report.tables, "table"), (report.rows, "row"),
+                                                       (len(report.plots), "plot")))
+    updated = f"; filled the markers of {report.readme}" if report.readme else ""
+    console.print(f"wrote [bold]{report.markdown}[/]: {counts}; {_count(len(report.kept_out), 'file')} kept "
+                  f"out{updated}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def plot(
+    results: Annotated[list[Path], typer.Argument(help="Result JSON files whose curves to overlay.", metavar="RESULT")],
+    out: Annotated[Path, typer.Option(help="The PNG to write.")] = Path("curve.png"),
+) -> None:
+    """Overlay the accuracy-vs-sparsity curves of result files in one PNG."""
+    from pxp_bench.leaderboard import plot_result_files
+
+    console.print(f"wrote [bold]{plot_result_files(results, out)}[/]", highlight=False, soft_wrap=True)
 
 
 @zoo_app.command("train")
@@ -489,11 +473,11 @@ def main() -> None:
     """Console-script entry point: loads plugin commands (failed plugins have none), then runs the app."""
     from pxp_bench.plugins import get_plugins
 
-    warnings.showwarning = _show_warning  # before loading plugins, which may warn
+    warnings.showwarning = show_warning  # before loading plugins, which may warn
     try:
         get_plugins().call_each("register_commands", "app", _note_commands, on_failure=_withdraw_commands)
     except PxpBenchError as exc:
-        _print_error(str(exc))
+        print_error(str(exc))
         raise SystemExit(2) from None
     app()
 

@@ -13,7 +13,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from pxp_bench.specs import DatasetSpec, MethodSpec, ModelSpec, OptimizerSpec
+    from pxp_bench.specs import DatasetSpec, ExecutorSpec, MethodSpec, ModelSpec, OptimizerSpec
 
 PROJECT = "pxp_bench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -38,6 +38,11 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 @hookspec
 def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
     """Register hyperparameter optimizers: call ``register(OptimizerSpec(...))`` once per optimizer."""
+
+
+@hookspec
+def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
+    """Register suite executors: call ``register(ExecutorSpec(...))`` once per executor."""
 
 
 @hookspec

@@ -42,6 +42,9 @@ class Benchmark:
     """Typed parameter values (e.g. from a ``--params`` JSON file)."""
     param_texts: dict[str, str] = field(default_factory=dict)
     """``key=value`` texts, typed by the method's declared space."""
+    variant: str | None = None
+    """The name results give these parameters (e.g. ``optimised`` for a study's best); default: the
+    preset's name, or ``custom`` for given parameters."""
     scores_file: Path | None = None
     """Saved scores to evaluate instead of scoring (their method, variant and params are recorded)."""
     image_size: int | None = None
@@ -118,7 +121,7 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
     _refuse_other_family_params(method, model, {**bench.params, **bench.param_texts})
     params = resolve_params(method.space_for(model.family), owner=owner, preset=method.presets.get(preset_name),
                             values=bench.params, texts=bench.param_texts)
-    variant = "custom" if bench.params or bench.param_texts else preset_name
+    variant = bench.variant or ("custom" if bench.params or bench.param_texts else preset_name)
     return Plan(model, dataset, method, plugins.methods.owner(method.name), components, params, variant)
 
 

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "pxp_bench.models.builtin",
     "pxp_bench.data.builtin",
     "pxp_bench.optimize.builtin",
+    "pxp_bench.suites.builtin",
 )
 BUILTIN_DISTRIBUTION = "pxp-bench"
 REGISTRIES = {  # registry attribute: (kind of name, hook that fills it)
@@ -43,6 +44,7 @@ REGISTRIES = {  # registry attribute: (kind of name, hook that fills it)
     "models": ("model", "register_models"),
     "datasets": ("dataset", "register_datasets"),
     "optimizers": ("optimizer", "register_optimizers"),
+    "executors": ("executor", "register_executors"),
 }
 
 T = TypeVar("T")
@@ -208,6 +210,10 @@ class Plugins:
     @property
     def optimizers(self) -> Registry:
         return self._registry("optimizers")
+
+    @property
+    def executors(self) -> Registry:
+        return self._registry("executors")
 
     def collect_all(self) -> None:
         """Fill every registry now (``pxp-bench plugins`` shows what each plugin registered, and which

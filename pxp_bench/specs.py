@@ -158,3 +158,23 @@ class OptimizerSpec:
 
     def load_run(self) -> Callable:
         return resolve_callable(self.run, f"optimizer '{self.name}'")
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where a suite's cells run (`pxp_bench.suites`).
+
+    ``run(tasks, *, jobs, options, on_done)`` runs each `pxp_bench.suites.cells.CellTask` through
+    `pxp_bench.suites.cells.execute_cell` in a process of its own, at most ``jobs`` at a time where the
+    executor limits that itself, and calls ``on_done(task, crash)`` as each one ends: ``crash`` is None
+    when the process ended normally (the cell recorded its own outcome), else one line saying why it
+    died. ``options`` holds the executor's own settings (``options`` here: name -> help).
+    """
+
+    name: str
+    run: Callable | str
+    summary: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def load_run(self) -> Callable:
+        return resolve_callable(self.run, f"executor '{self.name}'")

@@ -77,3 +77,38 @@ def pip_install_plugin(where: Path, dist: str, source: str, entry_point: str | N
            "--no-deps", "--no-build-isolation", *([] if python else ["--target", str(where)])]
     subprocess.run([*pip, str(package)], check=True, capture_output=True)
     return module
+
+
+LEADERBOARD_ENVIRONMENT = {"python": "3.11.7", "pxp_bench": "0.1.0", "torch": "2.14.1", "torchvision": "0.29.1",
+                           "device": "cpu (x86_64, 2 threads)"}
+
+
+def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, model="digits-vgg", dataset="digits",
+                       components="filters", params=None, classes=(0, 1, 2), weights="packaged:abc", rates=None,
+                       total=10.0, created="2026-01-01T00:00:00+00:00", flops=None, reference=30, class_hash=None):
+    """A complete `Result` for the leaderboard, on 60 evaluation samples: its curve keeps every correct
+    prediction up to rate ``keeps``, then falls; seed and method shift the counts a little, so seeds differ.
+    ``flops`` (a fraction) makes it a slimmed run with FLOPs and parameters at Top-PR."""
+    import zlib
+
+    from pxp_bench.data.protocol import index_hash
+    from pxp_bench.evaluate import curve_metrics
+    from pxp_bench.rates import DEFAULT_RATES
+    from pxp_bench.results import Result
+
+    rates, evaluation = rates or DEFAULT_RATES, 60
+    jitter = (seed * 7 + zlib.crc32(method.encode())) % 5
+    correct = [evaluation if rate <= keeps else max(20, round(evaluation * (1 - 2 * (rate - keeps))) - jitter)
+               for rate in rates]
+    metrics = curve_metrics(rates, correct, evaluation)
+    if flops is not None:
+        metrics.update(flops_at_top_pr=flops, params_at_top_pr=flops / 2, speedup_at_top_pr=1.5)
+    return Result(
+        method=method, variant=variant, model=model, dataset=dataset, components=components,
+        params={"aggregation": "abs"} if params is None else params, seed=seed, classes=list(classes),
+        rates=list(rates), curve=[{"rate": r, "pruned": int(100 * r), "correct": c, "accuracy": c / evaluation}
+                                  for r, c in zip(rates, correct)],
+        metrics=metrics, layers={}, timings={"total": total}, environment=dict(LEADERBOARD_ENVIRONMENT),
+        weights=weights, samples={"class_hash": class_hash or index_hash(classes), "reference": reference,
+                                  "image_size": None, "amp": None, "evaluation": evaluation},
+        created=created, evaluate="masked" if flops is None else "slim")

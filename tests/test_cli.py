@@ -158,16 +158,3 @@ def test_console_script_prints_a_warning_as_one_line():
     assert done.stderr.splitlines() == [
         "Warning: PXP_BENCH_LOAD_PLUGINS names 'pxp-missing', but no installed distribution of that name "
         "provides a pxp-bench plugin. Install it, or correct or remove the name in PXP_BENCH_LOAD_PLUGINS."]
-
-
-def test_leaderboard_names_each_skipped_file(tmp_path):
-    from pxp_bench.results import Result, write_result
-
-    write_result(Result(method="lrp", variant="default", model="digits-vgg", dataset="digits",
-                        components="filters", params={}, seed=0, classes=[0, 1], rates=[0.0], curve=[],
-                        metrics={"a_pr": 0.5, "top_pr": 0.1}, layers={}, timings={}, environment={},
-                        weights="packaged"), tmp_path)
-    (tmp_path / "notes.json").write_text("{}")
-    result = invoke("leaderboard", str(tmp_path))
-    assert result.exit_code == 0 and "| digits-vgg | filters | lrp |" in result.stdout
-    assert result.stderr.startswith("Warning: skipped notes.json: ") and len(result.stderr.splitlines()) == 1

@@ -1,0 +1,14 @@
+"""The leaderboard: tables of mean A_PR ± SEM over seeds per (dataset, model, components), with
+accuracy-vs-sparsity plots, built from stored results; and curve plots of any result files."""
+
+from pxp_bench.leaderboard.build import LeaderboardReport, build_leaderboard, write_leaderboard
+from pxp_bench.leaderboard.collect import Collection, KeptOut, collect_results
+from pxp_bench.leaderboard.plots import curves_png, plot_result_files, table_png, write_png
+from pxp_bench.leaderboard.readme import README_END, README_START, update_readme
+from pxp_bench.leaderboard.tables import Row, Table, group_tables, mean_sem
+
+__all__ = [
+    "Collection", "KeptOut", "LeaderboardReport", "README_END", "README_START", "Row", "Table",
+    "build_leaderboard", "collect_results", "curves_png", "group_tables", "mean_sem", "plot_result_files",
+    "table_png", "update_readme", "write_leaderboard", "write_png",
+]

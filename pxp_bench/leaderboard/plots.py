@@ -1,0 +1,116 @@
+"""Accuracy-vs-sparsity plots as PNG bytes: a table's rows (mean with a ± SEM band over seeds), or the
+curves of any result files overlaid.
+
+Drawn on a bare `Figure` with the Agg canvas (no pyplot state) under matplotlib's default style (no
+user matplotlibrc), with a fixed size and resolution and no ``Software`` version stamp, so that the
+same results give the same bytes with the same matplotlib.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+from pxp_bench.errors import ConfigError
+from pxp_bench.leaderboard.collect import curve_problem
+from pxp_bench.leaderboard.tables import Table
+from pxp_bench.results import atomic_write_bytes, ensure_writable_dir, read_result
+
+FIGSIZE = (8.0, 4.5)
+DPI = 100
+"""A plot is FIGSIZE * DPI = 800 x 450 pixels."""
+LINE_STYLES = ("-", "--", ":", "-.")
+"""After the ten default colours, curves differ by line style too."""
+
+
+def _draw(title: str, ylabel: str, curves: Sequence[tuple[str, Any, Any, Any]]) -> bytes:
+    """PNG bytes of ``curves`` (label, rates, accuracy, ± band or None), legend sorted by label."""
+    from matplotlib import style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with style.context("default"):
+        figure = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        ordered = sorted(curves, key=lambda curve: curve[0])
+        for index, (label, rates, accuracy, band) in enumerate(ordered):
+            colour, dashes = f"C{index % 10}", LINE_STYLES[index // 10 % len(LINE_STYLES)]
+            axes.plot(rates, accuracy, color=colour, linestyle=dashes, marker="o", markersize=2.5,
+                      linewidth=1.4, label=label)
+            if band is not None:
+                axes.fill_between(rates, accuracy - band, accuracy + band, color=colour, alpha=0.18, linewidth=0)
+        axes.set(xlabel="pruning rate (fraction of components pruned)", ylabel=ylabel, ylim=(0.0, 1.02),
+                 xlim=(0.0, max(0.05, *(max(curve[1]) for curve in curves))))
+        axes.set_title(title, fontsize=10)
+        axes.grid(alpha=0.3)
+        figure.legend(loc="outside right upper", fontsize=7, ncols=2 if len(curves) > 16 else 1)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def table_png(table: Table) -> bytes:
+    """Mean top-1 accuracy against pruning rate for each row of ``table``; the shaded band is ± one
+    standard error of the mean over the row's seeds at each rate (none for a single seed), as the paper
+    shades it."""
+    curves = [(label, *row.curve()) for label, row in zip(table.labels(), table.rows)]
+    return _draw(table.title, "top-1 accuracy (mean ± SEM over seeds)", curves)
+
+
+def _setting(result: dict[str, Any]) -> str:
+    return f"{result['model']} · {result['components']} · {result['dataset']}"
+
+
+def _run(result: dict[str, Any]) -> str:
+    return f"{result['method']} ({result['variant']}), seed {result['seed']}"
+
+
+def curves_png(results: Sequence[dict[str, Any]], names: Sequence[str] | None = None) -> bytes:
+    """The curves of ``results`` overlaid, one line each, labelled by method, variant and seed, and by
+    model, components and dataset unless all share them (then the title says them); by ``names`` (their
+    file names) too where two labels would be the same."""
+    import numpy as np
+
+    settings = {_setting(result) for result in results}
+    shared = len(settings) == 1
+    labels = [_run(result) if shared else f"{_setting(result)}: {_run(result)}" for result in results]
+    if names is not None:
+        labels = [f"{label} [{name}]" if labels.count(label) > 1 else label for label, name in zip(labels, names)]
+    curves = [(label, np.array([p["rate"] for p in result["curve"]], dtype=float),
+               np.array([p["accuracy"] for p in result["curve"]], dtype=float), None)
+              for label, result in zip(labels, results)]
+    title = settings.pop() if shared else "top-1 accuracy against pruning rate"
+    return _draw(title, "top-1 accuracy", curves)
+
+
+def write_png(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; a path that cannot take it is a `ConfigError`."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}). Choose another --out.") from None
+    return path
+
+
+def read_curves(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The results in ``paths``; a file that is not a result with a drawable curve is a `ConfigError`
+    naming it."""
+    results = []
+    for path in map(Path, paths):
+        result = read_result(path)
+        problem = curve_problem(result)
+        if problem:
+            raise ConfigError(f"cannot plot {path}: {problem}")
+        results.append(result)
+    return results
+
+
+def plot_result_files(paths: Sequence[Path], out: Path) -> Path:
+    """Overlay the curves of the result files ``paths`` in the PNG ``out`` (its folder is created)."""
+    if not paths:
+        raise ConfigError("give at least one result JSON file to plot.")
+    curves = curves_png(read_curves(paths), [Path(path).name for path in paths])
+    ensure_writable_dir(Path(out).parent)
+    return write_png(Path(out), curves)

@@ -1,0 +1,169 @@
+"""Grouping results into tables and rows: which runs may be averaged together, and their statistics.
+
+A table holds one (dataset, model, components). A row holds the seeds of one method and variant whose
+runs are comparable: same parameters, class count, weights, image size, reference size and autocast.
+Grid and protocol version are equal for every collected result (see `collect`), so they split nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+CLASS_HASH = "class hash"
+METRICS: dict[str, tuple[str, str]] = {
+    "a_pr": ("metrics", "a_pr"),
+    "top_pr": ("metrics", "top_pr"),
+    "acc_25": ("metrics", "acc_25"),
+    "acc_50": ("metrics", "acc_50"),
+    "acc_75": ("metrics", "acc_75"),
+    "flops": ("metrics", "flops_at_top_pr"),
+    "params": ("metrics", "params_at_top_pr"),
+    "time": ("timings", "total"),
+}
+"""What a row averages over its seeds, and where each run records it."""
+
+
+def canonical(value: Any) -> str:
+    """JSON with sorted keys: equal values give equal text, whatever the order they were written in."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def show_value(value: Any) -> str:
+    """A comparability or parameter value for a reader: None is the default, long hashes are cut to 12."""
+    if value is None:
+        return "default"
+    text = value if isinstance(value, str) else canonical(value)
+    return re.sub(r"\b([0-9a-f]{12})[0-9a-f]{8,}\b", r"\1…", text)
+
+
+def comparability(result: dict[str, Any]) -> dict[str, Any]:
+    """The fields besides method, variant and params that make two runs incomparable when they differ."""
+    samples = result["samples"]
+    return {"classes": len(result["classes"]), "weights": result["weights"], "image size": samples["image_size"],
+            "reference": samples["reference"], "amp": samples.get("amp")}
+
+
+def mean_sem(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and standard error of the mean (sample stdev / sqrt(n)); the SEM is None for one value.
+
+    Both are None when any value is missing: a mean over some of a row's seeds would be another number.
+    """
+    if not values or any(value is None for value in values):
+        return None, None
+    sem = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+    return statistics.mean(values), sem
+
+
+@dataclass(frozen=True)
+class Row:
+    """The comparable runs of one method and variant, one per seed (sorted by seed)."""
+
+    method: str
+    variant: str
+    params: dict[str, Any]
+    fields: dict[str, Any]
+    """`comparability` of the runs (plus the class hash when a table's class draws differ)."""
+    runs: tuple[dict[str, Any], ...]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run["seed"] for run in self.runs]
+
+    def stat(self, metric: str) -> tuple[float | None, float | None]:
+        """Mean and SEM over the seeds of one of `METRICS`."""
+        section, key = METRICS[metric]
+        return mean_sem([run[section].get(key) for run in self.runs])
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Rates, mean accuracy and its SEM over the seeds at each rate (None for one seed)."""
+        accuracy = np.array([[point["accuracy"] for point in run["curve"]] for run in self.runs], dtype=float)
+        rates = np.array([point["rate"] for point in self.runs[0]["curve"]], dtype=float)
+        sem = accuracy.std(axis=0, ddof=1) / math.sqrt(len(self.runs)) if len(self.runs) > 1 else None
+        return rates, accuracy.mean(axis=0), sem
+
+
+@dataclass(frozen=True)
+class Table:
+    """The rows of one (dataset, model, components), best mean A_PR first."""
+
+    dataset: str
+    model: str
+    components: str
+    rows: tuple[Row, ...]
+
+    @property
+    def title(self) -> str:
+        return f"{self.model} · {self.components} · {self.dataset}"
+
+    def differing_fields(self) -> list[str]:
+        """The comparability fields whose values differ between rows: each gets a column."""
+        names = sorted({name for row in self.rows for name in row.fields})
+        return [name for name in names if len({canonical(row.fields.get(name)) for row in self.rows}) > 1]
+
+    def params_differences(self) -> list[str]:
+        """Per row, ``k=v`` of the parameters that split it from a row of the same method and variant
+        (empty when none does), so that readers see why the rows are separate."""
+        groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+        for row in self.rows:
+            groups[(row.method, row.variant)].append(row)
+        texts = []
+        for row in self.rows:
+            siblings = groups[(row.method, row.variant)]
+            keys = sorted({key for other in siblings for key in other.params})
+            differing = [key for key in keys if len({canonical(other.params.get(key)) for other in siblings}) > 1]
+            texts.append(", ".join(f"{key}={show_value(row.params.get(key, 'unset'))}" for key in differing))
+        return texts
+
+    def labels(self) -> list[str]:
+        """Per row, ``method (variant)`` with whatever tells it apart from the other rows."""
+        fields = self.differing_fields()
+        labels = []
+        for row, params in zip(self.rows, self.params_differences()):
+            extras = [f"{name} {show_value(row.fields.get(name))}" for name in fields] + ([params] if params else [])
+            labels.append(", ".join([f"{row.method} ({row.variant})", *extras]))
+        return labels
+
+
+def _class_draws_differ(results: Sequence[dict[str, Any]]) -> bool:
+    """Whether runs of the same seed and class count drew different classes (another class list, e.g.
+    another data folder under the same dataset name): then the class hash splits rows too."""
+    draws: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for result in results:
+        draws[(len(result["classes"]), result["seed"])].add(result["samples"]["class_hash"])
+    return any(len(hashes) > 1 for hashes in draws.values())
+
+
+def _rows(results: Sequence[dict[str, Any]]) -> tuple[Row, ...]:
+    """Comparable runs merged into rows; of reruns of one seed in a row the newest ``created`` counts."""
+    split_by_class_hash = _class_draws_differ(results)
+    groups: dict[tuple[str, str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for result in results:
+        fields = comparability(result)
+        if split_by_class_hash:
+            fields[CLASS_HASH] = result["samples"]["class_hash"]
+        by_seed = groups[(result["method"], result["variant"], canonical(result["params"]), canonical(fields))]
+        seed = result["seed"]
+        if seed not in by_seed or result["created"] > by_seed[seed]["created"]:
+            by_seed[seed] = result
+    rows = [Row(method, variant, json.loads(params), json.loads(fields), tuple(by_seed[s] for s in sorted(by_seed)))
+            for (method, variant, params, fields), by_seed in groups.items()]
+    rows.sort(key=lambda row: (-row.stat("a_pr")[0], row.method, row.variant, canonical(row.params),
+                               canonical(row.fields)))
+    return tuple(rows)
+
+
+def group_tables(results: Sequence[dict[str, Any]]) -> list[Table]:
+    """One table per (dataset, model, components), in that sort order; ``results`` share one grid (as
+    `collect_results` ensures), so that their curves can be averaged rate by rate."""
+    by_table: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for result in results:
+        by_table[(result["dataset"], result["model"], result["components"])].append(result)
+    return [Table(*key, rows=_rows(runs)) for key, runs in sorted(by_table.items())]

@@ -1,0 +1,114 @@
+"""``pxp-bench suite list`` and ``pxp-bench suite run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pxp_bench.cli_support import console, err_console, user_errors
+from pxp_bench.errors import ConfigError, PxpBenchError
+
+suite_app = typer.Typer(help="Standardized suites: a matrix of models, methods and seeds, run resumably "
+                             "on this machine or a SLURM cluster.", no_args_is_help=True)
+
+
+def _seeds(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2; got '{text}'.") from None
+    if not seeds or min(seeds) < 0:
+        raise ConfigError(f"--seeds must name at least one seed >= 0, got '{text}'.")
+    return seeds
+
+
+@suite_app.command("list")
+@user_errors
+def list_suites() -> None:
+    """Show the suites pxp-bench finds and how many runs (cells) each holds."""
+    from pxp_bench.plugins import get_plugins
+    from pxp_bench.suites.definition import available_suites, load_suite, search_folders
+
+    suites = available_suites()
+    if not suites:
+        raise ConfigError(f"no suite files found in {', '.join(map(str, search_folders())) or 'benchmarks/suites'}.")
+    table = Table("suite", "cells", "settings x methods x seeds", "description", "file", title="suites")
+    for name, path in suites.items():
+        try:
+            suite = load_suite(str(path), get_plugins(), require_params=False)
+        except PxpBenchError as exc:
+            table.add_row(name, "—", "—", f"[red]cannot be run here: {escape(str(exc))}[/]", str(path))
+            continue
+        shape = f"{suite.settings} x {suite.methods} x {len(suite.seeds)}"
+        if suite.not_applicable:
+            shape += f" ({suite.not_applicable} pairs n/a)"
+        needs = f" [yellow]Needs {len(suite.missing)} parameters files first (`suite run` says how).[/]" if suite.missing else ""
+        table.add_row(name, str(len(suite.cells)), shape, escape(suite.description) + needs, str(path))
+    console.print(table)
+
+
+@suite_app.command("run")
+@user_errors
+def run_suite_command(
+    name: Annotated[str, typer.Argument(help="A suite name (`pxp-bench suite list`) or a path to a suite .toml.")],
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder for every cell (e.g. ImageNet's root).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder: results, and cells/ with each cell's record and log. Default: suite-results/NAME.")] = None,
+    executor: Annotated[str, typer.Option(help="Where cells run: local (this machine) or slurm (submitit), or a plugin's executor.")] = "local",
+    jobs: Annotated[int, typer.Option(help="Cells running at once.")] = 1,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run cells that failed before again.")] = False,
+    seeds: Annotated[Optional[str], typer.Option(help="Replace the suite's seeds, e.g. 0,1 (a dry run).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="Run only cells whose label matches this wildcard, e.g. 'resnet18/*' or '* lrp:* seed 0' (repeatable).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Replace a run option in every cell, e.g. --set image_size=64 --set weights=none (repeatable).")] = None,
+    params_dir: Annotated[Optional[Path], typer.Option(help="Folder of the parameters files the suite names (default: beside the suite file).")] = None,
+    partition: Annotated[Optional[str], typer.Option(help="slurm: the partition.")] = None,
+    gpus: Annotated[Optional[int], typer.Option(help="slurm: GPUs per job (default 1).")] = None,
+    time_limit: Annotated[Optional[int], typer.Option(help="slurm: minutes per cell (default 120).")] = None,
+    array_size: Annotated[Optional[int], typer.Option(help="slurm: cells of the job array running at once (default: --jobs).")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="slurm: slurm, or local to try the submission path on this machine.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option(help="A plugin executor's option as key=value (repeatable).")] = None,
+) -> None:
+    """Run every cell of a suite that has not finished yet; a failing cell is recorded and the rest go on."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pxp_bench.plugins import get_plugins
+    from pxp_bench.suites.definition import load_suite, parse_overrides, select
+    from pxp_bench.suites.runner import run_suite
+
+    options = {key: str(value) for key, value in [("partition", partition), ("gpus", gpus), ("time_limit", time_limit),
+                                                   ("array_size", array_size), ("cluster", cluster)] if value is not None}
+    for pair in option or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--option {pair}: write it as key=value.")
+        options[key.strip().replace("-", "_")] = value.strip()
+    plugins = get_plugins()
+    suite = select(load_suite(name, plugins, data=data, seeds=_seeds(seeds), overrides=parse_overrides(set_ or []),
+                              params_dir=params_dir), only or [])
+    out = out or Path("suite-results") / suite.name
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console) as bars:
+        bar = bars.add_task(f"suite {suite.name}", total=None)
+
+        def started(pending: int) -> None:
+            bars.update(bar, total=pending)
+
+        def progressed(task, status: str) -> None:
+            bars.advance(bar)
+            if status != "done":
+                bars.console.print(f"[red]failed:[/] {escape(task.cell.label)}", highlight=False)
+
+        report = run_suite(suite, out, plugins, executor=executor, jobs=jobs, options=options,
+                           retry_failed=retry_failed, on_start=started, on_progress=progressed)
+    console.print(f"suite {suite.name}: {report.done} cells finished now, {report.finished_before} before, "
+                  f"{len(report.failed)} failed, of {len(suite.cells)}; results in [bold]{out}[/]", highlight=False)
+    for label, error, log in report.failed:
+        console.print(f"  [red]failed[/] {escape(label)}: {escape(error)} (log: {log})", highlight=False, soft_wrap=True)
+    if report.failed:
+        console.print("Rerun the failed cells with --retry-failed once their cause is fixed.")
+        raise typer.Exit(1)

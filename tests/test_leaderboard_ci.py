@@ -1,0 +1,64 @@
+"""The committed leaderboard is exactly what its committed results generate, and the make target and CI
+workflow that publish it work."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from pxp_bench.leaderboard import README_END, README_START, build_leaderboard
+
+ROOT = Path(__file__).resolve().parents[1]
+BOARD = ROOT / "leaderboard"
+EXERCISED_TARGETS = {"leaderboard-fresh"}
+"""The make targets CI's leaderboard workflow may run: each is run by a test here."""
+
+
+def _readme_section(path: Path) -> str:
+    text = path.read_text()
+    return text[text.index(README_START):text.index(README_END)]
+
+
+def test_the_committed_leaderboard_regenerates_byte_for_byte(tmp_path):
+    readme = tmp_path / "README.md"
+    shutil.copy(ROOT / "README.md", readme)
+    report = build_leaderboard([BOARD / "results"], tmp_path / "leaderboard", readme=readme)
+    assert not report.kept_out and report.tables == 5
+    assert report.markdown.read_bytes() == (BOARD / "README.md").read_bytes()
+    committed = sorted(path.name for path in (BOARD / "plots").glob("*.png"))
+    assert sorted(path.name for path in report.plots) == committed
+    assert all(path.read_bytes() == (BOARD / "plots" / path.name).read_bytes() for path in report.plots)
+    assert _readme_section(readme) == _readme_section(ROOT / "README.md")  # the README's headline table too
+
+
+def test_the_workflow_runs_only_make_targets_the_tests_exercise():
+    workflow = yaml.safe_load((ROOT / ".github/workflows/leaderboard.yml").read_text())
+    steps = workflow["jobs"]["leaderboard"]["steps"]
+    commands = [shlex.split(step["run"]) for step in steps if "run" in step]
+    assert commands and all(command[0] == "make" and set(command[1:]) <= EXERCISED_TARGETS for command in commands)
+    published = next(step for step in steps if "git-auto-commit" in step.get("uses", ""))
+    assert published["with"]["file_pattern"] == "leaderboard/ README.md"
+
+
+def test_make_leaderboard_fresh_reruns_the_suite_and_regenerates(tmp_path):
+    readme = tmp_path / "README.md"
+    shutil.copy(ROOT / "README.md", readme)
+    board = tmp_path / "board"
+    (board / "results").mkdir(parents=True)
+    (board / "results" / "stale.json").write_text("{}")  # a fresh run starts from nothing
+    done = subprocess.run(
+        ["make", "--no-print-directory", "leaderboard-fresh", f"LEADERBOARD={board}", f"README_FILE={readme}",
+         "JOBS=2", "SUITE_ARGS=--only 'digits-vgg/filters random:* seed 0' --only 'digits-vgg/filters magnitude:* seed 0'"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (board / "results" / "stale.json").exists()
+    assert len(list((board / "results").glob("*.json"))) == 2
+    markdown = (board / "README.md").read_text()
+    assert "## digits-vgg · filters · digits" in markdown and "| magnitude | default |" in markdown
+    assert len(list((board / "plots").glob("*.png"))) == 1
+    section = _readme_section(readme)
+    assert "| random | default |" in section and section != _readme_section(ROOT / "README.md")

@@ -63,7 +63,8 @@ def test_plugins_json():
     assert result.exit_code == 0
     plugins = json.loads(result.output)
     assert {p["name"] for p in plugins} == {"pxp_bench.attribution.builtin", "pxp_bench.models.builtin",
-                                           "pxp_bench.data.builtin", "pxp_bench.optimize.builtin"}
+                                           "pxp_bench.data.builtin", "pxp_bench.optimize.builtin",
+                                           "pxp_bench.suites.builtin"}
     assert all(p["distribution"] == "pxp-bench" and p["version"] and p["status"] == "loaded" for p in plugins)
     assert "plugins" in invoke("plugins").output
 

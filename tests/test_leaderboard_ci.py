@@ -3,6 +3,7 @@ workflow that publish it work."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -53,7 +54,8 @@ def test_make_leaderboard_fresh_reruns_the_suite_and_regenerates(tmp_path):
     done = subprocess.run(
         ["make", "--no-print-directory", "leaderboard-fresh", f"LEADERBOARD={board}", f"README_FILE={readme}",
          "JOBS=2", "SUITE_ARGS=--only 'digits-vgg/filters random:* seed 0' --only 'digits-vgg/filters magnitude:* seed 0'"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PXP_BENCH_LOAD_PLUGINS": "pxp-bench-example"})  # the suite runs the example's wanda
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (board / "results" / "stale.json").exists()
     assert len(list((board / "results").glob("*.json"))) == 2

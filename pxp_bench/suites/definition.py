@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pxp_bench.errors import ConfigError
+from pxp_bench.errors import ConfigError, UnknownNameError
 from pxp_bench.params import DEFAULT_PRESET, read_params_file
 from pxp_bench.plan import Benchmark
 from pxp_bench.plugins import Plugins
@@ -276,6 +276,14 @@ def load_suite(name: str, plugins: Plugins, *, data: Path | None = None, seeds: 
     ``params_dir`` replace what the file says, for every cell. Without ``require_params`` a missing
     parameters file is noted in `Suite.missing` instead of refused (to list a suite's size)."""
     path = find_suite(name)
+    try:
+        return _load(path, plugins, data, seeds, overrides, params_dir, require_params)
+    except UnknownNameError as exc:  # a method or model the registries lack: say which file names it
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...] | None,
+          overrides: Mapping[str, Any] | None, params_dir: Path | None, require_params: bool) -> Suite:
     where = str(path)
     try:
         data_file = tomllib.loads(path.read_text())

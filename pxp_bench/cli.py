@@ -16,7 +16,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pxp_bench.cli_support import RichProgress, console, err_console, fail, print_error, show_warning, user_errors
+from pxp_bench.cli_support import (
+    RichProgress,
+    console,
+    err_console,
+    fail,
+    parse_seeds,
+    print_error,
+    show_warning,
+    user_errors,
+)
 from pxp_bench.errors import ConfigError, PxpBenchError
 from pxp_bench.rates import DEFAULT_GRID
 from pxp_bench.suites.cli import suite_app
@@ -219,13 +228,6 @@ app.command("export", help="Run as `run` does, then export the slimmed model of 
                            "--rate R or --at top-pr) with a JSON sidecar; it loads with torch.export.load alone.")(run)
 
 
-def _parse_seeds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--seeds expects a comma list of integers such as 0,1,2, got '{text}'.") from None
-
-
 def _start_workers(config, count: int) -> list:
     """``count`` search-only worker processes on the same study (they share its storage)."""
     import dataclasses
@@ -295,7 +297,7 @@ def optimize(
                       ref_per_class=ref_per_class, tune_per_class=tune_per_class, device=device,
                       batch_size=batch_size, image_size=image_size, amp=amp,
                       params=read_params_file(params) if params else {}, param_texts=parse_param_pairs(param or []))
-    config = StudyConfig(bench, _parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
+    config = StudyConfig(bench, parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
     ensure_writable_dir(out)

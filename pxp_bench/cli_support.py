@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pxp_bench.errors import PxpBenchError
+from pxp_bench.errors import ConfigError, PxpBenchError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,6 +40,17 @@ def user_errors(command):
             fail(str(exc))
 
     return wrapper
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2`` (of `optimize` and `suite run`) as a tuple of seeds >= 0."""
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds expects a comma list of integers such as 0,1,2, got '{text}'.") from None
+    if not seeds or min(seeds) < 0:
+        raise ConfigError(f"--seeds must name at least one seed >= 0, got '{text}'.")
+    return seeds
 
 
 class RichProgress:

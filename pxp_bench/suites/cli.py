@@ -9,23 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pxp_bench.cli_support import console, err_console, user_errors
+from pxp_bench.cli_support import console, err_console, parse_seeds, user_errors
 from pxp_bench.errors import ConfigError, PxpBenchError
 
 suite_app = typer.Typer(help="Standardized suites: a matrix of models, methods and seeds, run resumably "
                              "on this machine or a SLURM cluster.", no_args_is_help=True)
-
-
-def _seeds(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        seeds = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2; got '{text}'.") from None
-    if not seeds or min(seeds) < 0:
-        raise ConfigError(f"--seeds must name at least one seed >= 0, got '{text}'.")
-    return seeds
 
 
 @suite_app.command("list")
@@ -88,7 +76,7 @@ def run_suite_command(
             raise ConfigError(f"--option {pair}: write it as key=value.")
         options[key.strip().replace("-", "_")] = value.strip()
     plugins = get_plugins()
-    suite = select(load_suite(name, plugins, data=data, seeds=_seeds(seeds), overrides=parse_overrides(set_ or []),
+    suite = select(load_suite(name, plugins, data=data, seeds=parse_seeds(seeds) if seeds is not None else None, overrides=parse_overrides(set_ or []),
                               params_dir=params_dir), only or [])
     out = out or Path("suite-results") / suite.name
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

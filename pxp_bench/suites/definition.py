@@ -35,6 +35,7 @@ import json
 import os
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -95,7 +96,7 @@ class Cell:
     config: Mapping[str, Any]
     label: str
 
-    @property
+    @cached_property
     def key(self) -> str:
         text = json.dumps(self.config, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -47,7 +47,7 @@ def test_slimmed_against_masked_curve(benchmark, name):
     masked_s = time.perf_counter() - started
 
     def slimmed():
-        slim = slim_curve(model, components, inputs[:1], batch_size=50, latency_repeats=0)
+        slim = slim_curve(model, components, inputs[:1], latency_repeats=0)
         return prune_curve(model, components, order, DEFAULT_RATES, loader, CLASSES, CPU, slim=slim)
 
     points = benchmark.pedantic(slimmed, rounds=1, iterations=1)

@@ -8,7 +8,6 @@ Every step is a plain function; the CLI only parses options and renders.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -16,12 +15,12 @@ from functools import cached_property
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Dataset, Subset
 
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components, discover_components
 from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, method_seeds
-from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.data.loading import decoded_once, loader
 from pxp_bench.device import device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
 from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, prune_curve
@@ -66,10 +65,19 @@ class Prepared:
     timings: dict[str, float] = field(default_factory=dict)
     memos: dict[str, EvaluationMemo] = field(default_factory=dict)
     """Per split, the evaluations of pruned sets seen so far (exact reuse)."""
+    decoded: dict[str, Dataset] = field(default_factory=dict)
+    """Per sample set, its samples as read once (`samples`)."""
 
     @property
     def model(self) -> torch.nn.Module:
         return self.loaded.module
+
+    def samples(self, which: str) -> Dataset:
+        """The ``reference``, ``eval`` or ``tune`` samples, decoded into memory once where they fit
+        (`pxp_bench.data.loading.decoded_once`): a curve reads its set at every rate, a study every trial."""
+        if which not in self.decoded:
+            self.decoded[which] = decoded_once(_sample_set(self, which), self.splits.input_shape)
+        return self.decoded[which]
 
     @cached_property
     def scoring_batch(self) -> int:
@@ -146,14 +154,6 @@ def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T
     )
 
 
-def _loader(dataset, batch_size: int, device: torch.device) -> DataLoader:
-    """Tensors in memory load fastest in the main process; decoded images use worker processes."""
-    in_memory = isinstance(getattr(dataset, "dataset", dataset), LabelledTensors)
-    workers = 0 if in_memory else min(4, os.cpu_count() or 1)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                      pin_memory=device.type == "cuda")
-
-
 def _load(plan: Plan, bench: Benchmark):
     splits = plan.dataset.load_splits()(plan.dataset.name, bench.data_root)
     loaded = plan.model.load_build()(plan.model.name, weights=bench.weights, num_classes=splits.num_classes,
@@ -189,7 +189,7 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
     """The run's method on its reference set, under ``params`` (typed; default: the plan's)."""
     params = dict(prepared.plan.params if params is None else params)
     seeds = method_seeds(prepared.bench.seed)
-    reference_data = Subset(prepared.splits.train, prepared.sets.reference)
+    reference_data = prepared.samples("reference")
 
     def score_at(batch_size: int) -> Scored:
         reference = ReferenceSet(reference_data, prepared.sets.classes, batch_size, prepared.device)
@@ -211,8 +211,10 @@ def example_input(prepared: Prepared) -> torch.Tensor:
     return prepared.splits.train[prepared.sets.reference[0]][0].unsqueeze(0).to(prepared.device)
 
 
-def _evaluation_data(prepared: Prepared, split: str):
+def _sample_set(prepared: Prepared, split: str) -> Dataset:
     sets = prepared.sets
+    if split == "reference":
+        return Subset(prepared.splits.train, sets.reference)
     if split == "eval":
         return Subset(prepared.splits.eval, sets.evaluation)
     if split == "tune":
@@ -220,7 +222,7 @@ def _evaluation_data(prepared: Prepared, split: str):
             raise ConfigError("the tuning set is empty: pass --tune-per-class N (samples per class) to draw one.")
         source = prepared.splits.tune if sets.tuning_split == "tune" else prepared.splits.train
         return Subset(source, sets.tuning)
-    raise ConfigError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
+    raise ValueError(f"unknown sample set {split!r}")
 
 
 def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str = "eval", *,
@@ -232,7 +234,9 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
     ``on_rate`` sees each point as soon as it is measured (rates in ascending order); an exception it
     raises stops the curve there, e.g. a pruner stopping a trial.
     """
-    data = _evaluation_data(prepared, split)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
+    data = prepared.samples(split)
     order = rank_components(prepared.components, scores)
     memo = prepared.memos.setdefault(split, EvaluationMemo()) if reuse else EvaluationMemo()
     bench = prepared.bench
@@ -249,9 +253,9 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
         slim = None
         if bench.evaluate == "slim" and split == "eval":  # tuning curves stay masked: the same counts,
             slim = slim_curve(prepared.model, prepared.components, example_input(prepared),  # and no copy
-                              batch_size=min(batch_size, len(data)), latency_repeats=bench.latency_repeats)  # per trial
+                              latency_repeats=bench.latency_repeats)  # per trial
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
-                           _loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
+                           loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
                            amp=bench.amp, memo=memo, on_rate=measured, slim=slim)
 
     return with_oom_backoff("evaluating", bench.batch_size, curve_at)

@@ -88,19 +88,20 @@ def _render_result(result: Result, path: Path) -> None:
     curve.add_column("pruned", justify="right")
     curve.add_column("top-1", justify="right")
     slim = result.evaluate == "slim"
-    timed = slim and "latency_ms_batch" in result.curve[0]
+    batch = next((point["latency_batch_size"] for point in result.curve if "latency_batch_size" in point), None)
     if slim:
         curve.add_column("params", justify="right")
         curve.add_column("MFLOPs", justify="right")
-    if timed:
+    if batch is not None:
         curve.add_column("ms (1)", justify="right")
-        curve.add_column(f"ms ({result.curve[0]['latency_batch_size']})", justify="right")
-    for point in result.curve:
+        curve.add_column(f"ms ({batch})", justify="right")
+    for point in result.curve:  # a point evaluated masked after a slimming fallback has no efficiency
         row = [f"{point['rate']:.2f}", str(point["pruned"]), f"{point['accuracy']:.4f}"]
         if slim:
-            row += [f"{point['parameters']:,}", f"{point['flops'] / 1e6:,.1f}"]
-        if timed:
-            row += [f"{point['latency_ms_batch1']:.2f}", f"{point['latency_ms_batch']:.1f}"]
+            flops = point.get("flops")
+            row += [_format(point.get("parameters"), "{:,}"), _format(None if flops is None else flops / 1e6, "{:,.1f}")]
+        if batch is not None:
+            row += [_format(point.get("latency_ms_batch1"), "{:.2f}"), _format(point.get("latency_ms_batch"), "{:.1f}")]
         curve.add_row(*row)
     console.print(curve)
     metrics = Table(title=f"metrics (evaluated {result.evaluate})")
@@ -133,7 +134,7 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")]
 AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
 EvaluateOption = Annotated[str, typer.Option(help="slim: each rate on a physically slimmed copy where the model allows (same accuracy, plus parameters, FLOPs, latency); masked: mask the original.")]
-LatencyOption = Annotated[int, typer.Option(help="Timed forward passes per rate and batch size for the latency (slim); 0: none.")]
+LatencyOption = Annotated[int, typer.Option(help="Timed forward passes per rate at batch 1 (slim; the evaluation batch is timed on the evaluation's own passes); 0: no latency.")]
 
 
 @app.command()

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from pxp_bench.components import Components
+from pxp_bench.device import fast_layout
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
+from pxp_bench.slim.efficiency import Stopwatch, evaluation_latency
 
 if TYPE_CHECKING:
     from pxp_bench.slim.curve import SlimCurve
@@ -36,11 +38,14 @@ def correct_predictions(
     *,
     amp: str | None = None,
     on_first_batch: Callable[[], None] | None = None,
+    batch_times: list[tuple[int, float]] | None = None,
 ) -> tuple[int, int]:
     """(correct, seen): top-1 hits over the logits restricted to ``class_ids``; labels are original ids.
 
     ``amp`` (``bf16`` / ``fp16``) runs the forward passes under autocast. Counts, not a ratio, so that
-    thresholds such as Top-PR's 95 % compare exactly.
+    thresholds such as Top-PR's 95 % compare exactly. ``batch_times`` receives each batch's
+    ``(size, milliseconds of its forward pass)`` (device-synchronised): the evaluation is its own
+    latency measurement.
     """
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -48,8 +53,12 @@ def correct_predictions(
     autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
     try:
         for inputs, labels in loader:
+            inputs = fast_layout(inputs.to(device, non_blocking=True))
+            clock = Stopwatch(device) if batch_times is not None else None
             with autocast:
-                logits = restricted_logits(model, inputs.to(device, non_blocking=True), ids)
+                logits = restricted_logits(model, inputs, ids)
+            if clock is not None:
+                batch_times.append((len(inputs), clock.milliseconds()))
             correct += (ids[logits.argmax(dim=1)] == labels.to(device, non_blocking=True)).sum()
             seen += len(labels)
             if on_first_batch is not None:
@@ -137,18 +146,26 @@ def prune_curve(
     """
     memo = memo if memo is not None else EvaluationMemo()
     points = []
+    latencies: dict[bytes, dict[str, Any]] = {}
+    """Per pruned set, the evaluation batch's latency, timed on the evaluation's own forward passes."""
     for rate in rates:
         n_pruned = pruned_count(rate, components.total)
         masks = keep_masks(components, order, n_pruned)
         target, target_masks, record = slim.at(masks) if slim is not None else (model, masks, None)
+        key = EvaluationMemo.key(order, n_pruned)
+        batch_times: list[tuple[int, float]] | None = [] if record and "latency_ms_batch1" in record else None
 
-        def count(target=target, target_masks=target_masks) -> tuple[int, int]:
+        def count(target=target, target_masks=target_masks, batch_times=batch_times) -> tuple[int, int]:
             with masked(target, components, target_masks) as handle:
                 return correct_predictions(target, loader, class_ids, device, amp=amp,
-                                           on_first_batch=handle.check_all_fired)
+                                           on_first_batch=handle.check_all_fired, batch_times=batch_times)
 
-        point = CurvePoint(rate, n_pruned, *memo.counts(EvaluationMemo.key(order, n_pruned), count),
-                           pruned_fractions(masks), record)
+        correct, total = memo.counts(key, count)
+        if batch_times:
+            latencies[key] = evaluation_latency(batch_times)
+        if batch_times is not None and key in latencies:  # a pruned set seen before: the same model
+            record = {**record, **latencies[key]}
+        point = CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record)
         points.append(point)
         if on_rate is not None:
             on_rate(point)

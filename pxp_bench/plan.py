@@ -55,7 +55,8 @@ class Benchmark:
     """``slim``: evaluate each rate on a physically slimmed copy where the model allows it (the same
     counts as masking, plus parameters, FLOPs and latency); ``masked``: mask the original model."""
     latency_repeats: int = 3
-    """Timed forward passes per rate and batch size for the latency (slim evaluation); 0: none."""
+    """Timed forward passes per rate at batch 1 (slim evaluation; the evaluation batch is timed on the
+    evaluation's own passes); 0: no latency."""
 
 
 @dataclass

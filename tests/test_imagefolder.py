@@ -7,13 +7,18 @@ import shutil
 
 import pytest
 import torch
+from torch.utils.data import Subset
 from typer.testing import CliRunner
 
 from helpers import write_image_folder
+from pxp_bench.benchmark import evaluate, prepare, score
 from pxp_bench.cli import app
 from pxp_bench.data.imagefolder import load_image_folders
+from pxp_bench.data.loading import decoded_once
+from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.data.protocol import draw_sets
 from pxp_bench.errors import DataError
+from pxp_bench.plan import Benchmark
 
 
 def test_classes_are_the_sorted_folders_and_targets_follow(imagenet_like):
@@ -140,3 +145,19 @@ def test_a_corrupt_image_is_named_in_one_line_when_a_run_reads_it(tmp_path, spli
     line = _error_line(_run(root, "--ref-per-class", "2"))
     assert re.fullmatch(rf"Error: cannot read image {re.escape(str(broken))}: {reason}\. Remove or replace the file\.",
                         line), line
+
+
+def test_sample_sets_are_decoded_once_with_the_tensors_a_loader_gives(imagenet_like, tmp_path, plugins):
+    root = _copy(imagenet_like, tmp_path / "data")
+    bench = Benchmark(model="resnet18", weights="none", dataset="imagefolder", data_root=str(root), image_size=32,
+                      rates=(0.0, 0.5), batch_size=2, method="taylor", ref_per_class=2, latency_repeats=0)
+    prepared = prepare(bench, plugins=plugins)
+    streamed = decoded_once(Subset(prepared.splits.eval, prepared.sets.evaluation), (3, 32, 32), budget=0)
+    assert isinstance(streamed, Subset)  # over the budget: read from disk each time
+    kept = prepared.samples("eval")
+    assert isinstance(kept, LabelledTensors) and kept is prepared.samples("eval") and len(kept) == len(streamed)
+    assert all(torch.equal(kept[i][0], streamed[i][0]) and kept[i][1] == streamed[i][1] for i in range(len(kept)))
+    scores = score(prepared).scores
+    before = [point.correct for point in evaluate(prepared, scores, reuse=False)]
+    shutil.rmtree(root / "val")  # later curves never read the files again
+    assert [point.correct for point in evaluate(prepared, scores, reuse=False)] == before

@@ -19,7 +19,7 @@ from pxp_bench.masking import keep_masks, masked, pruned_count
 from pxp_bench.models.zoo import build_zoo_model
 from pxp_bench.plan import Benchmark
 from pxp_bench.slim.curve import slim_curve
-from pxp_bench.slim.efficiency import parameter_count
+from pxp_bench.slim.efficiency import evaluation_latency, parameter_count
 from pxp_bench.slim.surgery import Slimmer
 
 RATES = (0.0, 0.2, 0.5, 0.8, 0.95)
@@ -89,9 +89,19 @@ def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
     flops = [p["flops"] for p in slim.curve]
     assert flops == sorted(flops, reverse=True) and flops[-1] < flops[0]
     evaluation_batch = min(128, slim.samples["evaluation"])
-    assert all(p["latency_ms_batch1"] > 0 and p["latency_batch_size"] == evaluation_batch for p in slim.curve)
+    assert all(p["latency_ms_batch1"] > 0 and p["latency_ms_batch"] > 0 for p in slim.curve)
+    assert all(p["latency_batch_size"] == evaluation_batch for p in slim.curve)
+    full_batches = slim.samples["evaluation"] // evaluation_batch  # the first is a warm-up when there are more
+    assert all(p["latency_batches"] == max(1, full_batches - 1) for p in slim.curve)
     at_top = next(p for p in slim.curve if p["rate"] == slim.metrics["top_pr"])
     assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / slim.curve[0]["parameters"], 6)
+
+
+def test_the_evaluation_batch_latency_is_the_median_of_the_evaluations_full_batches_after_the_first():
+    assert evaluation_latency([(4, 9.0), (4, 2.0), (4, 4.0), (1, 0.5)]) == {
+        "latency_ms_batch": 3.0, "latency_batch_size": 4, "latency_batches": 2}
+    assert evaluation_latency([(3, 5.0), (1, 1.0)]) == {
+        "latency_ms_batch": 5.0, "latency_batch_size": 3, "latency_batches": 1}
 
 
 class _NormedAttention(nn.Module):
@@ -114,13 +124,13 @@ def test_heads_that_cannot_leave_stay_whole_and_the_curve_is_evaluated_masked():
     components = discover_components(model, "heads", example)
     assert Slimmer(model, components, example).coupled == ["attention"]
     with pytest.warns(UserWarning, match="no attention module of this model can lose heads physically"):
-        assert slim_curve(model, components, example, batch_size=2, latency_repeats=0) is None
+        assert slim_curve(model, components, example, latency_repeats=0) is None
 
 
 def test_the_slim_curve_falls_back_to_masking_if_logits_ever_differ(plugins):
     prepared = prepare(Benchmark(method="magnitude", n_classes=3), plugins=plugins)
     example = prepared.splits.train[prepared.sets.reference[0]][0].unsqueeze(0)
-    slim = slim_curve(prepared.model, prepared.components, example, batch_size=8, latency_repeats=0)
+    slim = slim_curve(prepared.model, prepared.components, example, latency_repeats=0)
     keep = keep_masks(prepared.components, torch.arange(prepared.components.total), 10)
     model, _, record = slim.at(keep)
     assert model is not prepared.model and record["parameters"] < parameter_count(prepared.model)

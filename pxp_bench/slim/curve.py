@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pxp_bench.components import Components
+from pxp_bench.device import fast_layout
 from pxp_bench.masking import masked
 from pxp_bench.slim.efficiency import efficiency
 from pxp_bench.slim.surgery import Slimmer, logits_agree
@@ -23,10 +24,10 @@ class SlimCurve:
     """
 
     def __init__(self, model: nn.Module, components: Components, example: torch.Tensor, slimmer: Slimmer, *,
-                 batch_size: int, latency_repeats: int) -> None:
+                 latency_repeats: int) -> None:
         self.original, self.components, self.example = model, components, example
         self.slimmer = slimmer
-        self.batch_size, self.latency_repeats = batch_size, latency_repeats
+        self.latency_repeats = latency_repeats
         self.mode = "slim"
 
     def at(self, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module, Mapping[str, torch.Tensor], dict[str, Any] | None]:
@@ -45,11 +46,11 @@ class SlimCurve:
             self.mode = "masked"
             return self.original, keep, None
         with masked(slim, self.components, remaining):
-            record = efficiency(slim, self.example, self.batch_size, self.latency_repeats)
+            record = efficiency(slim, fast_layout(self.example), self.latency_repeats)
         return slim, remaining, record
 
 
-def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *, batch_size: int,
+def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *,
                latency_repeats: int = 3) -> SlimCurve | None:
     """A `SlimCurve`, or None (with a warning) when no component of this model can be removed physically."""
     try:
@@ -64,4 +65,4 @@ def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, 
                f"no {components.kind} of this model can be removed physically (each is coupled to other layers); ")
         warnings.warn(why + "evaluating masked, with the same accuracy.", stacklevel=2)
         return None
-    return SlimCurve(model, components, example, slimmer, batch_size=batch_size, latency_repeats=latency_repeats)
+    return SlimCurve(model, components, example, slimmer, latency_repeats=latency_repeats)

@@ -1,8 +1,8 @@
 """What a slimmed model costs: parameters, FLOPs and measured latency (PROTOCOL section 5b).
 
 FLOPs come from ``torch.utils.flop_counter`` (matrix multiplications and convolutions, 2 per
-multiply-add), counted on one input. Latency is the median of timed forward passes after one untimed
-warm-up, on the run's device.
+multiply-add), counted on one input. Latency is the median of timed forward passes on the run's
+device: at batch 1 extra passes after an untimed warm-up, at the evaluation batch the evaluation's own.
 """
 
 from __future__ import annotations
@@ -28,32 +28,56 @@ def flop_count(model: nn.Module, example: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+class Stopwatch:
+    """Wall time since creation, counted after the device's queued work (CUDA runs asynchronously)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self._synchronize()
+        self.started = time.perf_counter()
+
+    def _synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def milliseconds(self) -> float:
+        self._synchronize()
+        return (time.perf_counter() - self.started) * 1000
+
+
 @torch.no_grad()
 def latency_ms(model: nn.Module, inputs: torch.Tensor, repeats: int) -> float:
-    """Median wall time of ``repeats`` forward passes of ``inputs``, in milliseconds."""
-    cuda = inputs.device.type == "cuda"
+    """Median wall time of ``repeats`` forward passes of ``inputs``, in milliseconds, after one untimed
+    pass that warms caches and kernels up."""
+    model(inputs)
     times = []
-    for index in range(repeats + 1):
-        if cuda:
-            torch.cuda.synchronize(inputs.device)
-        started = time.perf_counter()
+    for _ in range(repeats):
+        clock = Stopwatch(inputs.device)
         model(inputs)
-        if cuda:
-            torch.cuda.synchronize(inputs.device)
-        if index:  # the first pass warms caches and kernels up
-            times.append((time.perf_counter() - started) * 1000)
+        times.append(clock.milliseconds())
     return statistics.median(times)
 
 
-def efficiency(model: nn.Module, example: torch.Tensor, batch_size: int, repeats: int) -> dict[str, Any]:
-    """Parameters, FLOPs per input and, with ``repeats`` > 0, latency at batch 1 and at ``batch_size``."""
+def evaluation_latency(batch_times: Sequence[tuple[int, float]]) -> dict[str, Any]:
+    """The evaluation batch's latency from the evaluation's own timed forward passes ``(size, ms)``:
+    the median over its full-size batches, the first left out as warm-up when there are more.
+
+    Timing the passes the curve makes anyway costs nothing; extra passes at the evaluation batch cost
+    more than the evaluation itself whenever the evaluation set is a few batches (e.g. 150 images).
+    """
+    size = max(batch for batch, _ in batch_times)
+    times = [ms for batch, ms in batch_times if batch == size]
+    timed = times[1:] if len(times) > 1 else times
+    return {"latency_ms_batch": round(statistics.median(timed), 4), "latency_batch_size": size,
+            "latency_batches": len(timed)}
+
+
+def efficiency(model: nn.Module, example: torch.Tensor, repeats: int) -> dict[str, Any]:
+    """Parameters, FLOPs per input and, with ``repeats`` > 0, the latency at batch 1 (the evaluation
+    batch's comes from the evaluation itself: `evaluation_latency`)."""
     record: dict[str, Any] = {"parameters": parameter_count(model), "flops": flop_count(model, example)}
     if repeats > 0:
-        generator = torch.Generator().manual_seed(0)
-        batch = torch.randn((batch_size, *example.shape[1:]), generator=generator).to(example.device, example.dtype)
-        record["latency_ms_batch1"] = round(latency_ms(model, batch[:1], repeats), 4)
-        record["latency_ms_batch"] = round(latency_ms(model, batch, repeats), 4)
-        record["latency_batch_size"] = batch_size
+        record["latency_ms_batch1"] = round(latency_ms(model, example[:1], repeats), 4)
     return record
 
 

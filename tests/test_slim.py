@@ -35,7 +35,7 @@ def _zoo(name: str):
     return lambda: build_zoo_model(name).module
 
 
-CASES = {  # model, input shape, kind, how many groups stay masked (coupled)
+CASES = {  # model, input shape, kind, how many groups lose channels only together (residual streams)
     "digits-vgg-filters": (_zoo("digits-vgg"), (1, 32, 32), "filters", 0),
     "digits-vgg-neurons": (_zoo("digits-vgg"), (1, 32, 32), "neurons", 0),
     "digits-resnet-filters": (_zoo("digits-resnet"), (1, 32, 32), "filters", 6),
@@ -60,7 +60,7 @@ def test_slimmed_logits_equal_the_masked_models_and_the_original_is_untouched(ca
     components = discover_components(model, kind, inputs[:1])
     before = state_snapshot(model)
     slimmer = Slimmer(model, components, inputs[:1])
-    assert len(slimmer.coupled) == coupled
+    assert len(slimmer.coupled) == coupled and slimmer.whole == []
     order = torch.randperm(components.total, generator=torch.Generator().manual_seed(1))
     sizes = []
     for rate in RATES:
@@ -73,6 +73,9 @@ def test_slimmed_logits_equal_the_masked_models_and_the_original_is_untouched(ca
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
         sizes.append(parameter_count(slimmer.model))
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0]
+    if coupled:  # at 95 % some channel is pruned in every layer of a residual stream: it left them all
+        size = {group.name: group.size for group in components.groups}
+        assert any(len(slimmer.present[name]) < size[name] for name in slimmer.coupled)
     after = model.state_dict()
     assert all(torch.equal(before[key], after[key]) for key in before)
 
@@ -122,7 +125,7 @@ def test_heads_that_cannot_leave_stay_whole_and_the_curve_is_evaluated_masked():
     model = _NormedAttention().eval()
     example = torch.randn(1, 5, 8)
     components = discover_components(model, "heads", example)
-    assert Slimmer(model, components, example).coupled == ["attention"]
+    assert Slimmer(model, components, example).whole == ["attention"]
     with pytest.warns(UserWarning, match="no attention module of this model can lose heads physically"):
         assert slim_curve(model, components, example, latency_repeats=0) is None
 

@@ -2,11 +2,13 @@
 
 Torch-Pruning's dependency graph does the surgery: removing a filter removes its conv's output
 channel, its BatchNorm channel and the consumers' input channels (a Linear after a flatten included);
-removing a neuron removes a Linear's row and the next Linear's column. A layer is slimmed only when
-its dependency group touches no other producer of components or parameters: channels coupled by a
-residual sum and anything else the graph ties to other layers stay in the copy and are masked there
-exactly as in the masked evaluation, so the curve is unchanged. Attention heads are removed by
-`pxp_bench.slim.heads` (Torch-Pruning does not remove whole heads).
+removing a neuron removes a Linear's row and the next Linear's column. Layers whose channels the
+graph ties together (the producers of one residual stream: a stage's stem or downsample and every
+block's last conv, with their BatchNorms) form one cluster: a channel leaves the cluster's layers only
+once every one of them has it pruned, for only then is the stream's channel zero everywhere; until
+then it stays in the copy and is masked there exactly as in the masked evaluation, so the curve is
+unchanged. A layer tied to anything that is not a component (an embedding, a parameter) stays whole.
+Attention heads are removed by `pxp_bench.slim.heads` (Torch-Pruning does not remove whole heads).
 """
 
 from __future__ import annotations
@@ -59,12 +61,19 @@ class Slimmer:
         self.model = copy.deepcopy(model).eval()
         self.components = components
         self.present: dict[str, list[int]] = {}
-        """For each slimmed group, the original indices of the components still in the copy."""
+        """For each slimmed group, the original indices of the components still in the copy (one list
+        shared by the groups of a cluster)."""
+        self.clusters: list[list[str]] = []
+        """Groups whose channels leave together (one group where nothing ties a layer to others)."""
         if components.kind == "heads":
             self._convert_attention(example)
         else:
             self._build_graph(example)
-        self.coupled = [group.name for group in components.groups if group.name not in self.present]
+        self.clusters = self.clusters or [[name] for name in self.present]
+        self.coupled = [name for cluster in self.clusters if len(cluster) > 1 for name in cluster]
+        """The groups that lose a channel only when all of their cluster have it pruned."""
+        self.whole = [group.name for group in components.groups if group.name not in self.present]
+        """The groups that stay in full, masked."""
 
     def _build_graph(self, example: torch.Tensor) -> None:
         import torch_pruning as tp
@@ -73,9 +82,20 @@ class Slimmer:
             warnings.simplefilter("ignore")                    # unwrapped parameters (class tokens) are not ours
             self.graph = tp.DependencyGraph().build_dependency(self.model, example_inputs=example, verbose=False)
         modules = dict(self.model.named_modules())
+        owners: dict[int, ComponentGroup] = {}
+        """The group each layer belongs to: as its producer, else as its site."""
         for group in self.components.groups:
-            if self._removable(group, modules):
-                self.present[group.name] = list(range(group.size))
+            owners[id(modules[group.name])] = group
+        for group in self.components.groups:
+            owners.setdefault(id(modules[group.site]), group)
+        for group in self.components.groups:
+            if group.name in self.present:
+                continue
+            cluster = self._cluster(group, modules, owners)
+            if cluster:
+                present = list(range(group.size))
+                self.present.update({member: present for member in cluster})
+                self.clusters.append(cluster)
 
     def _convert_attention(self, example: torch.Tensor) -> None:
         """Put a `slimmable` module in place of each convertible attention module, if the copy then still
@@ -101,42 +121,47 @@ class Slimmer:
             if group.name in originals:
                 self.present[group.name] = list(range(group.size))
 
-    def _removable(self, group: ComponentGroup, modules: Mapping[str, nn.Module]) -> bool:
-        producer, site = modules[group.name], modules[group.site]
-        pruner = _out_pruner(producer)
-        if pruner is None or group.unit != 1 or group.at_input:
-            return False
-        dependencies = self.graph.get_pruning_group(producer, pruner, idxs=[0])
+    def _cluster(self, group: ComponentGroup, modules: Mapping[str, nn.Module],
+                 owners: Mapping[int, ComponentGroup]) -> list[str] | None:
+        """The groups whose output channels Torch-Pruning removes together with ``group``'s, or None when
+        that would also cut a layer that is not a component's producer or site."""
+        if _out_pruner(modules[group.name]) is None or group.unit != 1 or group.at_input:
+            return None
+        cluster = [group.name]
+        dependencies = self.graph.get_pruning_group(modules[group.name], _out_pruner(modules[group.name]), idxs=[0])
         for dependency, _ in dependencies:
             target = dependency.target.module
-            if target is producer or target is site:
-                continue
-            pruning_outputs = getattr(dependency.handler, "__name__", "") == "prune_out_channels"
-            if pruning_outputs and _own_parameters(target):
-                return False  # tied to another layer's outputs (a residual sum, an embedding): stays masked
-        return True
+            if getattr(dependency.handler, "__name__", "") != "prune_out_channels" or not _own_parameters(target):
+                continue  # a consumer loses input channels; an activation or a sum owns nothing
+            owner = owners.get(id(target))
+            if owner is None or owner.unit != 1 or owner.at_input or owner.size != group.size:
+                return None  # tied to an embedding, a parameter, or a layer pxp-bench does not prune
+            if owner.name not in cluster:
+                if _out_pruner(modules[owner.name]) is None:
+                    return None
+                cluster.append(owner.name)
+        return cluster
 
     def advance(self, keep: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Remove the newly pruned components of the slimmable groups; return the keep-masks still to
-        apply to the copy (coupled groups in full, and the one channel a fully pruned layer keeps)."""
+        """Remove the components newly pruned in every group of a cluster; return the keep-masks still
+        to apply to the copy (whole groups in full, a cluster's channels that some of it still keeps, and
+        the one channel a fully pruned layer keeps)."""
         modules = dict(self.model.named_modules())
-        remaining: dict[str, torch.Tensor] = {}
-        for group in self.components.groups:
-            mask = keep[group.name].cpu()
-            if group.name not in self.present:
-                remaining[group.name] = mask
-                continue
-            present = self.present[group.name]
-            doomed = [position for position, index in enumerate(present) if not mask[index]]
+        masks = {name: mask.cpu() for name, mask in keep.items()}
+        for cluster in self.clusters:
+            present = self.present[cluster[0]]
+            doomed = [position for position, index in enumerate(present)
+                      if not any(bool(masks[name][index]) for name in cluster)]
             if len(doomed) == len(present):
                 doomed = doomed[1:]  # a layer keeps one channel (or head), masked: zero cannot be built
-            if doomed:
-                if group.at_input:
-                    remove_heads(modules[group.name], doomed)
-                else:
-                    self.graph.get_pruning_group(modules[group.name], _out_pruner(modules[group.name]),
-                                                 idxs=doomed).prune()
-                dropped = set(doomed)
-                present[:] = [index for position, index in enumerate(present) if position not in dropped]
-            remaining[group.name] = mask[present]
-        return remaining
+            if not doomed:
+                continue
+            first = modules[cluster[0]]
+            if self.components.kind == "heads":
+                remove_heads(first, doomed)
+            else:
+                self.graph.get_pruning_group(first, _out_pruner(first), idxs=doomed).prune()
+            dropped = set(doomed)
+            present[:] = [index for position, index in enumerate(present) if position not in dropped]
+        return {group.name: masks[group.name][self.present[group.name]] if group.name in self.present
+                else masks[group.name] for group in self.components.groups}

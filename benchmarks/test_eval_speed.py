@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from pxp_bench.components import discover_components
-from pxp_bench.device import fast_layout
+from pxp_bench.device import in_layout
 from pxp_bench.data.tensors import LabelledTensors
-from pxp_bench.evaluate import accuracy
+from pxp_bench.evaluate import correct_predictions
 from pxp_bench.masking import keep_masks, masked, rank_components
 from pxp_bench.models.pretrained import build_torchvision
 
@@ -37,7 +37,7 @@ def test_masked_evaluation_vs_plain_loop(benchmark):
     def plain() -> None:
         with torch.no_grad():
             for inputs, _ in loader:
-                model(fast_layout(inputs))  # the evaluation's input layout: only the masks differ
+                model(in_layout(inputs, True))  # the evaluation's input layout: only the masks differ
 
     plain()
     times = []
@@ -48,7 +48,7 @@ def test_masked_evaluation_vs_plain_loop(benchmark):
 
     def with_masks() -> float:
         with masked(model, components, masks):
-            return accuracy(model, loader, list(range(1000)), CPU)
+            return correct_predictions(model, loader, list(range(1000)), CPU, channels_last=True)
 
     benchmark.pedantic(with_masks, rounds=3, iterations=1)
     benchmark.extra_info["plain_s"] = round(statistics.median(times), 4)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pxp_bench.api import LabelledTensors, ReferenceSet, RunContext, discover_components
+from pxp_bench.device import channels_last_suits
 from pxp_bench.attribution.lrp import lrp_scores
 from pxp_bench.evaluate import prune_curve
 from pxp_bench.masking import rank_components
@@ -42,13 +43,15 @@ def test_slimmed_against_masked_curve(benchmark, name):
     reference = ReferenceSet(LabelledTensors(inputs[:6], [i % 3 for i in range(6)]), CLASSES, 6, CPU)
     order = rank_components(components, lrp_scores(model, components, reference, RunContext.seeded(0)))
 
+    layout = channels_last_suits(model, inputs[:1])  # as a run evaluates
     started = time.perf_counter()
-    masked_points = prune_curve(model, components, order, DEFAULT_RATES, loader, CLASSES, CPU)
+    masked_points = prune_curve(model, components, order, DEFAULT_RATES, loader, CLASSES, CPU, channels_last=layout)
     masked_s = time.perf_counter() - started
 
     def slimmed():
-        slim = slim_curve(model, components, inputs[:1], latency_repeats=0)
-        return prune_curve(model, components, order, DEFAULT_RATES, loader, CLASSES, CPU, slim=slim)
+        slim = slim_curve(model, components, inputs[:1], latency_repeats=0, channels_last=layout)
+        return prune_curve(model, components, order, DEFAULT_RATES, loader, CLASSES, CPU, slim=slim,
+                           channels_last=layout)
 
     points = benchmark.pedantic(slimmed, rounds=1, iterations=1)
     assert [p.correct for p in points] == [p.correct for p in masked_points]

@@ -20,8 +20,8 @@ from torch.utils.data import Dataset, Subset
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components, discover_components
 from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, method_seeds
-from pxp_bench.data.loading import decoded_once, loader
-from pxp_bench.device import device_name, resolve_device
+from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
+from pxp_bench.device import channels_last_suits, device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
 from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, prune_curve
 from pxp_bench.masking import check_scores, rank_components
@@ -76,8 +76,14 @@ class Prepared:
         """The ``reference``, ``eval`` or ``tune`` samples, decoded into memory once where they fit
         (`pxp_bench.data.loading.decoded_once`): a curve reads its set at every rate, a study every trial."""
         if which not in self.decoded:
-            self.decoded[which] = decoded_once(_sample_set(self, which), self.splits.input_shape)
+            budget = memory_budget() - sum(decoded_size(kept) for kept in self.decoded.values())
+            self.decoded[which] = decoded_once(_sample_set(self, which), self.splits.input_shape, budget=budget)
         return self.decoded[which]
+
+    @cached_property
+    def channels_last(self) -> bool:
+        """Whether the evaluation feeds channels-last batches (`pxp_bench.device.channels_last_suits`)."""
+        return channels_last_suits(self.model, example_input(self))
 
     @cached_property
     def scoring_batch(self) -> int:
@@ -208,7 +214,7 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
 
 def example_input(prepared: Prepared) -> torch.Tensor:
     """The first reference sample as a batch of one on the run's device (probe passes, tracing)."""
-    return prepared.splits.train[prepared.sets.reference[0]][0].unsqueeze(0).to(prepared.device)
+    return prepared.samples("reference")[0][0].unsqueeze(0).to(prepared.device)
 
 
 def _sample_set(prepared: Prepared, split: str) -> Dataset:
@@ -253,10 +259,12 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
         slim = None
         if bench.evaluate == "slim" and split == "eval":  # tuning curves stay masked: the same counts,
             slim = slim_curve(prepared.model, prepared.components, example_input(prepared),  # and no copy
-                              latency_repeats=bench.latency_repeats)  # per trial
+                              latency_repeats=bench.latency_repeats, amp=bench.amp,  # per trial
+                              channels_last=prepared.channels_last)
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
                            loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
-                           amp=bench.amp, memo=memo, on_rate=measured, slim=slim)
+                           amp=bench.amp, memo=memo, on_rate=measured, slim=slim,
+                           channels_last=prepared.channels_last)
 
     return with_oom_backoff("evaluating", bench.batch_size, curve_at)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from pxp_bench.components import Components
-from pxp_bench.device import fast_layout
+from pxp_bench.device import in_layout
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
 from pxp_bench.slim.efficiency import Stopwatch, evaluation_latency
@@ -39,13 +39,14 @@ def correct_predictions(
     amp: str | None = None,
     on_first_batch: Callable[[], None] | None = None,
     batch_times: list[tuple[int, float]] | None = None,
+    channels_last: bool = False,
 ) -> tuple[int, int]:
     """(correct, seen): top-1 hits over the logits restricted to ``class_ids``; labels are original ids.
 
     ``amp`` (``bf16`` / ``fp16``) runs the forward passes under autocast. Counts, not a ratio, so that
     thresholds such as Top-PR's 95 % compare exactly. ``batch_times`` receives each batch's
     ``(size, milliseconds of its forward pass)`` (device-synchronised): the evaluation is its own
-    latency measurement.
+    latency measurement. ``channels_last`` feeds image batches in that layout (`pxp_bench.device`).
     """
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -53,7 +54,7 @@ def correct_predictions(
     autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
     try:
         for inputs, labels in loader:
-            inputs = fast_layout(inputs.to(device, non_blocking=True))
+            inputs = in_layout(inputs.to(device, non_blocking=True), channels_last)
             clock = Stopwatch(device) if batch_times is not None else None
             with autocast:
                 logits = restricted_logits(model, inputs, ids)
@@ -87,6 +88,9 @@ class EvaluationMemo:
 
     def __init__(self) -> None:
         self._counts: dict[bytes, tuple[int, int]] = {}
+        self.latencies: dict[bytes, dict[str, Any]] = {}
+        """Per pruned set, the evaluation batch's latency on the slimmed model, timed on the evaluation's
+        own forward passes: the same pruned set gives the same slimmed model."""
         self.hits = 0
         self.misses = 0
 
@@ -138,16 +142,16 @@ def prune_curve(
     on_rate: Callable[[CurvePoint], None] | None = None,
     memo: EvaluationMemo | None = None,
     slim: SlimCurve | None = None,
+    channels_last: bool = False,
 ) -> list[CurvePoint]:
     """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` pruned: masked,
     or with ``slim`` removed from a slimmed copy where they can be (the same counts).
 
     Rates (and, with a shared ``memo``, other scorings) that prune the same set are evaluated once.
+    ``channels_last`` feeds image batches in that layout (`pxp_bench.device.channels_last_suits`).
     """
     memo = memo if memo is not None else EvaluationMemo()
     points = []
-    latencies: dict[bytes, dict[str, Any]] = {}
-    """Per pruned set, the evaluation batch's latency, timed on the evaluation's own forward passes."""
     for rate in rates:
         n_pruned = pruned_count(rate, components.total)
         masks = keep_masks(components, order, n_pruned)
@@ -158,13 +162,14 @@ def prune_curve(
         def count(target=target, target_masks=target_masks, batch_times=batch_times) -> tuple[int, int]:
             with masked(target, components, target_masks) as handle:
                 return correct_predictions(target, loader, class_ids, device, amp=amp,
-                                           on_first_batch=handle.check_all_fired, batch_times=batch_times)
+                                           on_first_batch=handle.check_all_fired, batch_times=batch_times,
+                                           channels_last=channels_last)
 
         correct, total = memo.counts(key, count)
         if batch_times:
-            latencies[key] = evaluation_latency(batch_times)
-        if batch_times is not None and key in latencies:  # a pruned set seen before: the same model
-            record = {**record, **latencies[key]}
+            memo.latencies[key] = evaluation_latency(batch_times)
+        if batch_times is not None and key in memo.latencies:  # also a pruned set evaluated before
+            record = {**record, **memo.latencies[key]}
         point = CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record)
         points.append(point)
         if on_rate is not None:

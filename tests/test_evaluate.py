@@ -6,7 +6,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pxp_bench.data.tensors import LabelledTensors
-from pxp_bench.evaluate import accuracy, curve_metrics
+from pxp_bench.device import channels_last_suits
+from pxp_bench.evaluate import accuracy, correct_predictions, curve_metrics
 
 
 def test_metrics_of_a_hand_made_curve():
@@ -50,3 +51,30 @@ def test_accuracy_is_over_the_restricted_classes():
     # full argmax would say 1, 0, 3; restricted to classes [2, 3] it says 2, 3, 3
     assert accuracy(Fixed(), loader, [2, 3], torch.device("cpu")) == 1.0
     assert accuracy(Fixed(), loader, [0, 1, 2, 3], torch.device("cpu")) == pytest.approx(1 / 3)
+
+
+class _FlattensWithView(nn.Module):
+    """A CNN that flattens a conv's output with ``.view``: channels-last batches cannot pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.classify = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.conv(x)
+        return self.classify(features.view(features.size(0), -1))
+
+
+def test_channels_last_only_for_models_that_compute_the_same_with_it():
+    torch.manual_seed(0)
+    images = torch.randn(6, 3, 8, 8)
+    convolutional = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(4, 3)).eval()
+    assert channels_last_suits(convolutional, images[:1])
+    assert not channels_last_suits(_FlattensWithView().eval(), images[:1])
+    assert not channels_last_suits(convolutional, images[0, 0])  # not an image batch
+    loader = DataLoader(LabelledTensors(images, [0, 1, 2, 0, 1, 2]), batch_size=4)
+    counts = [correct_predictions(convolutional, loader, [0, 1, 2], torch.device("cpu"), channels_last=layout)
+              for layout in (False, True)]
+    assert counts[0] == counts[1]

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from helpers import QUICK_RATES, state_snapshot
-from pxp_bench.benchmark import prepare, run_benchmark, score
+from pxp_bench.benchmark import evaluate, prepare, run_benchmark, score
 from pxp_bench.components import discover_components
 from pxp_bench.errors import ConfigError
 from pxp_bench.masking import keep_masks, masked, pruned_count
@@ -100,11 +100,50 @@ def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
     assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / slim.curve[0]["parameters"], 6)
 
 
+def test_a_pruned_set_evaluated_before_keeps_its_evaluation_batch_latency(plugins):
+    prepared = prepare(Benchmark(method="magnitude", n_classes=3, latency_repeats=1), plugins=plugins)
+    scores = score(prepared).scores
+    first = evaluate(prepared, scores)
+    again = evaluate(prepared, {name: -values for name, values in scores.items()})  # rate 0: the same set
+    assert prepared.memos["eval"].hits >= 1
+    assert again[0].efficiency["latency_ms_batch"] == first[0].efficiency["latency_ms_batch"]
+    assert all(point.efficiency["latency_ms_batch"] > 0 for point in again)
+
+
 def test_the_evaluation_batch_latency_is_the_median_of_the_evaluations_full_batches_after_the_first():
     assert evaluation_latency([(4, 9.0), (4, 2.0), (4, 4.0), (1, 0.5)]) == {
         "latency_ms_batch": 3.0, "latency_batch_size": 4, "latency_batches": 2}
     assert evaluation_latency([(3, 5.0), (1, 1.0)]) == {
         "latency_ms_batch": 5.0, "latency_batch_size": 3, "latency_batches": 1}
+
+
+class _RawSum(nn.Module):
+    """A residual stream that also receives a conv's raw output, while a BatchNorm (the conv's site)
+    reads it too: a channel masked after that BatchNorm is still alive in the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.stem_bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stream = self.stem_bn(self.stem(x))
+        raw = self.conv(stream)
+        return self.head((stream + raw + self.bn(raw)).mean(dim=(2, 3)))
+
+
+def test_a_stream_fed_past_a_site_stays_whole_and_masked():
+    torch.manual_seed(0)
+    model, inputs = _RawSum().eval(), torch.randn(2, 3, 8, 8)
+    components = discover_components(model, "filters", inputs[:1])
+    slimmer = Slimmer(model, components, inputs[:1])
+    assert slimmer.coupled == [] and slimmer.whole == ["stem", "conv"]
+    keep = keep_masks(components, torch.tensor([0, 4, 1, 5, 2, 3, 6, 7]), 4)  # channels 0 and 1 of both layers
+    with torch.no_grad(), masked(model, components, keep):
+        expected = model(inputs)
+    with torch.no_grad(), masked(slimmer.model, components, slimmer.advance(keep)):
+        torch.testing.assert_close(slimmer.model(inputs), expected)
 
 
 class _NormedAttention(nn.Module):

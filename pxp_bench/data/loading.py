@@ -1,16 +1,18 @@
-"""Batches of a sample set, and sample sets decoded once into memory when they fit (PROTOCOL section 8).
+"""Batches of a sample set, and sample sets decoded once into memory when they fit (PROTOCOL section 4.3).
 
 A pruning curve reads its evaluation set at every rate (20 times) and a study reads its reference and
 tuning sets at every trial. Decoding, resizing and normalising the same JPEGs each time is work the
-model's passes wait for on a CPU (and most of a curve's time on a GPU), so a set whose decoded tensors
-take at most 1/8 of the machine's memory is decoded once and kept; larger sets stream from disk. The
-tensors are the ones a loader would have delivered, so every count is unchanged.
+model's passes wait for on a CPU (and most of a curve's time on a GPU), so a run keeps its sets decoded
+while together they take at most 1/16 of the memory this process may use (the machine's, or its
+cgroup's limit when lower); larger sets stream from disk. The tensors are the ones a loader would have
+delivered, so every count is unchanged.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -19,10 +21,11 @@ from torch.utils.data import DataLoader, Dataset
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 
-MEMORY_SHARE = 8
-"""A set is kept in memory when its decoded tensors take at most 1/MEMORY_SHARE of the machine's memory."""
+MEMORY_SHARE = 16
+"""A run's decoded sets take at most 1/MEMORY_SHARE of the memory it may use (a study holds one run per seed)."""
 FALLBACK_MEMORY = 16 * 2**30
 """The memory assumed where the system does not tell."""
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 DECODE_BATCH = 64
 
 
@@ -38,27 +41,45 @@ def loader(dataset: Dataset, batch_size: int, device: torch.device) -> DataLoade
                       pin_memory=device.type == "cuda")
 
 
-def memory_budget() -> int:
-    """Bytes a decoded set may take: 1/MEMORY_SHARE of the physical memory."""
+def usable_memory() -> int:
+    """Bytes this process may use: the physical memory, or its cgroup's limit when lower (containers)."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not every platform tells
         total = FALLBACK_MEMORY
-    return total // MEMORY_SHARE
+    for path in CGROUP_LIMITS:
+        try:
+            limit = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
 
 
-def decoded_once(dataset: Dataset, sample_shape: Sequence[int], *, budget: int | None = None) -> Dataset:
-    """``dataset`` as tensors in memory when its float32 samples fit ``budget`` bytes (default:
-    `memory_budget`); otherwise, or when it is in memory already, ``dataset`` itself."""
-    size = len(dataset) * math.prod(sample_shape) * 4
-    if held_in_memory(dataset) or len(dataset) == 0 or size > (memory_budget() if budget is None else budget):
+def memory_budget() -> int:
+    """Bytes a run's decoded sets may take together: 1/MEMORY_SHARE of `usable_memory`."""
+    return usable_memory() // MEMORY_SHARE
+
+
+def decoded_size(dataset: Dataset) -> int:
+    """Bytes ``dataset`` holds in memory: its tensors when decoded, else nothing."""
+    return dataset.inputs.nbytes if isinstance(dataset, LabelledTensors) else 0
+
+
+def decoded_once(dataset: Dataset, sample_shape: Sequence[int], *, budget: int) -> Dataset:
+    """``dataset`` as tensors in memory when its float32 samples fit ``budget`` bytes; otherwise, or when
+    it is in memory already, ``dataset`` itself. Filled batch by batch: the set is never held twice."""
+    if held_in_memory(dataset) or len(dataset) == 0 or len(dataset) * math.prod(sample_shape) * 4 > budget:
         return dataset
-    inputs, targets = [], []
+    inputs: torch.Tensor | None = None
+    targets: list[int] = []
     try:
         for batch_inputs, batch_targets in loader(dataset, DECODE_BATCH, torch.device("cpu")):
-            inputs.append(batch_inputs)
+            if inputs is None:
+                inputs = torch.empty((len(dataset), *batch_inputs.shape[1:]), dtype=batch_inputs.dtype)
+            inputs[len(targets):len(targets) + len(batch_targets)] = batch_inputs
             targets.extend(int(target) for target in batch_targets)
     except PxpBenchError as exc:  # e.g. an unreadable image, raised inside a loader worker
         raise unwrap_worker_error(exc) from None
-    return LabelledTensors(torch.cat(inputs), targets)
-
+    return LabelledTensors(inputs, targets)

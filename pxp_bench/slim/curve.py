@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from pxp_bench.components import Components
-from pxp_bench.device import fast_layout
+from pxp_bench.device import in_layout
+from pxp_bench.evaluate import AMP_DTYPES
 from pxp_bench.masking import masked
 from pxp_bench.slim.efficiency import efficiency
 from pxp_bench.slim.surgery import Slimmer, logits_agree
+
 
 class SlimCurve:
     """Slimmed copies along one curve (rates ascending), with their efficiency.
@@ -24,10 +26,13 @@ class SlimCurve:
     """
 
     def __init__(self, model: nn.Module, components: Components, example: torch.Tensor, slimmer: Slimmer, *,
-                 latency_repeats: int) -> None:
+                 latency_repeats: int, amp: str | None = None, channels_last: bool = False) -> None:
         self.original, self.components, self.example = model, components, example
         self.slimmer = slimmer
         self.latency_repeats = latency_repeats
+        self.timed_example = in_layout(example, channels_last)
+        """The batch of one timed as the evaluation runs: in its layout, under its autocast."""
+        self.autocast = torch.autocast(example.device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
         self.mode = "slim"
 
     def at(self, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module, Mapping[str, torch.Tensor], dict[str, Any] | None]:
@@ -45,13 +50,13 @@ class SlimCurve:
                           "is evaluated masked (please report this model).", stacklevel=2)
             self.mode = "masked"
             return self.original, keep, None
-        with masked(slim, self.components, remaining):
-            record = efficiency(slim, fast_layout(self.example), self.latency_repeats)
+        with masked(slim, self.components, remaining), self.autocast:
+            record = efficiency(slim, self.timed_example, self.latency_repeats)
         return slim, remaining, record
 
 
-def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *,
-               latency_repeats: int = 3) -> SlimCurve | None:
+def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *, latency_repeats: int = 3,
+               amp: str | None = None, channels_last: bool = False) -> SlimCurve | None:
     """A `SlimCurve`, or None (with a warning) when no component of this model can be removed physically."""
     try:
         slimmer = Slimmer(model, components, example)
@@ -65,4 +70,5 @@ def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, 
                f"no {components.kind} of this model can be removed physically (each is coupled to other layers); ")
         warnings.warn(why + "evaluating masked, with the same accuracy.", stacklevel=2)
         return None
-    return SlimCurve(model, components, example, slimmer, latency_repeats=latency_repeats)
+    return SlimCurve(model, components, example, slimmer, latency_repeats=latency_repeats, amp=amp,
+                     channels_last=channels_last)

@@ -32,13 +32,13 @@ class Stopwatch:
     """Wall time since creation, counted after the device's queued work (CUDA runs asynchronously)."""
 
     def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
+        self.device = device
         self._synchronize()
         self.started = time.perf_counter()
 
     def _synchronize(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def milliseconds(self) -> float:
         self._synchronize()

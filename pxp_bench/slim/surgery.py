@@ -124,23 +124,39 @@ class Slimmer:
     def _cluster(self, group: ComponentGroup, modules: Mapping[str, nn.Module],
                  owners: Mapping[int, ComponentGroup]) -> list[str] | None:
         """The groups whose output channels Torch-Pruning removes together with ``group``'s, or None when
-        that would also cut a layer that is not a component's producer or site."""
-        if _out_pruner(modules[group.name]) is None or group.unit != 1 or group.at_input:
+        that would also cut a layer that is not a component's producer or site, or when a member's
+        channel i is not channel i of the others (a channel leaves only when all members mask it)."""
+        pruner = _out_pruner(modules[group.name])
+        if pruner is None or group.unit != 1 or group.at_input:
             return None
+        everything = list(range(group.size))
         cluster = [group.name]
-        dependencies = self.graph.get_pruning_group(modules[group.name], _out_pruner(modules[group.name]), idxs=[0])
-        for dependency, _ in dependencies:
+        for dependency, indices in self.graph.get_pruning_group(modules[group.name], pruner, idxs=everything):
             target = dependency.target.module
             if getattr(dependency.handler, "__name__", "") != "prune_out_channels" or not _own_parameters(target):
                 continue  # a consumer loses input channels; an activation or a sum owns nothing
             owner = owners.get(id(target))
             if owner is None or owner.unit != 1 or owner.at_input or owner.size != group.size:
                 return None  # tied to an embedding, a parameter, or a layer pxp-bench does not prune
+            if [getattr(index, "idx", index) for index in indices] != everything:
+                return None  # tied with an offset or a permutation (a split or concatenation before a sum)
             if owner.name not in cluster:
                 if _out_pruner(modules[owner.name]) is None:
                     return None
                 cluster.append(owner.name)
+        if len(cluster) > 1 and not all(self._masked_on_the_only_path(modules, name) for name in cluster):
+            return None
         return cluster
+
+    def _masked_on_the_only_path(self, modules: Mapping[str, nn.Module], name: str) -> bool:
+        """Whether the group's producer feeds nothing but its site: a channel masked there is then zero
+        wherever the producer's output goes (else, e.g. a pre-activation block adding the raw conv output,
+        it is not)."""
+        group = next(group for group in self.components.groups if group.name == name)
+        if group.site == group.name:
+            return True
+        outputs = self.graph.module2node[modules[group.name]].outputs
+        return [node.module for node in outputs] == [modules[group.site]]
 
     def advance(self, keep: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Remove the components newly pruned in every group of a cluster; return the keep-masks still

@@ -111,7 +111,9 @@ def test_an_interrupted_suite_resumes_without_rerunning_finished_cells(tmp_path)
     cells = 8  # one at a time: the interrupt comes long before the last of them (a cell takes about a second)
     suite, out = _suite(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]")), tmp_path / "out"
     running = subprocess.Popen([*CLI, str(suite), "--out", str(out), "--jobs", "1"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env={**os.environ, "PXP_BENCH_LOAD_PLUGINS": ""})
+                               stderr=subprocess.PIPE, env={**os.environ, "PXP_BENCH_LOAD_PLUGINS": ""},
+                               # as at a terminal: a shell's background job (CI) would pass SIGINT on ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (out / "cells").is_dir() or not _records(out):  # wait for the first finished cell
         assert running.poll() is None and time.monotonic() < deadline, running.communicate()

@@ -30,7 +30,7 @@ from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import check_grid_fits, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
-from pxp_bench.scoring_batch import scoring_batch_size
+from pxp_bench.batch_size import batch_size_for
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import efficiency_metrics
 from pxp_bench.specs import DatasetSplits, LoadedModel
@@ -86,9 +86,9 @@ class Prepared:
         return channels_last_suits(self.model, example_input(self))
 
     @cached_property
-    def scoring_batch(self) -> int:
-        """The scoring batch size (`pxp_bench.scoring_batch`), probed once: a study scores many times."""
-        return scoring_batch_size(self.model, example_input(self), self.bench.batch_size)
+    def batch_size(self) -> int:
+        """The batch of scoring and evaluation (`pxp_bench.batch_size`), probed once: a study runs many."""
+        return batch_size_for(self.model, example_input(self), self.bench.batch_size)
 
 
 @dataclass
@@ -209,7 +209,7 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
             progress.finish("scoring")  # data-free methods never ask for a batch
         return Scored(scores, dict(context.diagnostics))
 
-    return with_oom_backoff("scoring", prepared.scoring_batch, score_at)
+    return with_oom_backoff("scoring", prepared.batch_size, score_at)
 
 
 def example_input(prepared: Prepared) -> torch.Tensor:
@@ -266,7 +266,7 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
                            amp=bench.amp, memo=memo, on_rate=measured, slim=slim,
                            channels_last=prepared.channels_last)
 
-    return with_oom_backoff("evaluating", bench.batch_size, curve_at)
+    return with_oom_backoff("evaluating", prepared.batch_size, curve_at)
 
 
 def _saved_scores(prepared: Prepared) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -131,7 +131,7 @@ ImageSizeOption = Annotated[Optional[int], typer.Option(help="Input size in pixe
 RatesOption = Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")]
 RefPerClassOption = Annotated[int, typer.Option(help="Reference samples per class (from train).")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation (on a CPU at most what keeps the largest activation within 32 MB).")]
 AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
 EvaluateOption = Annotated[str, typer.Option(help="slim: each rate on a physically slimmed copy where the model allows (same accuracy, plus parameters, FLOPs, latency); masked: mask the original.")]
 LatencyOption = Annotated[int, typer.Option(help="Timed forward passes per rate at batch 1 (slim; the evaluation batch is timed on the evaluation's own passes); 0: no latency.")]

@@ -12,7 +12,7 @@ from pxp_bench.components import Components
 from pxp_bench.device import in_layout
 from pxp_bench.evaluate import AMP_DTYPES
 from pxp_bench.masking import masked
-from pxp_bench.slim.efficiency import efficiency
+from pxp_bench.slim.efficiency import counted_forward, efficiency
 from pxp_bench.slim.surgery import Slimmer, logits_agree
 
 
@@ -20,7 +20,8 @@ class SlimCurve:
     """Slimmed copies along one curve (rates ascending), with their efficiency.
 
     `at` gives, for a rate's keep-masks, the model to evaluate and the masks still to apply to it. Each
-    rate's slimmed logits are compared with the masked original's on ``example``; should they ever
+    rate's slimmed logits are compared with the masked original's on ``example`` (the pass that also
+    counts the slimmed model's FLOPs); should they ever
     differ beyond float rounding, the rest of the curve is evaluated masked, with a warning, so a
     curve is never wrong for being slimmed.
     """
@@ -44,14 +45,14 @@ class SlimCurve:
             with masked(self.original, self.components, keep):
                 expected = self.original(self.example)
             with masked(slim, self.components, remaining):
-                got = slim(self.example)
+                got, flops = counted_forward(slim, self.example)
         if not logits_agree(got, expected):
             warnings.warn("the slimmed model's logits differ from the masked model's here; the rest of the curve "
                           "is evaluated masked (please report this model).", stacklevel=2)
             self.mode = "masked"
             return self.original, keep, None
         with masked(slim, self.components, remaining), self.autocast:
-            record = efficiency(slim, self.timed_example, self.latency_repeats)
+            record = efficiency(slim, self.timed_example, self.latency_repeats, flops)
         return slim, remaining, record
 
 

@@ -20,12 +20,18 @@ def parameter_count(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def flop_count(model: nn.Module, example: torch.Tensor) -> int:
+def counted_forward(model: nn.Module, inputs: torch.Tensor) -> tuple[Any, int]:
+    """The model's output for ``inputs`` and the FLOPs that pass took per input: a pass made anyway
+    (e.g. a check of the logits) counts the FLOPs too."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        model(example[:1])
-    return int(counter.get_total_flops())
+        output = model(inputs)
+    return output, int(counter.get_total_flops()) // len(inputs)
+
+
+def flop_count(model: nn.Module, example: torch.Tensor) -> int:
+    return counted_forward(model, example[:1])[1]
 
 
 class Stopwatch:
@@ -72,10 +78,10 @@ def evaluation_latency(batch_times: Sequence[tuple[int, float]]) -> dict[str, An
             "latency_batches": len(timed)}
 
 
-def efficiency(model: nn.Module, example: torch.Tensor, repeats: int) -> dict[str, Any]:
-    """Parameters, FLOPs per input and, with ``repeats`` > 0, the latency at batch 1 (the evaluation
-    batch's comes from the evaluation itself: `evaluation_latency`)."""
-    record: dict[str, Any] = {"parameters": parameter_count(model), "flops": flop_count(model, example)}
+def efficiency(model: nn.Module, example: torch.Tensor, repeats: int, flops: int) -> dict[str, Any]:
+    """Parameters, ``flops`` per input (`counted_forward`) and, with ``repeats`` > 0, the latency at
+    batch 1 (the evaluation batch's comes from the evaluation itself: `evaluation_latency`)."""
+    record: dict[str, Any] = {"parameters": parameter_count(model), "flops": flops}
     if repeats > 0:
         record["latency_ms_batch1"] = round(latency_ms(model, example[:1], repeats), 4)
     return record

@@ -4,8 +4,8 @@ Measured on 2 CPU cores (AMD EPYC, 1 MB L2 per core, 32 MB L3), LRP over 8 image
 1 / 3 / 8: resnet18 2.65 / 2.14 / 1.60 s, vit_b_16 heads 20.7 / 15.2 / 15.6 s, but vgg16_bn 10.7 /
 10.7 (batch 4) / 11.8 s: its first layers produce 12.8 MB per image, and batches of them fall out of
 the CPU's caches (at batch 30 scoring took 1.5x as long as at batch 1). Evaluation, forward passes
-only, shows the same: a whole resnet18 run (LRP, 20-rate slimmed curve of 150 images) took 82.6 s at
-batch 128 and 68.8 s at batch 8, with the kernel's time (fresh pages for each batch's activations)
+only, shows the same: a whole resnet18 run (LRP, 20-rate slimmed curve of 150 images) took 90.0 s at
+batch 128 and 76.1 s at batch 8 (wall), with the kernel's time (fresh pages for each batch's activations)
 down from 34 s to 3 s. The rule: on a CPU, a batch holds at most `CPU_BATCH_BYTES` of the largest
 activation a forward pass produces (vgg16_bn: 2 images, resnet18: 10, vit_b_16: 13, the digits zoo:
 --batch-size); on a GPU, --batch-size (halved on out-of-memory).

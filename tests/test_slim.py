@@ -146,6 +146,35 @@ def test_a_stream_fed_past_a_site_stays_whole_and_masked():
         torch.testing.assert_close(slimmer.model(inputs), expected)
 
 
+class _SwappedHalves(nn.Module):
+    """A residual sum whose second addend is a conv's output with its halves swapped (split, concatenated
+    the other way round): that conv's channel i meets the stem's channel i + 2, not channel i."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.stem_bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = torch.split(self.bn(self.conv(x)), 2, dim=1)
+        return self.head((self.stem_bn(self.stem(x)) + torch.cat([second, first], dim=1)).mean(dim=(2, 3)))
+
+
+def test_producers_tied_with_misaligned_channels_stay_whole_and_masked():
+    # without the alignment guard Torch-Pruning cuts channels the other layer still uses: the copy breaks
+    torch.manual_seed(0)
+    model, inputs = _SwappedHalves().eval(), torch.randn(2, 3, 8, 8)
+    components = discover_components(model, "filters", inputs[:1])
+    slimmer = Slimmer(model, components, inputs[:1])
+    assert slimmer.coupled == [] and sorted(slimmer.whole) == ["conv", "stem"]
+    keep = keep_masks(components, torch.tensor([0, 4, 1, 5, 2, 3, 6, 7]), 4)  # channels 0 and 1 of both layers
+    with torch.no_grad(), masked(model, components, keep):
+        expected = model(inputs)
+    with torch.no_grad(), masked(slimmer.model, components, slimmer.advance(keep)):
+        torch.testing.assert_close(slimmer.model(inputs), expected)
+
+
 class _NormedAttention(nn.Module):
     """A tiny transformer whose attention normalises the concatenated heads (timm's ``scale_norm``): a
     head's channels cannot leave that LayerNorm, so its heads stay whole."""

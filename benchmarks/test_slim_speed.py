@@ -2,7 +2,8 @@
 
 torchvision vgg16_bn and resnet18 with random weights at 224 px, 150 evaluation images (3 classes of
 random tensors; ``PXP_BENCH_SLIM_IMAGES`` sets another number), ranked by LRP-epsilon scores on 6
-reference images; both curves in one process, the same counts asserted. ``extra_info`` holds both
+reference images; both curves in one process, at the batch and in the layout a run evaluates in, the
+same counts asserted. ``extra_info`` holds both
 times, their ratio and the mean FLOPs fraction over the grid. Heavy on a CPU (vgg16_bn: about half an
 hour on 2 cores): ``make bench`` only.
 """
@@ -17,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pxp_bench.api import LabelledTensors, ReferenceSet, RunContext, discover_components
+from pxp_bench.batch_size import batch_size_for
 from pxp_bench.device import channels_last_suits
 from pxp_bench.attribution.lrp import lrp_scores
 from pxp_bench.evaluate import prune_curve
@@ -38,7 +40,8 @@ def test_slimmed_against_masked_curve(benchmark, name):
     model = build_torchvision(name, weights="none", num_classes=1000).module.eval()
     generator = torch.Generator().manual_seed(0)
     inputs = torch.rand(IMAGES, 3, 224, 224, generator=generator)
-    loader = DataLoader(LabelledTensors(inputs, [i % 3 for i in range(IMAGES)]), batch_size=50)
+    batch = batch_size_for(model, inputs[:1], 128)  # as a run evaluates: vgg16_bn 2, resnet18 10 on a CPU
+    loader = DataLoader(LabelledTensors(inputs, [i % 3 for i in range(IMAGES)]), batch_size=batch)
     components = discover_components(model, "filters", inputs[:1])
     reference = ReferenceSet(LabelledTensors(inputs[:6], [i % 3 for i in range(6)]), CLASSES, 6, CPU)
     order = rank_components(components, lrp_scores(model, components, reference, RunContext.seeded(0)))
@@ -59,5 +62,5 @@ def test_slimmed_against_masked_curve(benchmark, name):
     benchmark.extra_info.update({
         "masked_s": round(masked_s, 2), "slim_s": round(benchmark.stats.stats.median, 2),
         "speedup": round(masked_s / benchmark.stats.stats.median, 2),
-        "mean_flops_fraction": round(sum(flops) / len(flops), 3), "images": IMAGES,
+        "mean_flops_fraction": round(sum(flops) / len(flops), 3), "images": IMAGES, "batch": batch,
     })

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
+from pxp_bench.batch_size import batch_size_for
 from pxp_bench.components import Components, discover_components
 from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, method_seeds
 from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
@@ -30,7 +31,6 @@ from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import check_grid_fits, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
-from pxp_bench.batch_size import batch_size_for
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import efficiency_metrics
 from pxp_bench.specs import DatasetSplits, LoadedModel

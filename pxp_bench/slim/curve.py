@@ -21,9 +21,8 @@ class SlimCurve:
 
     `at` gives, for a rate's keep-masks, the model to evaluate and the masks still to apply to it. Each
     rate's slimmed logits are compared with the masked original's on ``example`` (the pass that also
-    counts the slimmed model's FLOPs); should they ever
-    differ beyond float rounding, the rest of the curve is evaluated masked, with a warning, so a
-    curve is never wrong for being slimmed.
+    counts the slimmed model's FLOPs); should they ever differ beyond float rounding, the rest of the
+    curve is evaluated masked, with a warning, so a curve is never wrong for being slimmed.
     """
 
     def __init__(self, model: nn.Module, components: Components, example: torch.Tensor, slimmer: Slimmer, *,

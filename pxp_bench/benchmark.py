@@ -26,6 +26,7 @@ from pxp_bench.device import channels_last_suits, device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
 from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, prune_curve
 from pxp_bench.masking import check_scores, rank_components
+from pxp_bench.outcomes import outcomes_record
 from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark
 from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import check_grid_fits, normalise_rates
@@ -320,6 +321,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
     """The `Result` of ``points`` on the evaluation set; ``record`` holds method, variant and params."""
     bench, sets, components = prepared.bench, prepared.sets, prepared.components
     metrics = curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)
+    positions = {class_id: position for position, class_id in enumerate(sets.classes)}
     slimmed = all(p.efficiency is not None for p in points)
     if slimmed:
         metrics.update(efficiency_metrics([p.rate for p in points], [p.efficiency for p in points], metrics["top_pr"]))
@@ -353,7 +355,9 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
             "amp": bench.amp,
             "image_size": bench.image_size,
         },
-        diagnostics=diagnostics,
+        diagnostics={"near_zero_logits_skipped": 0, **diagnostics},
+        outcomes=outcomes_record([p.hits for p in points], [positions[int(label)] for label in points[0].labels],
+                                 index_hash(sets.evaluation)),
         scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
         scores=scores,
         scored=components,

@@ -134,7 +134,7 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation (on a CPU at most what keeps the largest activation within 32 MB).")]
 AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
 EvaluateOption = Annotated[str, typer.Option(help="slim: each rate on a physically slimmed copy where the model allows (same accuracy, plus parameters, FLOPs, latency); masked: mask the original.")]
-LatencyOption = Annotated[int, typer.Option(help="Timed forward passes per rate at batch 1 (slim; the evaluation batch is timed on the evaluation's own passes); 0: no latency.")]
+LatencyOption = Annotated[int, typer.Option(help="The fewest timed forward passes per latency (slim; at batch 1 and the evaluation batch, after a warm-up; median and IQR): at least 5, or 0 for no latency.")]
 
 
 @app.command()
@@ -157,7 +157,7 @@ def run(
     batch_size: BatchSizeOption = 128,
     amp: AmpOption = None,
     evaluate: EvaluateOption = "slim",
-    latency_repeats: LatencyOption = 3,
+    latency_repeats: LatencyOption = 5,
     preset: Annotated[Optional[str], typer.Option(help="A named parameter preset of the method.")] = None,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter as key=value (repeatable).")] = None,
@@ -279,15 +279,15 @@ def optimize(
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 128,
     amp: AmpOption = None,
-    out: Annotated[Path, typer.Option(help="Folder for the results, best parameters, history plot and journal.")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Folder for the results, best parameters, provenance, history plot and journal.")] = Path("results"),
 ) -> None:
     """Tune a method's hyperparameters for pruning: the objective is A_PR on the tuning set, never the
     evaluation set, which only scores the best configuration at the end."""
     import optuna
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pxp_bench.optimize.report import history_plot
-    from pxp_bench.optimize.study import StudyConfig, best_params_json, run_study
+    from pxp_bench.optimize.report import best_trials, history_plot, trials_summary
+    from pxp_bench.optimize.study import StudyConfig, best_params_json, provenance_json, run_study
     from pxp_bench.params import parse_param_pairs, read_params_file
     from pxp_bench.plan import Benchmark
     from pxp_bench.rates import parse_rates
@@ -315,25 +315,28 @@ def optimize(
         _stop_workers(workers)
     name = outcome.study.study_name
     best_path, plot_path = out / f"{name}.best.json", out / f"{name}.history.png"
+    provenance_path = out / f"{name}.provenance.json"  # X.best.json <-> X.provenance.json: a suite reads both
     atomic_write_text(best_path, best_params_json(outcome))
+    atomic_write_text(provenance_path, provenance_json(outcome))
     history_plot(outcome.study, plot_path)
-    top = Table(title=f"study {name}: best trials (A_PR on the tuning set, mean over seeds {seeds})")
+    top = Table(title=f"study {name}: best completed trials (A_PR on the tuning set, mean over seeds {seeds})")
     for column in ("trial", "tuning A_PR", "parameters"):
         top.add_column(column)
-    finished = sorted((t for t in outcome.study.trials if t.value is not None), key=lambda t: -t.value)
-    for trial in finished[:5]:
+    for trial in best_trials(outcome.study):  # completed only: a stopped trial has no value
         label = " (default)" if trial.user_attrs.get("default") else ""
         top.add_row(f"{trial.number}{label}", f"{trial.value:.4f}",
                     ", ".join(f"{k}={v}" for k, v in sorted(trial.params.items())))
     console.print(top)
+    console.print(trials_summary(outcome.study), highlight=False)
     written = [write_result(result, out) for result in outcome.results]
     evaluation = ", ".join(f"seed {r.seed}: {r.metrics['a_pr']:.4f}" for r in outcome.results)
     default = "-" if outcome.default_value is None else f"{outcome.default_value:.4f}"
     console.print(f"tuning A_PR: best {outcome.best_value:.4f}, default {default}; evaluation A_PR of the best: "
                   f"{evaluation}; evaluation reuse {outcome.reuse['hit_rate']:.0%} of "
                   f"{outcome.reuse['hits'] + outcome.reuse['evaluations']} curve points", highlight=False)
-    console.print(f"best parameters: [bold]{best_path}[/] (pxp-bench run --params {best_path}); history: "
-                  f"{plot_path}; results: {', '.join(str(p) for p in written)}", highlight=False)
+    console.print(f"best parameters: [bold]{best_path}[/] (pxp-bench run --params {best_path}); provenance: "
+                  f"{provenance_path}; history: {plot_path}; results: {', '.join(str(p) for p in written)}",
+                  highlight=False)
 
 
 @app.command("list")
@@ -433,6 +436,36 @@ def plot(
     from pxp_bench.leaderboard import plot_result_files
 
     console.print(f"wrote [bold]{plot_result_files(results, out)}[/]", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def compare(
+    first: Annotated[Path, typer.Argument(help="A result JSON file, or a folder of one method's results (one per seed).", metavar="A")],
+    second: Annotated[Path, typer.Argument(help="The result(s) to compare A with, on the same seeds and samples.", metavar="B")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Paired comparison of two results: A_PR of each, the difference A - B with its 95 % interval (a
+    hierarchical bootstrap over seeds and class-stratified evaluation samples) and the probability that A
+    keeps a random evaluation sample correct at more rates than B."""
+    from pxp_bench.verdicts.compare import compare_sides, comparison_json, read_side
+
+    found = compare_sides(read_side(first), read_side(second))
+    if as_json:
+        print(json.dumps(comparison_json(found), indent=2))
+        return
+    table = Table(title=f"paired over seeds {', '.join(map(str, found.seeds))} ({found.samples} evaluation samples)")
+    for column in ("", "result", "A_PR (95 % CI)"):
+        table.add_column(column)
+    for name, side, estimate in (("A", found.first, found.a_pr[0]), ("B", found.second, found.a_pr[1])):
+        table.add_row(name, escape(f"{side.label}\n{side.source}"),
+                      f"{estimate.value:.4f} [{estimate.low:.4f}, {estimate.high:.4f}]")
+    console.print(table)
+    difference, improvement = found.difference, found.improvement
+    console.print(f"A_PR difference A - B: {difference.value:+.4f} [{difference.low:+.4f}, {difference.high:+.4f}]\n"
+                  f"P(A improves on B): {improvement.value:.3f} [{improvement.low:.3f}, {improvement.high:.3f}] "
+                  "(0.5 = no difference)\n"
+                  f"Verdict: {found.verdict}", highlight=False, soft_wrap=True)
 
 
 @zoo_app.command("train")

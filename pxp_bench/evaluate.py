@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -14,7 +14,7 @@ from pxp_bench.components import Components
 from pxp_bench.device import in_layout
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
-from pxp_bench.slim.efficiency import Stopwatch, evaluation_latency
+from pxp_bench.slim.efficiency import BatchTimes, Stopwatch
 
 if TYPE_CHECKING:
     from pxp_bench.slim.curve import SlimCurve
@@ -38,15 +38,17 @@ def correct_predictions(
     *,
     amp: str | None = None,
     on_first_batch: Callable[[], None] | None = None,
-    batch_times: list[tuple[int, float]] | None = None,
+    batch_times: BatchTimes | None = None,
     channels_last: bool = False,
+    per_sample: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[int, int]:
     """(correct, seen): top-1 hits over the logits restricted to ``class_ids``; labels are original ids.
 
     ``amp`` (``bf16`` / ``fp16``) runs the forward passes under autocast. Counts, not a ratio, so that
     thresholds such as Top-PR's 95 % compare exactly. ``batch_times`` receives each batch's
-    ``(size, milliseconds of its forward pass)`` (device-synchronised): the evaluation is its own
+    forward pass, timed (device-synchronised), and keeps the first batch: the evaluation is its own
     latency measurement. ``channels_last`` feeds image batches in that layout (`pxp_bench.device`).
+    ``per_sample`` receives each batch's ``(hits, labels)`` on the CPU, in the loader's order.
     """
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -59,8 +61,12 @@ def correct_predictions(
             with autocast:
                 logits = restricted_logits(model, inputs, ids)
             if clock is not None:
-                batch_times.append((len(inputs), clock.milliseconds()))
-            correct += (ids[logits.argmax(dim=1)] == labels.to(device, non_blocking=True)).sum()
+                batch_times.add(inputs, clock.milliseconds())
+            labels = labels.to(device, non_blocking=True)
+            hits = ids[logits.argmax(dim=1)] == labels
+            correct += hits.sum()
+            if per_sample is not None:
+                per_sample.append((hits.cpu(), labels.cpu()))
             seen += len(labels)
             if on_first_batch is not None:
                 on_first_batch()
@@ -80,7 +86,7 @@ def accuracy(model: nn.Module, loader: Iterable, class_ids: Sequence[int], devic
 
 
 class EvaluationMemo:
-    """Correct-prediction counts per pruned set, for one model on one evaluation split.
+    """Correct-prediction counts and per-sample outcomes per pruned set, for one model on one split.
 
     The accuracy at a rate depends only on which components are pruned, so configurations (or rates)
     that prune the same set are evaluated once: exact, keyed by a digest of the sorted pruned indices.
@@ -88,6 +94,10 @@ class EvaluationMemo:
 
     def __init__(self) -> None:
         self._counts: dict[bytes, tuple[int, int]] = {}
+        self.correct_samples: dict[bytes, np.ndarray] = {}
+        """Per pruned set, which samples were classified correctly (in the loader's order)."""
+        self.labels: np.ndarray | None = None
+        """Each sample's label (original class id), in the loader's order: the same for every pruned set."""
         self.latencies: dict[bytes, dict[str, Any]] = {}
         """Per pruned set, the evaluation batch's latency on the slimmed model, timed on the evaluation's
         own forward passes: the same pruned set gives the same slimmed model."""
@@ -99,17 +109,23 @@ class EvaluationMemo:
         pruned = torch.sort(order[:n_pruned]).values.numpy().tobytes()
         return hashlib.blake2b(pruned, digest_size=16).digest()
 
-    def counts(self, key: bytes, evaluate: Callable[[], tuple[int, int]]) -> tuple[int, int]:
-        """The stored counts of ``key``, or ``evaluate()``'s, stored."""
+    def counts(self, key: bytes, evaluate: Callable[[list], tuple[int, int]]) -> tuple[int, int]:
+        """The stored counts of ``key``, or ``evaluate(per_sample)``'s, stored with the per-sample hits
+        it appended to ``per_sample`` (see `correct_predictions`)."""
         if key in self._counts:
             self.hits += 1
         else:
             self.misses += 1
-            self._counts[key] = evaluate()
+            per_sample: list[tuple[torch.Tensor, torch.Tensor]] = []
+            self._counts[key] = evaluate(per_sample)
+            self.correct_samples[key] = torch.cat([hits for hits, _ in per_sample]).numpy()
+            if self.labels is None:
+                self.labels = torch.cat([labels for _, labels in per_sample]).numpy()
         return self._counts[key]
 
     @property
     def hit_rate(self) -> float:
+        """The share of curve points answered from the memo."""
         return self.hits / max(1, self.hits + self.misses)
 
 
@@ -123,6 +139,10 @@ class CurvePoint:
     """Per group, the fraction of its components pruned at this rate."""
     efficiency: dict[str, Any] | None = None
     """Parameters, FLOPs and latency of the slimmed model at this rate (`pxp_bench.slim.efficiency`)."""
+    hits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Which samples were classified correctly, in the loader's order."""
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Each sample's label (original class id), in the same order (one array shared by a curve's points)."""
 
     @property
     def accuracy(self) -> float:
@@ -157,20 +177,21 @@ def prune_curve(
         masks = keep_masks(components, order, n_pruned)
         target, target_masks, record = slim.at(masks) if slim is not None else (model, masks, None)
         key = EvaluationMemo.key(order, n_pruned)
-        batch_times: list[tuple[int, float]] | None = [] if record and "latency_ms_batch1" in record else None
+        batch_times = BatchTimes() if record and "latency_ms_batch1" in record else None
 
-        def count(target=target, target_masks=target_masks, batch_times=batch_times) -> tuple[int, int]:
+        def count(per_sample, target=target, target_masks=target_masks, batch_times=batch_times) -> tuple[int, int]:
             with masked(target, components, target_masks) as handle:
                 return correct_predictions(target, loader, class_ids, device, amp=amp,
                                            on_first_batch=handle.check_all_fired, batch_times=batch_times,
-                                           channels_last=channels_last)
+                                           channels_last=channels_last, per_sample=per_sample)
 
         correct, total = memo.counts(key, count)
-        if batch_times:
-            memo.latencies[key] = evaluation_latency(batch_times)
+        if batch_times:  # evaluated now, not answered by the memo
+            memo.latencies[key] = slim.evaluation_latency(target, target_masks, batch_times)
         if batch_times is not None and key in memo.latencies:  # also a pruned set evaluated before
             record = {**record, **memo.latencies[key]}
-        point = CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record)
+        point = CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record,
+                           memo.correct_samples[key], memo.labels)
         points.append(point)
         if on_rate is not None:
             on_rate(point)

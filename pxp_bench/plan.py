@@ -16,6 +16,9 @@ from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, Me
 EVALUATE_MODES = ("slim", "masked")
 """``slim``: each rate on a physically slimmed copy (`pxp_bench.slim`); ``masked``: the original, masked."""
 
+MIN_LATENCY_REPEATS = 5
+"""The fewest timed passes a latency takes (``--latency-repeats``' default): a median and an interquartile range."""
+
 METHOD_PREFERENCE = ("lrp", "magnitude")
 """``--method`` default: the first of these that is registered and fits the model and components."""
 
@@ -54,9 +57,9 @@ class Benchmark:
     evaluate: str = "slim"
     """``slim``: evaluate each rate on a physically slimmed copy where the model allows it (the same
     counts as masking, plus parameters, FLOPs and latency); ``masked``: mask the original model."""
-    latency_repeats: int = 3
-    """Timed forward passes per rate at batch 1 (slim evaluation; the evaluation batch is timed on the
-    evaluation's own passes); 0: no latency."""
+    latency_repeats: int = MIN_LATENCY_REPEATS
+    """The fewest timed forward passes of each latency per rate, at batch 1 and at the evaluation batch
+    (slim evaluation; `pxp_bench.slim.efficiency`); 0: no latency."""
 
 
 @dataclass
@@ -146,8 +149,9 @@ def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
         raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
     if bench.evaluate not in EVALUATE_MODES:
         raise ConfigError(f"--evaluate must be slim or masked, got '{bench.evaluate}'.")
-    if bench.latency_repeats < 0:
-        raise ConfigError(f"--latency-repeats must be 0 (no latency) or more, got {bench.latency_repeats}.")
+    if bench.latency_repeats < 0 or 0 < bench.latency_repeats < MIN_LATENCY_REPEATS:
+        raise ConfigError(f"--latency-repeats must be at least {MIN_LATENCY_REPEATS} (timed passes for a median and "
+                          f"an interquartile range) or 0 to skip timing, got {bench.latency_repeats}.")
     if bench.seed < 0:
         raise ConfigError(f"--seed must be 0 or more, got {bench.seed}.")
     if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):

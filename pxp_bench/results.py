@@ -137,15 +137,21 @@ def _version(package: str) -> str | None:
         return None
 
 
+OUTSIDE_THE_CODE = (":(exclude)leaderboard", ":(exclude,glob)**/*.md", ":(exclude)docs")
+"""Changes that cannot alter a result and do not make a tree dirty: the published leaderboard (which
+`make leaderboard-fresh` deletes and rewrites while its runs record this state) and the documentation."""
+
+
 def _git_state() -> dict[str, Any]:
-    """The pxp-bench checkout's commit and dirty flag, when the package runs from a git checkout."""
+    """The pxp-bench checkout's commit and dirty flag (uncommitted changes to tracked files other than
+    `OUTSIDE_THE_CODE`), when the package runs from a git checkout."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return {"git_sha": None, "git_dirty": None}
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *OUTSIDE_THE_CODE], cwd=root,
                                 capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {"git_sha": None, "git_dirty": None}
@@ -185,7 +191,11 @@ class Result:
     weights: str
     samples: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
-    """What scoring and discovery report: ``near_zero_logits_skipped``, ``excluded_attention``."""
+    """What scoring and discovery report: ``near_zero_logits_skipped`` (0 where nothing was skipped or
+    the method never divides by a logit), ``excluded_attention``."""
+    outcomes: dict[str, Any] | None = None
+    """Which evaluation samples were classified correctly at each rate (`pxp_bench.outcomes`): what the
+    leaderboard's intervals and paired comparisons are computed from."""
     scores_source: str | None = None
     """The saved-scores file this run evaluated, when it did not score itself."""
     optimisation: dict[str, Any] | None = None

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 QUICK_RATES = (0.0, 0.3, 0.6)
-TIMED = ("latency_ms_batch1", "latency_ms_batch", "speedup_at_top_pr")
-"""Result fields that are measurements of time, which differ between equal runs."""
+TIMED = ("latency_ms_batch1", "latency_ms_batch1_iqr", "latency_batch1_passes", "latency_ms_batch",
+         "latency_ms_batch_iqr", "latency_batches", "speedup_at_top_pr", "speedup_at_top_pr_spread")
+"""Result fields that are measurements of time (or timed until they add up), which differ between equal runs."""
 
 
 def untimed(record):
@@ -85,14 +86,20 @@ LEADERBOARD_ENVIRONMENT = {"python": "3.11.7", "pxp_bench": "0.1.0", "torch": "2
 
 def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, model="digits-vgg", dataset="digits",
                        components="filters", params=None, classes=(0, 1, 2), weights="packaged:abc", rates=None,
-                       total=10.0, created="2026-01-01T00:00:00+00:00", flops=None, reference=30, class_hash=None):
-    """A complete `Result` for the leaderboard, on 60 evaluation samples: its curve keeps every correct
-    prediction up to rate ``keeps``, then falls; seed and method shift the counts a little, so seeds differ.
-    ``flops`` (a fraction) makes it a slimmed run with FLOPs and parameters at Top-PR."""
+                       total=10.0, created="2026-01-01T00:00:00+00:00", flops=None, reference=30, class_hash=None,
+                       outcomes=True, speedup_spread=0.05):
+    """A complete `Result` for the leaderboard, on 60 evaluation samples (3 classes of 20): its curve keeps
+    every correct prediction up to rate ``keeps``, then falls; seed and method shift the counts a little, so
+    seeds differ. With ``outcomes``, the samples correct at a rate are the first ``correct`` of a fixed
+    per-(method, seed) order (nested, as pruning more loses samples); without, a record of an older
+    pxp-bench. ``flops`` (a fraction) makes it a slimmed run with FLOPs, parameters and speedup at Top-PR."""
     import zlib
+
+    import numpy as np
 
     from pxp_bench.data.protocol import index_hash
     from pxp_bench.evaluate import curve_metrics
+    from pxp_bench.outcomes import outcomes_record
     from pxp_bench.rates import DEFAULT_RATES
     from pxp_bench.results import Result
 
@@ -102,7 +109,11 @@ def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, mo
                for rate in rates]
     metrics = curve_metrics(rates, correct, evaluation)
     if flops is not None:
-        metrics.update(flops_at_top_pr=flops, params_at_top_pr=flops / 2, speedup_at_top_pr=1.5)
+        metrics.update(flops_at_top_pr=flops, params_at_top_pr=flops / 2, speedup_at_top_pr=1.5,
+                       speedup_at_top_pr_spread=speedup_spread)
+    order = np.random.default_rng(zlib.crc32(f"{method}{seed}".encode())).permutation(evaluation)
+    bits = [np.isin(np.arange(evaluation), order[:count]) for count in correct]
+    record = outcomes_record(bits, np.arange(evaluation) // 20, index_hash(range(evaluation))) if outcomes else None
     return Result(
         method=method, variant=variant, model=model, dataset=dataset, components=components,
         params={"aggregation": "abs"} if params is None else params, seed=seed, classes=list(classes),
@@ -111,4 +122,4 @@ def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, mo
         metrics=metrics, layers={}, timings={"total": total}, environment=dict(LEADERBOARD_ENVIRONMENT),
         weights=weights, samples={"class_hash": class_hash or index_hash(classes), "reference": reference,
                                   "image_size": None, "amp": None, "evaluation": evaluation},
-        created=created, evaluate="masked" if flops is None else "slim")
+        created=created, evaluate="masked" if flops is None else "slim", outcomes=record)

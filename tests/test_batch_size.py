@@ -24,10 +24,9 @@ def test_a_model_with_large_activations_runs_in_small_batches_on_a_cpu(zoo_model
 def test_a_cpu_run_scores_and_evaluates_in_batches_its_activations_fit(imagenet_like, plugins):
     # resnet18 at 448 px: its stem outputs 64 x 224 x 224 floats (12.8 MB) per image, so 2 images a batch
     bench = Benchmark(model="resnet18", weights="none", dataset="imagefolder", data_root=str(imagenet_like),
-                      image_size=448, rates=(0.0, 0.5), method="taylor", ref_per_class=2, device="cpu",
-                      latency_repeats=1)
+                      image_size=448, rates=(0.0, 0.5), method="taylor", ref_per_class=2, device="cpu")
     prepared = prepare(bench, plugins=plugins)
     assert prepared.batch_size == 2 < bench.batch_size
     result = run_prepared(prepared)
     assert [point["latency_batch_size"] for point in result.curve] == [2, 2]
-    assert all(point["latency_batches"] == len(prepared.sets.evaluation) // 2 - 1 for point in result.curve)
+    assert all(point["latency_batches"] >= max(5, len(prepared.sets.evaluation) // 2 - 1) for point in result.curve)

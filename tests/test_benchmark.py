@@ -21,7 +21,8 @@ def test_a_run_records_what_the_protocol_asks_for(plugins):
         assert key in record
     assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none", "init": "logit"}
     assert set(record["metrics"]) == {"a_pr", "top_pr", "auc", "acc_25", "acc_50", "acc_75", "params_at_top_pr",
-                                      "flops_at_top_pr", "speedup_at_top_pr"} and record["evaluate"] == "slim"
+                                      "flops_at_top_pr", "speedup_at_top_pr", "speedup_at_top_pr_spread"} \
+        and record["evaluate"] == "slim"
     assert {"load", "discover", "score", "evaluate", "total"} <= set(record["timings"])
     assert record["weights"].startswith("packaged:") and len(record["classes"]) == 4
     assert record["samples"]["reference"] == 40 and record["samples"]["components"] == 160

@@ -104,6 +104,14 @@ def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path):
     assert "Traceback" not in result.output and not list(tmp_path.glob("*.json"))
 
 
+def test_fewer_than_5_latency_repeats_are_refused_in_one_line(tmp_path):
+    result = invoke("run", "--latency-repeats", "3", "--out", str(tmp_path))
+    assert result.exit_code == 2 and not list(tmp_path.glob("*.json"))
+    assert result.output.strip().splitlines() == [
+        "Error: --latency-repeats must be at least 5 (timed passes for a median and an interquartile range) "
+        "or 0 to skip timing, got 3."]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_cuda_without_cuda(tmp_path):
     result = invoke("run", "--device", "cuda", "--out", str(tmp_path))

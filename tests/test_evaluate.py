@@ -5,9 +5,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from pxp_bench.components import discover_components
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.device import channels_last_suits
-from pxp_bench.evaluate import accuracy, correct_predictions, curve_metrics
+from pxp_bench.evaluate import EvaluationMemo, accuracy, correct_predictions, curve_metrics, prune_curve
+from pxp_bench.models.zoo import build_zoo_model
+from pxp_bench.slim.curve import slim_curve
+from pxp_bench.slim.efficiency import BatchTimes
 
 
 def test_metrics_of_a_hand_made_curve():
@@ -78,3 +82,36 @@ def test_channels_last_only_for_models_that_compute_the_same_with_it():
     counts = [correct_predictions(convolutional, loader, [0, 1, 2], torch.device("cpu"), channels_last=layout)
               for layout in (False, True)]
     assert counts[0] == counts[1]
+
+
+def test_the_evaluation_times_every_batch_and_keeps_the_first_for_more_passes():
+    logits = torch.randn(5, 3)
+    times = BatchTimes()
+    correct_predictions(Fixed(), DataLoader(LabelledTensors(logits, [0, 1, 2, 0, 1]), batch_size=2), [0, 1, 2],
+                        torch.device("cpu"), batch_times=times)
+    assert [size for size, _ in times.times] == [2, 2, 1] and all(ms > 0 for _, ms in times.times)
+    assert torch.equal(times.first, logits[:2])
+
+
+def test_a_slimmed_curve_times_both_latencies_on_at_least_5_passes_with_one_evaluation_batch():
+    torch.manual_seed(0)
+    model = build_zoo_model("digits-vgg").module.eval()
+    images = torch.randn(6, 1, 32, 32)
+    loader = DataLoader(LabelledTensors(images, [0, 1, 2, 0, 1, 2]), batch_size=4)  # one full batch: the warm-up
+    components = discover_components(model, "filters", images[:1])
+    order = torch.randperm(components.total)
+    memo = EvaluationMemo()
+
+    def curve() -> list:
+        return prune_curve(model, components, order, (0.0, 0.5), loader, [0, 1, 2], torch.device("cpu"),
+                           memo=memo, slim=slim_curve(model, components, images[:1]))
+
+    first = [point.efficiency for point in curve()]
+    for record in first:
+        assert record["latency_batch1_passes"] >= 5 and record["latency_batches"] >= 5
+        assert record["latency_batch_size"] == 4
+        assert 0 <= record["latency_ms_batch1_iqr"] and 0 <= record["latency_ms_batch_iqr"]
+    again = [point.efficiency for point in curve()]  # answered by the memo: the same evaluation-batch latency
+    assert memo.hits == 2
+    assert [{key: r[key] for key in r if "batch1" not in key} for r in again] == \
+        [{key: r[key] for key in r if "batch1" not in key} for r in first]

@@ -1,5 +1,5 @@
-"""The leaderboard: means and SEMs over seeds, what is merged and what is kept out, exact regeneration,
-the README markers and the command line."""
+"""The leaderboard: means over seeds with intervals, bold only where intervals support it, what is merged
+and what is kept out, exact regeneration, the README markers and the command line."""
 
 from __future__ import annotations
 
@@ -33,7 +33,12 @@ def plain(cell: str) -> str:
     return cell.replace("**", "")
 
 
-def test_means_and_sems_equal_an_independent_computation_from_the_files(tmp_path):
+def mean_of(cell: str) -> str:
+    """The mean of a cell ``0.512 [0.50, 0.52]``, without its interval and bold."""
+    return plain(cell).split(" [")[0]
+
+
+def test_means_over_seeds_equal_an_independent_computation_from_the_files(tmp_path):
     results = tmp_path / "results"
     for seed in range(3):
         write_result(make_result("lrp", seed, keeps=0.6, total=10.0 + seed), results)
@@ -46,42 +51,55 @@ def test_means_and_sems_equal_an_independent_computation_from_the_files(tmp_path
     for row in (rows[0], rows[2]):
         records = [json.loads(path.read_text()) for path in sorted(results.glob(f"*_{row['method']}-*.json"))]
         a_pr = np.array([record["metrics"]["a_pr"] for record in records])
-        assert plain(row["A_PR (mean ± SEM)"]) == f"{a_pr.mean():.3f} ± {a_pr.std(ddof=1) / np.sqrt(3):.3f}"
-        for header, key in (("Top-PR", "top_pr"), ("acc @ 50 %", "acc_50")):
+        assert mean_of(row["A_PR (95 % CI)"]) == f"{a_pr.mean():.3f}" and "[" in row["A_PR (95 % CI)"]
+        for header, key in (("Top-PR (95 % CI)", "top_pr"), ("acc @ 50 %", "acc_50")):
             values = [record["metrics"][key] for record in records]
-            assert plain(row[header]) == f"{np.mean(values):.{2 if key == 'top_pr' else 3}f}"
-        assert plain(row["time / run"]) == f"{np.mean([r['timings']['total'] for r in records]):.1f} s"
+            assert mean_of(row[header]) == f"{np.mean(values):.{2 if key == 'top_pr' else 3}f}"
+        assert row["time"] == f"{np.mean([r['timings']['total'] for r in records]):.1f} s"
         assert row["seeds"] == "3 (0–2)"
-    assert "±" not in rows[1]["A_PR (mean ± SEM)"] and rows[1]["seeds"] == "1 (0)"  # no SEM of one seed
+    # taylor ran one seed of the three: not paired with the others, so a mean without interval or rank
+    assert rows[1]["A_PR (95 % CI)"] == f"{make_result('taylor', 0, keeps=0.4).metrics['a_pr']:.3f}"
+    assert rows[1]["rank"] == "—" and rows[1]["seeds"] == "1 (0)"
     assert report.tables == 1 and report.rows == 3 and report.kept_out == ()
 
 
-def test_the_best_value_of_each_column_is_bold_ties_all_and_missing_values_are_dashes(tmp_path):
+def test_bold_marks_only_what_paired_intervals_support_and_missing_values_are_dashes(tmp_path):
     for seed in range(2):
         write_result(make_result("lrp", seed, keeps=0.6, total=9.0, flops=0.4), tmp_path)
         write_result(make_result("taylor", seed, keeps=0.5, total=5.0), tmp_path)
     write_result(make_result("ig", 0, keeps=0.5, total=7.0, flops=0.8), tmp_path)
-    write_result(make_result("ig", 1, keeps=0.5, total=7.0, flops=0.6), tmp_path)
+    write_result(make_result("ig", 1, keeps=0.5, total=7.0, flops=0.6, speedup_spread=0.3), tmp_path)
     write_result(make_result("smoothgrad", 0, keeps=0.5, total=7.0, flops=0.2), tmp_path)
     write_result(make_result("smoothgrad", 1, keeps=0.5, total=7.0), tmp_path)  # masked: no FLOPs for this seed
     rows = table_rows(build_leaderboard([tmp_path], tmp_path / "out").markdown.read_text(),
                       "digits-vgg · filters · digits")
     lrp, taylor, ig, smoothgrad = (next(row for row in rows if row["method"] == method)
                                    for method in ("lrp", "taylor", "ig", "smoothgrad"))
-    assert lrp["A_PR (mean ± SEM)"].startswith("**") and not taylor["A_PR (mean ± SEM)"].startswith("**")
-    assert lrp["FLOPs @ Top-PR"] == "**40.0 %**" and lrp["params @ Top-PR"] == "**20.0 %**"  # lowest wins
+    assert lrp["rank"] == "1" and lrp["A_PR (95 % CI)"].startswith("**") and not taylor["A_PR (95 % CI)"].startswith("**")
+    assert lrp["FLOPs @ Top-PR"] == "40.0 %" and lrp["params @ Top-PR"] == "20.0 %"  # no interval: never bold
     assert ig["FLOPs @ Top-PR"] == "70.0 %" and ig["params @ Top-PR"] == "35.0 %"
     assert taylor["FLOPs @ Top-PR"] == smoothgrad["FLOPs @ Top-PR"] == "—"  # a mean over some seeds would mislead
-    assert taylor["time / run"] == "**5.0 s**" and lrp["time / run"] == "9.0 s"  # lowest time wins
-    assert {row["acc @ 25 %"] for row in rows} == {"**1.000**"}  # a tie: all bold
+    assert lrp["speedup @ Top-PR"] == "1.50x" and ig["speedup @ Top-PR"] == "1.50x (noisy)"  # one seed's spread 30 %
+    assert taylor["time"] == "5.0 s" and "**" not in taylor["time"] + lrp["time"]  # one timing: no winner
+    assert {row["acc @ 25 %"] for row in rows} == {"**1.000 [1.000, 1.000]**"}  # a tie: all bold
 
 
 def test_nothing_is_bold_where_nothing_was_compared(tmp_path):
     write_result(make_result("lrp", 0, flops=0.5), tmp_path)
-    write_result(make_result("taylor", 0), tmp_path)
     rows = table_rows(build_leaderboard([tmp_path], tmp_path / "out").markdown.read_text(),
                       "digits-vgg · filters · digits")
-    assert rows[0]["FLOPs @ Top-PR"] == "50.0 %" and "**" in rows[0]["time / run"] + rows[1]["time / run"]
+    assert rows[0]["rank"] == "1" and "**" not in "".join(rows[0].values())
+
+
+def test_ranks_follow_paired_intervals_not_means(tmp_path):
+    for seed in range(2):
+        write_result(make_result("lrp", seed, keeps=0.6), tmp_path)
+        write_result(make_result("lrp", seed, variant="epsilon", keeps=0.6, params={"aggregation": "signed"}), tmp_path)
+        write_result(make_result("random", seed, keeps=0.1), tmp_path)
+    markdown = build_leaderboard([tmp_path], tmp_path / "out").markdown.read_text()
+    rows = table_rows(markdown, "digits-vgg · filters · digits")
+    assert [row["rank"] for row in rows] == ["1", "1", "3"]  # the first two differ by the methods' jitter only
+    assert "2 rows share rank 1 — " in markdown and "includes 0" in markdown
 
 
 def test_corrupt_and_foreign_json_files_are_reported_and_skipped_not_fatal(tmp_path):
@@ -160,7 +178,7 @@ def test_a_rebuild_removes_stale_plots_and_a_rerun_of_a_seed_replaces_the_older_
     assert sorted(path.name for path in (out / "plots").iterdir()) == ["digits_digits-vgg_filters.png"]
     newest = make_result("lrp", 0, keeps=0.7).metrics["a_pr"]
     [row] = table_rows(report.markdown.read_text(), "digits-vgg · filters · digits")
-    assert plain(row["A_PR (mean ± SEM)"]) == f"{newest:.3f}" and row["seeds"] == "1 (0)"
+    assert mean_of(row["A_PR (95 % CI)"]) == f"{newest:.3f}" and row["seeds"] == "1 (0)"
 
 
 def test_incomparable_runs_are_never_merged_and_the_differing_field_is_shown(tmp_path):
@@ -209,18 +227,22 @@ def test_imagenet_tables_show_the_papers_numbers_beside_ours(tmp_path):
     assert "paper A_PR" not in table_rows(markdown, "digits-vgg · filters · digits")[0]
 
 
-def test_readme_markers_get_the_first_table_and_links_relative_to_the_readme(tmp_path):
+def test_readme_markers_get_the_generated_findings_and_links_relative_to_the_readme(tmp_path):
     for seed in range(2):
-        write_result(make_result("lrp", seed), tmp_path / "runs")
-        write_result(make_result("lrp", seed, model="digits-resnet"), tmp_path / "runs")
+        for model in ("digits-vgg", "digits-resnet"):
+            write_result(make_result("lrp", seed, variant="epsilon", model=model), tmp_path / "runs")
+            write_result(make_result("random", seed, keeps=0.1, model=model), tmp_path / "runs")
     readme = tmp_path / "docs" / "README.md"
     readme.parent.mkdir()
     readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nafter\n")
     build_leaderboard([tmp_path / "runs"], tmp_path / "site" / "board", readme=readme)
     text = readme.read_text()
-    assert text.startswith(f"intro\n{README_START}\n**digits-resnet · filters · digits**\n\n| method |")
-    assert text.endswith(f"{README_END}\nafter\n") and "old" not in text and "digits-vgg" not in text
-    assert "(../site/board/plots/digits_digits-resnet_filters.png)" in text
+    assert text.startswith(f"intro\n{README_START}\nOver the 2 tables below:") and "\n| method | settings |" in text
+    assert text.endswith(f"{README_END}\nafter\n") and "\nold\n" not in text
+    assert "(../site/board/plots/summary_improvement_over_lrp-epsilon.png)" in text
+    assert "below 0.5 for: random (default)" in text
+    for title in ("digits-resnet · filters · digits", "digits-vgg · filters · digits"):
+        assert f"- **{title}**: lrp (epsilon) ranks first alone" in text
     assert "[../site/board/README.md](../site/board/README.md)" in text
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import optuna
 import pytest
@@ -11,20 +12,40 @@ import torch
 from typer.testing import CliRunner
 
 from helpers import QUICK_RATES
+from pxp_bench.attribution.options import GRADIENT_OPTIONS
 from pxp_bench.benchmark import prepare
 from pxp_bench.cli import app
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.errors import ConfigError, PxpBenchError
+from pxp_bench.hookspecs import hookimpl
+from pxp_bench.optimize import study as study_module
 from pxp_bench.optimize.study import StudyConfig, run_study, tuning_a_pr
 from pxp_bench.plan import Benchmark
+from pxp_bench.plugins import Plugins
+from pxp_bench.specs import MethodSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SMALL = Benchmark(method="taylor", n_classes=3, tune_per_class=10, rates=QUICK_RATES)
 AGGREGATIONS = ("abs", "abs_per_position", "signed")
+COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+REPEAT_ATTR = "repeat_of"  # a trial answered from an earlier one names it
+PROVENANCE_KEYS = {"study", "trial", "optimizer", "seeds", "trials_completed", "trials_stopped",
+                   "distinct_configurations", "tuning_a_pr", "study_wall_s", "study_trial_s", "storage"}
 
 
 def config(tmp_path, **overrides) -> StudyConfig:
     return StudyConfig(**({"bench": SMALL, "seeds": (0, 1), "trials": 3, "out": tmp_path} | overrides))
+
+
+class WideTaylor:
+    """Taylor with its aggregation, normalisation and initial relevance all searched: 12 points, enough
+    distinct configurations for the median pruner's 5 startup trials."""
+
+    @hookimpl
+    def register_methods(self, register):
+        register(MethodSpec(name="taylor-wide", score="pxp_bench.attribution.gradients:taylor_scores",
+                            summary="taylor, more searched",
+                            params={key: dataclasses.replace(p, searched=True) for key, p in GRADIENT_OPTIONS.items()}))
 
 
 def test_the_objective_never_reads_the_evaluation_set(plugins):
@@ -105,6 +126,11 @@ def test_the_command_writes_best_params_history_and_results(tmp_path):
     assert (tmp_path / "digits-vgg_filters_taylor_seeds0-1.history.png").read_bytes()[:4] == b"\x89PNG"
     records = [json.loads(p.read_text()) for p in tmp_path.glob("*optimised*.json")]
     assert sorted(r["seed"] for r in records) == [0, 1] and "tuning A_PR: best" in result.output
+    provenance = tmp_path / "digits-vgg_filters_taylor_seeds0-1.provenance.json"  # beside X.best.json
+    text = provenance.read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    assert set(json.loads(text)) == PROVENANCE_KEYS and all(r["optimisation"] == json.loads(text) for r in records)
+    assert str(provenance) in re.sub(r"\s*\n", "", result.output)
     rerun = runner.invoke(app, ["run", "--method", "taylor", "--params", str(best), "--rates", "0,0.5",
                                 "--out", str(tmp_path / "runs")])
     assert rerun.exit_code == 0, rerun.output
@@ -138,11 +164,11 @@ def test_parameters_given_by_the_user_are_fixed_not_searched(plugins, tmp_path):
 
 
 @pytest.mark.parametrize("pruner", ["wilcoxon", "median"])
-def test_trials_report_each_seed_and_rate_and_clearly_worse_ones_stop_mid_curve(plugins, tmp_path, pruner):
+def test_trials_report_each_seed_and_rate_and_clearly_worse_ones_stop_mid_curve(tmp_path, pruner):
     rates = tuple(i / 10 for i in range(10))
-    bench = dataclasses.replace(SMALL, rates=rates)
+    bench = dataclasses.replace(SMALL, method="taylor-wide", rates=rates)
     outcome = run_study(config(tmp_path, bench=bench, optimizer="random", trials=12, pruner=pruner),
-                        plugins=plugins, evaluate_best=False)
+                        plugins=Plugins(load_external=False, extra=(WideTaylor(),)), evaluate_best=False)
     steps = 2 * len(rates)  # seeds 0 and 1, rates ascending
     complete = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.PRUNED]
@@ -156,3 +182,66 @@ def test_trials_report_each_seed_and_rate_and_clearly_worse_ones_stop_mid_curve(
     for trial in pruned:  # stopped after the warm-up, before the last step, and never the best
         assert warm_up <= max(trial.intermediate_values) < steps - 1
     assert outcome.study.best_trial.state == optuna.trial.TrialState.COMPLETE
+    for trial in outcome.study.trials:  # a repeat shows its earlier trial's reports and ends as it did
+        if REPEAT_ATTR in trial.user_attrs:
+            earlier = outcome.study.trials[trial.user_attrs[REPEAT_ATTR]]
+            assert (trial.params, trial.state, trial.intermediate_values) == (
+                earlier.params, earlier.state, earlier.intermediate_values)
+
+
+def test_an_optimised_result_records_its_studys_provenance(plugins, tmp_path):
+    run_study(config(tmp_path, seeds=(0,), optimizer="random", trials=2), plugins=plugins, evaluate_best=False)
+    outcome = run_study(config(tmp_path, seeds=(0,), optimizer="random", trials=4), plugins=plugins)  # resumed
+    found, study = outcome.provenance, outcome.study
+    finished = study.get_trials(states=(COMPLETE, PRUNED))
+    assert set(found) == PROVENANCE_KEYS and outcome.results[0].optimisation == found
+    assert (found["study"], found["optimizer"], found["seeds"], found["storage"]) == (
+        study.study_name, "random", [0], "journal")
+    assert (found["trial"], found["tuning_a_pr"]) == (study.best_trial.number, outcome.best_value)
+    assert found["trials_completed"] + found["trials_stopped"] == len(finished) == 4
+    assert found["distinct_configurations"] == len({tuple(sorted(t.params.items())) for t in finished}) < 4
+    # timed from the storage: the wall time spans both runs, from trial 0's start to the last trial's end
+    assert found["study_wall_s"] == round((finished[-1].datetime_complete - finished[0].datetime_start)
+                                          .total_seconds(), 1)
+    assert found["study_wall_s"] >= found["study_trial_s"] > 0
+    storage_label = study_module.storage_label
+    assert storage_label("postgresql+psycopg2://me:secret@db:5432/pxp") == "postgresql+psycopg2://me@db:5432/pxp"
+    assert storage_label("postgresql://me@db.example/pxp?password=secret") == "postgresql://me@db.example/pxp"
+
+
+def test_a_repeated_proposal_is_answered_from_the_study_not_evaluated_again(plugins, tmp_path, monkeypatch):
+    scored = []
+    score = study_module.score
+    monkeypatch.setattr(study_module, "score", lambda prepared, params, **kw: scored.append(params["aggregation"])
+                        or score(prepared, params, **kw))
+    run_study(config(tmp_path, seeds=(0,), optimizer="random", trials=2), plugins=plugins, evaluate_best=False)
+    outcome = run_study(config(tmp_path, seeds=(0,), optimizer="random", trials=5), plugins=plugins,
+                        evaluate_best=False)
+    trials = outcome.study.trials
+    # resumed with the same seed, the random sampler proposes trial 1's configuration again as trial 2
+    assert trials[2].params == trials[1].params and trials[2].user_attrs[REPEAT_ATTR] == 1
+    for trial in trials:
+        first = next(t for t in trials if t.params == trial.params)
+        assert trial.value == first.value and trial.user_attrs.get(REPEAT_ATTR, trial.number) == first.number
+    assert sorted(scored) == sorted({t.params["aggregation"] for t in trials})  # each configuration scored once
+
+
+def test_the_report_ranks_completed_trials_and_shows_stopped_ones_without_a_value(tmp_path):
+    rates = ",".join(str(i / 10) for i in range(10))  # 20 steps over two seeds: the Wilcoxon pruner stops trials
+    result = CliRunner().invoke(app, ["optimize", "--method", "taylor", "--classes", "3", "--tune-per-class", "10",
+                                      "--rates", rates, "--seeds", "0,1", "--optimizer", "random", "--trials", "4",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    name = "digits-vgg_filters_taylor_seeds0-1"
+    journal = optuna.storages.journal.JournalFileBackend(str(tmp_path / f"{name}.journal"))
+    trials = optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(journal)).trials
+    stopped = [t for t in trials if t.state == PRUNED]
+    assert stopped and all(t.value is not None for t in stopped)  # Optuna keeps a stopped trial's last report
+    rows = re.findall(r"^│ (\d+)[^│]*│ (\d\.\d{4}) ", result.output, re.MULTILINE)  # the best-trials table
+    evaluated = [t for t in trials if t.state == COMPLETE and REPEAT_ATTR not in t.user_attrs]
+    assert {int(number): float(value) for number, value in rows} == {t.number: round(t.value, 4) for t in evaluated}
+    output, repeats = " ".join(result.output.split()), sum(REPEAT_ATTR in t.user_attrs for t in trials)
+    assert f"{len(trials) - len(stopped)} completed, {len(stopped)} stopped mid-curve (no value), 0 failed" in output
+    assert f"repeated proposals answered from earlier trials: {repeats}" in output
+    provenance = json.loads((tmp_path / f"{name}.provenance.json").read_text())
+    assert (provenance["trials_completed"], provenance["trials_stopped"]) == (len(trials) - len(stopped), len(stopped))

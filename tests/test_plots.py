@@ -42,8 +42,14 @@ def test_overlaid_curves_are_drawn_deterministically_and_each_one_shows():
     assert both != curves_png(results[:1], ["a.json"])
 
 
-def test_a_table_plot_shades_a_band_exactly_where_seeds_differ():
-    seeds = [leaderboard_result("lrp", seed, keeps=0.3).to_dict() for seed in range(3)]
+def test_a_table_plot_shades_the_bootstrap_interval_of_rows_with_outcomes():
+    with_outcomes = group_tables([leaderboard_result("lrp", 0, keeps=0.3).to_dict()])[0]
+    without = group_tables([leaderboard_result("lrp", 0, keeps=0.3, outcomes=False).to_dict()])[0]
+    assert table_png(with_outcomes) != table_png(without)  # one seed: a band from the samples, no SEM
+
+
+def test_rows_without_outcomes_shade_a_sem_band_exactly_where_seeds_differ():
+    seeds = [leaderboard_result("lrp", seed, keeps=0.3, outcomes=False).to_dict() for seed in range(3)]
     mean_only = {**seeds[0], "curve": [{**point, "accuracy": sum(run["curve"][i]["accuracy"] for run in seeds) / 3}
                                        for i, point in enumerate(seeds[0]["curve"])]}
     assert mean_only["curve"] != seeds[0]["curve"]

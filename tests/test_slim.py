@@ -4,6 +4,7 @@ efficiency per rate, and a clean fall-back to masking where removal is impossibl
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 import timm
@@ -19,7 +20,8 @@ from pxp_bench.masking import keep_masks, masked, pruned_count
 from pxp_bench.models.zoo import build_zoo_model
 from pxp_bench.plan import Benchmark
 from pxp_bench.slim.curve import slim_curve
-from pxp_bench.slim.efficiency import evaluation_latency, parameter_count
+from pxp_bench.slim.efficiency import (MAX_PASSES, MIN_TIMED_MS, BatchTimes, batch1_latency, efficiency_metrics,
+                                      enough, evaluation_latency, parameter_count)
 from pxp_bench.slim.surgery import Slimmer
 
 RATES = (0.0, 0.2, 0.5, 0.8, 0.95)
@@ -83,7 +85,7 @@ def test_slimmed_logits_equal_the_masked_models_and_the_original_is_untouched(ca
 @pytest.mark.parametrize("model, kind", [("digits-vgg", "filters"), ("digits-resnet", "filters"),
                                          ("digits-vit", "neurons"), ("digits-vit", "heads")])
 def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
-    bench = Benchmark(model=model, components=kind, method="taylor", n_classes=3, latency_repeats=1)
+    bench = Benchmark(model=model, components=kind, method="taylor", n_classes=3)
     slim = run_benchmark(bench, plugins=plugins)
     masked_run = run_benchmark(dataclasses.replace(bench, evaluate="masked"), plugins=plugins)
     assert [p["correct"] for p in slim.curve] == [p["correct"] for p in masked_run.curve]
@@ -91,30 +93,81 @@ def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
     assert "parameters" not in masked_run.curve[0] and masked_run.metrics.get("params_at_top_pr") is None
     flops = [p["flops"] for p in slim.curve]
     assert flops == sorted(flops, reverse=True) and flops[-1] < flops[0]
-    evaluation_batch = min(128, slim.samples["evaluation"])
+    evaluation_batch = min(128, slim.samples["evaluation"])  # one batch: the warm-up, then extra passes
     assert all(p["latency_ms_batch1"] > 0 and p["latency_ms_batch"] > 0 for p in slim.curve)
     assert all(p["latency_batch_size"] == evaluation_batch for p in slim.curve)
-    full_batches = slim.samples["evaluation"] // evaluation_batch  # the first is a warm-up when there are more
-    assert all(p["latency_batches"] == max(1, full_batches - 1) for p in slim.curve)
-    at_top = next(p for p in slim.curve if p["rate"] == slim.metrics["top_pr"])
-    assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / slim.curve[0]["parameters"], 6)
+    assert all(p["latency_batch1_passes"] >= 5 and p["latency_batches"] >= 5 for p in slim.curve)
+    assert all(p["latency_ms_batch1_iqr"] >= 0 and p["latency_ms_batch_iqr"] >= 0 for p in slim.curve)
+    dense, at_top = slim.curve[0], next(p for p in slim.curve if p["rate"] == slim.metrics["top_pr"])
+    assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / dense["parameters"], 6)
+    relative = [point["latency_ms_batch_iqr"] / point["latency_ms_batch"] for point in (dense, at_top)]
+    assert slim.metrics["speedup_at_top_pr_spread"] == round(sum(relative), 4)
 
 
 def test_a_pruned_set_evaluated_before_keeps_its_evaluation_batch_latency(plugins):
-    prepared = prepare(Benchmark(method="magnitude", n_classes=3, latency_repeats=1), plugins=plugins)
+    prepared = prepare(Benchmark(method="magnitude", n_classes=3), plugins=plugins)
     scores = score(prepared).scores
     first = evaluate(prepared, scores)
     again = evaluate(prepared, {name: -values for name, values in scores.items()})  # rate 0: the same set
     assert prepared.memos["eval"].hits >= 1
-    assert again[0].efficiency["latency_ms_batch"] == first[0].efficiency["latency_ms_batch"]
+    for key in ("latency_ms_batch", "latency_ms_batch_iqr", "latency_batches"):
+        assert again[0].efficiency[key] == first[0].efficiency[key]
     assert all(point.efficiency["latency_ms_batch"] > 0 for point in again)
 
 
-def test_the_evaluation_batch_latency_is_the_median_of_the_evaluations_full_batches_after_the_first():
-    assert evaluation_latency([(4, 9.0), (4, 2.0), (4, 4.0), (1, 0.5)]) == {
-        "latency_ms_batch": 3.0, "latency_batch_size": 4, "latency_batches": 2}
-    assert evaluation_latency([(3, 5.0), (1, 1.0)]) == {
-        "latency_ms_batch": 5.0, "latency_batch_size": 3, "latency_batches": 1}
+def _batch_times(*passes: tuple[int, float]) -> BatchTimes:
+    times = BatchTimes()
+    for size, ms in passes:
+        times.add(torch.zeros(size, 2), ms)
+    return times
+
+
+def test_the_evaluation_batch_latency_is_its_full_batches_after_the_first_topped_up_to_5_passes():
+    def never(inputs):
+        raise AssertionError("enough passes were timed")
+
+    own = _batch_times((4, 99.0), *[(4, float(ms)) for ms in (20, 10, 30, 40, 50)], (1, 0.5))
+    assert evaluation_latency(own, 5, never) == {  # numpy's percentiles of 10..50: q25 20, q75 40
+        "latency_ms_batch": 30.0, "latency_ms_batch_iqr": 20.0, "latency_batch_size": 4, "latency_batches": 5}
+    seen = []
+    short = _batch_times((3, 5.0), (3, 60.0), (1, 1.0))
+    record = evaluation_latency(short, 5, seen.append)
+    assert record["latency_batches"] == 5 and len(seen) == 4 and all(inputs is short.first for inputs in seen)
+    assert record["latency_batch_size"] == 3 and record["latency_ms_batch"] < 60.0
+
+
+class _Sleeps(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.004)
+        return x
+
+
+def test_batch1_latency_times_fast_passes_until_they_add_up_to_50_ms():
+    record = batch1_latency(_Sleeps(), torch.zeros(1, 2), 5)
+    assert 5 < record["latency_batch1_passes"] <= 13 and record["latency_ms_batch1"] >= 4  # 4 ms each
+    assert record["latency_ms_batch1_iqr"] >= 0
+    assert not enough([10.0] * 4, 5) and not enough([1.0] * 5, 5) and enough([10.0] * 5, 5)
+    assert enough([MIN_TIMED_MS / 2] * 6, 6) and not enough([MIN_TIMED_MS / 2] * 5, 6)
+    assert enough([0.001] * MAX_PASSES, 5) and not enough([0.001] * (MAX_PASSES - 1), 5)
+
+
+def test_efficiency_metrics_always_carry_the_speedups_spread():
+    dense = {"parameters": 100, "flops": 1000, "latency_ms_batch": 10.0, "latency_ms_batch_iqr": 1.0}
+    pruned = {"parameters": 50, "flops": 400, "latency_ms_batch": 4.0, "latency_ms_batch_iqr": 0.2}
+    metrics = efficiency_metrics([0.0, 0.5], [dense, pruned], 0.5)
+    assert metrics["speedup_at_top_pr"] == 2.5 and metrics["speedup_at_top_pr_spread"] == 0.15  # 0.1 + 0.05
+    untimed = [{"parameters": 100, "flops": 1000}, {"parameters": 50, "flops": 400}]
+    assert efficiency_metrics([0.0, 0.5], untimed, 0.5)["speedup_at_top_pr_spread"] is None
+    masked_run = efficiency_metrics([0.0, 0.5], [None, None], 0.5)
+    assert set(masked_run) == set(metrics) and all(value is None for value in masked_run.values())
+
+
+def test_latency_repeats_0_skips_timing(plugins):
+    result = run_benchmark(Benchmark(method="magnitude", n_classes=3, rates=QUICK_RATES, latency_repeats=0),
+                           plugins=plugins)
+    assert result.evaluate == "slim" and all("flops" in point for point in result.curve)
+    assert not any(key.startswith("latency") for point in result.curve for key in point)
+    assert result.metrics["speedup_at_top_pr"] is None and result.metrics["speedup_at_top_pr_spread"] is None
 
 
 class _RawSum(nn.Module):
@@ -214,7 +267,8 @@ def test_the_slim_curve_falls_back_to_masking_if_logits_ever_differ(plugins):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"evaluate": "fast"}, "--evaluate must be slim or masked"),
-    ({"latency_repeats": -1}, "--latency-repeats must be 0"),
+    ({"latency_repeats": -1}, "--latency-repeats must be at least 5"),
+    ({"latency_repeats": 3}, "an interquartile range.* or 0 to skip timing, got 3"),
 ])
 def test_bad_evaluation_options_are_one_clear_error(plugins, overrides, message):
     with pytest.raises(ConfigError, match=message):

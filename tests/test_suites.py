@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from helpers import pip_install_plugin
+from test_leaderboard import table_rows
 from pxp_bench.errors import PxpBenchError
+from pxp_bench.leaderboard import build_leaderboard
 from pxp_bench.plugins import Plugins
 from pxp_bench.suites.definition import load_suite
 
@@ -205,13 +207,22 @@ PAPER_DRY_RUN = ["--seeds", "0,1", "--set", "weights=none", "--set", "image_size
                  "--set", "ref_per_class=1", "--set", "latency_repeats=0"]
 
 
+def study_record(name: str) -> dict:
+    """A stand-in for the provenance `pxp-bench optimize` writes beside a study's best parameters."""
+    return {"study": name, "trial": 7, "optimizer": "optuna-tpe", "seeds": [0, 1, 2], "trials_completed": 30,
+            "trials_stopped": 20, "distinct_configurations": 48, "tuning_a_pr": 0.5, "study_wall_s": 1234.5,
+            "study_trial_s": 2000.0, "storage": "journal"}
+
+
 @pytest.fixture(scope="module")
 def paper_params(tmp_path_factory) -> Path:
-    """Stand-ins for the ImageNet studies' best composites (a dry run does not tune)."""
+    """Stand-ins for the ImageNet studies' best composites and their provenance (a dry run does not tune)."""
     folder = tmp_path_factory.mktemp("paper-params")
     for setting in ("vgg16_filters", "vgg16_bn_filters", "resnet18_filters", "resnet50_filters", "vit_b_16_heads",
                     "vit_b_16_neurons"):
         (folder / f"{setting}_lrp_seeds0-1-2.best.json").write_text(json.dumps({"low": "zplus", "mid": "gamma"}))
+        (folder / f"{setting}_lrp_seeds0-1-2.provenance.json").write_text(
+            json.dumps(study_record(f"{setting}_lrp_seeds0-1-2")))
     return folder
 
 
@@ -228,6 +239,27 @@ def test_imagenet_paper_dry_runs_through_the_local_executor(imagenet_like, paper
         ("vit_b_16", "heads"), ("vit_b_16", "neurons")}
     assert {r["method"] for r in results if r["model"] == "resnet18"} == {"lrp", "ig", "random", "magnitude", "taylor"}
     assert all(r["dataset"] == "imagenet" and len(r["classes"]) == 3 for r in results)
+    optimised = [r for r in results if r["variant"] == "optimised"]
+    assert all(r["optimisation"] == study_record(f"{r['model']}_{r['components']}_lrp_seeds0-1-2") for r in optimised)
+    assert all(r["optimisation"] is None for r in results if r["variant"] != "optimised")
+    board = build_leaderboard([out], tmp_path / "board", rates=(0, 0.5)).markdown.read_text()
+    resnet = next(row for row in table_rows(board, "resnet18 · filters · imagenet") if row["variant"] == "optimised")
+    assert resnet["time"] == "study 1234 s"  # the study's cost, not the run's
+    assert "study `resnet18_filters_lrp_seeds0-1-2` (optuna-tpe, tuning seeds 0, 1, 2); best trial 7; 30 trials " \
+           "completed, 20 stopped, 48 distinct configurations" in board
+
+
+def test_an_optimised_variant_without_its_studys_provenance_is_refused(plugins, tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "digits-vgg_filters.best.json").write_text(json.dumps({"low": "zplus"}))
+    suite = _suite(tmp_path, TINY + '\n[[methods]]\nmethod = "lrp"\nvariant = "optimised"\n'
+                                    'params = "{model}_{components}.best.json"\n')
+    with pytest.raises(PxpBenchError, match="needs the study's provenance beside .*digits-vgg_filters.best.json"):
+        load_suite(str(suite), plugins)
+    (folder / "digits-vgg_filters.provenance.json").write_text(json.dumps(study_record("s")))
+    cells = [cell for cell in load_suite(str(suite), plugins).cells if cell.config["variant"] == "optimised"]
+    assert len(cells) == 2 and all(cell.optimisation == study_record("s") for cell in cells)
 
 
 def test_imagenet_paper_dry_runs_through_slurm_on_submitits_local_executor(imagenet_like, paper_params, tmp_path):

@@ -9,8 +9,9 @@ from typing import Sequence
 
 from pxp_bench.errors import ConfigError
 from pxp_bench.leaderboard.collect import Collection, KeptOut, collect_results
-from pxp_bench.leaderboard.markdown import leaderboard_document, plot_names, table_section
-from pxp_bench.leaderboard.plots import table_png, write_png
+from pxp_bench.leaderboard.findings import summary_rows, table_finding
+from pxp_bench.leaderboard.markdown import leaderboard_document, plot_names, summary_section
+from pxp_bench.leaderboard.plots import summary_png, table_png, write_png
 from pxp_bench.leaderboard.readme import read_marked, update_readme
 from pxp_bench.leaderboard.tables import Table, group_tables
 from pxp_bench.rates import DEFAULT_RATES
@@ -18,6 +19,7 @@ from pxp_bench.results import atomic_write_text, ensure_writable_dir
 
 MARKDOWN_NAME = "README.md"
 PLOTS_FOLDER = "plots"
+SUMMARY_PLOT = "summary_improvement_over_lrp-epsilon.png"
 
 
 @dataclass(frozen=True)
@@ -44,21 +46,29 @@ def _relative(path: Path, folder: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
 
 
-def _headline(table: Table, plot: Path, markdown: Path, readme: Path) -> str:
-    """The first table, its plot and a link to the whole leaderboard, linked from ``readme``'s folder."""
+def _headline(tables: Sequence[Table], summary_plot: Path | None, markdown: Path, readme: Path) -> str:
+    """The across-settings summary and each table's finding (all generated from the intervals), linked
+    from ``readme``'s folder, and a link to the whole leaderboard."""
     here = Path(readme).parent
     full = _relative(markdown, here)
-    return (f"**{table.title}**\n\n{table_section(table, _relative(plot, here))}\n"
-            f"All tables, with their environments and the files kept out: [{full}]({full})\n")
+    summary = summary_section(tables, _relative(summary_plot, here) if summary_plot else None)
+    findings = "\n".join(f"- **{table.title}**: {table_finding(table)}" for table in tables)
+    return (f"{summary}\nPer table (rank 1 = not separable from the best by a paired 95 % interval):\n\n{findings}\n\n"
+            f"All tables, with their intervals, plots, provenance, environments and the files kept out: "
+            f"[{full}]({full})\n")
 
 
-def _write_plots(tables: Sequence[Table], folder: Path) -> tuple[Path, ...]:
-    """One PNG per table; PNGs in ``folder`` that no table wrote are removed, so the folder is exact."""
+def _write_plots(tables: Sequence[Table], folder: Path) -> tuple[tuple[Path, ...], Path | None]:
+    """One PNG per table and the across-settings summary's (None when nothing is compared with
+    LRP-epsilon); PNGs in ``folder`` that were not written are removed, so the folder is exact."""
     names = plot_names(tables)
     written = tuple(write_png(folder / name, table_png(table)) for name, table in zip(names, tables))
-    for stale in sorted(set(folder.glob("*.png")) - set(written)):
+    rows = summary_rows(tables)
+    summary = (write_png(folder / SUMMARY_PLOT, summary_png(rows))
+               if any(row.improvement is not None for row in rows) else None)
+    for stale in sorted(set(folder.glob("*.png")) - set(written) - {summary}):
         stale.unlink()
-    return written
+    return written, summary
 
 
 def write_leaderboard(collection: Collection, out: Path, *, readme: Path | None = None) -> LeaderboardReport:
@@ -71,16 +81,17 @@ def write_leaderboard(collection: Collection, out: Path, *, readme: Path | None 
         read_marked(readme)
     out = ensure_writable_dir(Path(out))
     tables = group_tables(collection.results)
-    plots = _write_plots(tables, ensure_writable_dir(out / PLOTS_FOLDER))
+    plots, summary_plot = _write_plots(tables, ensure_writable_dir(out / PLOTS_FOLDER))
     markdown = out / MARKDOWN_NAME
-    document = leaderboard_document(collection, tables, [f"{PLOTS_FOLDER}/{plot.name}" for plot in plots])
+    document = leaderboard_document(collection, tables, [f"{PLOTS_FOLDER}/{plot.name}" for plot in plots],
+                                    f"{PLOTS_FOLDER}/{SUMMARY_PLOT}" if summary_plot else None)
     try:
         atomic_write_text(markdown, document)
     except OSError as exc:
         raise ConfigError(f"cannot write {markdown} ({exc.strerror or exc}). Choose another --out.") from None
     if readme is not None:
-        update_readme(readme, _headline(tables[0], plots[0], markdown, readme))
-    return LeaderboardReport(markdown, plots, len(tables), sum(len(table.rows) for table in tables),
+        update_readme(readme, _headline(tables, summary_plot, markdown, readme))
+    return LeaderboardReport(markdown, plots + ((summary_plot,) if summary_plot else ()), len(tables), sum(len(table.rows) for table in tables),
                              collection.kept_out, readme)
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 from pxp_bench.leaderboard.collect import Collection, KeptOut, describe_grid
+from pxp_bench.leaderboard.findings import summary_finding, summary_rows, summary_table, table_finding
 from pxp_bench.leaderboard.paper import paper_a_pr, paper_note, shows_paper
+from pxp_bench.leaderboard.provenance import commits_paragraph, provenance_block
 from pxp_bench.leaderboard.tables import Row, Table, show_value
 
 MISSING = "—"
@@ -18,63 +20,110 @@ ENVIRONMENT_KEYS = ("python", "pxp_bench", "torch", "torchvision", "device")
 
 @dataclass(frozen=True)
 class _Metric:
-    """A column of means over seeds: which metric, how it is shown, and whether the highest or lowest wins."""
+    """A column of means over seeds: which metric, how it is shown, and whether it gets a 95 % interval
+    (then its bold marks the rows whose paired interval of their difference to the best includes 0)."""
 
     header: str
     metric: str
     digits: int
-    best: Callable[[list[float]], float]
     scale: float = 1.0
     suffix: str = ""
-    with_sem: bool = False
+    with_interval: bool = False
 
 
-METRIC_COLUMNS = (
-    _Metric("A_PR (mean ± SEM)", "a_pr", 3, max, with_sem=True),
-    _Metric("Top-PR", "top_pr", 2, max),
-    _Metric("acc @ 25 %", "acc_25", 3, max),
-    _Metric("acc @ 50 %", "acc_50", 3, max),
-    _Metric("acc @ 75 %", "acc_75", 3, max),
-    _Metric("FLOPs @ Top-PR", "flops", 1, min, scale=100, suffix=" %"),
-    _Metric("params @ Top-PR", "params", 1, min, scale=100, suffix=" %"),
-    _Metric("time / run", "time", 1, min, suffix=" s"),
+INTERVAL_COLUMNS = (
+    _Metric("A_PR (95 % CI)", "a_pr", 3, with_interval=True),
+    _Metric("Top-PR (95 % CI)", "top_pr", 2, with_interval=True),
+    _Metric("acc @ 25 %", "acc_25", 3, with_interval=True),
+    _Metric("acc @ 50 %", "acc_50", 3, with_interval=True),
+    _Metric("acc @ 75 %", "acc_75", 3, with_interval=True),
 )
+EFFICIENCY_COLUMNS = (
+    _Metric("FLOPs @ Top-PR", "flops", 1, scale=100, suffix=" %"),
+    _Metric("params @ Top-PR", "params", 1, scale=100, suffix=" %"),
+)
+NOISY_SPREAD = 0.2
+"""A speedup whose relative spread (`speedup_at_top_pr_spread`) exceeds this is shown as noisy."""
 
 
 @dataclass(frozen=True)
 class _Column:
-    """A table column: its cells and, for a ranked column, what is compared to bold the best."""
+    """A table column: its cells, which of them are bold, and its alignment."""
 
     header: str
     cells: list[str]
-    scores: list[float | None] | None = None
-    """What is compared for bold: the values as shown (None: not shown, or a column nobody wins)."""
-    best: Callable[[list[float]], float] | None = None
+    bold: list[bool] | None = None
     numeric: bool = False
     """Right-aligned."""
 
     def shown(self) -> list[str]:
-        """The cells, the best ones bold (all of them on a tie); nothing is bold with fewer than two values,
-        where nothing was compared."""
-        present = [score for score in self.scores or [] if score is not None]
-        if len(present) < 2:
-            return self.cells
-        top = self.best(present)
-        return [f"**{cell}**" if score == top else cell for cell, score in zip(self.cells, self.scores)]
+        return [f"**{cell}**" if self.bold and self.bold[index] else cell for index, cell in enumerate(self.cells)]
 
 
-def _metric_cell(row: Row, spec: _Metric) -> tuple[str, float | None]:
-    mean, sem = row.stat(spec.metric)
-    if mean is None:
-        return MISSING, None
-    value = round(mean * spec.scale, spec.digits)
-    spread = f" ± {sem * spec.scale:.{spec.digits}f}" if spec.with_sem and sem is not None else ""
-    return f"{value:.{spec.digits}f}{spread}{spec.suffix}", value
+def _number(value: float, digits: int, signed: bool = False) -> str:
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
 def _metric_column(table: Table, spec: _Metric) -> _Column:
-    cells = [_metric_cell(row, spec) for row in table.rows]
-    return _Column(spec.header, [text for text, _ in cells], [score for _, score in cells], spec.best, numeric=True)
+    """Means over seeds; with an interval where the row is in the paired comparison. Bold (A_PR: rank 1)
+    only where intervals were compared, never from means alone."""
+    verdict = table.verdict
+    cells, bold = [], []
+    for index, row in enumerate(table.rows):
+        mean, _ = row.stat(spec.metric)
+        found = verdict.interval(spec.metric, index) if spec.with_interval else None
+        if mean is None:
+            cells.append(MISSING)
+        elif found is None:
+            cells.append(f"{_number(mean * spec.scale, spec.digits)}{spec.suffix}")
+        else:
+            low, high = (_number(value, spec.digits) for value in found)
+            cells.append(f"{_number(mean, spec.digits)} [{low}, {high}]")
+        compared = found is not None and len(verdict.paired.rows) > 1
+        bold.append(compared and (verdict.rank(index) == 1 if spec.metric == "a_pr"
+                                  else verdict.tied_with_best(spec.metric, index)))
+    return _Column(spec.header, cells, bold, numeric=True)
+
+
+def _rank_column(table: Table) -> _Column:
+    ranks = [table.verdict.rank(index) for index in range(len(table.rows))]
+    return _Column("rank", [MISSING if rank is None else str(rank) for rank in ranks], numeric=True)
+
+
+def _difference_column(table: Table) -> _Column:
+    """Each row's A_PR minus the best row's, with the paired 95 % interval."""
+    verdict, best = table.verdict, table.verdict.best()
+    cells = []
+    for index in range(len(table.rows)):
+        found = None if best is None else verdict.difference("a_pr", index, best)
+        if index == best:
+            cells.append("best")
+        elif found is None:
+            cells.append(MISSING)
+        else:
+            value, low, high = found
+            cells.append(f"{_number(value, 3, True)} [{_number(low, 3, True)}, {_number(high, 3, True)}]")
+    return _Column("Δ A_PR to best (95 % CI)", cells, numeric=True)
+
+
+def _speedup_cell(row: Row) -> str:
+    """The mean speedup at Top-PR over seeds, marked noisy when any seed's spread exceeds `NOISY_SPREAD`
+    or was not measured."""
+    speedups = [run["metrics"].get("speedup_at_top_pr") for run in row.runs]
+    if any(value is None for value in speedups):
+        return MISSING
+    spreads = [run["metrics"].get("speedup_at_top_pr_spread") for run in row.runs]
+    noisy = any(spread is None or spread > NOISY_SPREAD for spread in spreads)
+    return f"{sum(speedups) / len(speedups):.2f}x{' (noisy)' if noisy else ''}"
+
+
+def _time_cell(row: Row) -> str:
+    """One run's wall time, or for an optimised row the study's (its real cost)."""
+    study = row.optimisation
+    if study is not None and study.get("study_wall_s") is not None:
+        return f"study {study['study_wall_s']:.0f} s"
+    mean, _ = row.stat("time")
+    return MISSING if mean is None else f"{mean:.1f} s"
 
 
 def _seeds(seeds: Sequence[int]) -> str:
@@ -96,21 +145,24 @@ def _paper_column(table: Table) -> _Column:
 
 
 def _columns(table: Table) -> list[_Column]:
-    """method, variant, the fields that differ, params (where they split a method and variant), the
-    metrics (the paper's A_PR beside ours in ImageNet tables), seeds, time."""
+    """rank, method, variant, the fields that differ, params (where they split a method and variant), the
+    metrics with their intervals (the paper's A_PR beside ours in ImageNet tables), efficiency, seeds, time."""
     rows = table.rows
-    columns = [_Column("method", [row.method for row in rows]), _Column("variant", [row.variant for row in rows])]
+    columns = [_rank_column(table), _Column("method", [row.method for row in rows]),
+               _Column("variant", [row.variant for row in rows])]
     columns += [_Column(name, [show_value(row.fields.get(name)) for row in rows]) for name in table.differing_fields()]
     params = table.params_differences()
     if any(params):
         columns.append(_Column("method params", params))
-    metrics = [_metric_column(table, spec) for spec in METRIC_COLUMNS]
-    columns.append(metrics[0])
+    metrics = [_metric_column(table, spec) for spec in INTERVAL_COLUMNS]
+    columns += [metrics[0], _difference_column(table)]
     if shows_paper(table.dataset):
         columns.append(_paper_column(table))
-    columns += metrics[1:-1]
+    columns += metrics[1:]
+    columns += [_metric_column(table, spec) for spec in EFFICIENCY_COLUMNS]
+    columns.append(_Column("speedup @ Top-PR", [_speedup_cell(row) for row in rows], numeric=True))
     columns.append(_Column("seeds", [_seeds(row.seeds) for row in rows]))
-    columns.append(metrics[-1])
+    columns.append(_Column("time", [_time_cell(row) for row in rows], numeric=True))
     return columns
 
 
@@ -132,30 +184,58 @@ def table_markdown(table: Table) -> str:
 
 
 def table_section(table: Table, plot_link: str) -> str:
-    """The table and a link to its plot (``plot_link`` relative to where the text will live)."""
-    return f"{table_markdown(table)}\n![Top-1 accuracy against pruning rate, {table.title}]({plot_link})\n"
+    """The table, what it says about its winners, the provenance of its optimised rows and a link to its
+    plot (``plot_link`` relative to where the text will live)."""
+    provenance = provenance_block(table)
+    return (f"{table_markdown(table)}\n{table_finding(table)}\n\n{provenance + chr(10) if provenance else ''}"
+            f"![Top-1 accuracy against pruning rate, {table.title}]({plot_link})\n")
 
 
 def _conventions(collection: Collection) -> str:
     sentences = (
         f"Built by `pxp-bench leaderboard` from {len(collection.results)} results.",
-        f"A_PR is the mean top-1 accuracy over the pruning {describe_grid(collection.rates)}, given as mean ± "
-        "SEM over seeds: the standard error of the mean (sample standard deviation / √n), the paper's "
-        "convention (it shades the SEM); one seed shows no ±.",
-        "Top-PR is the largest grid rate up to which every rate keeps at least 95 % of the unpruned model's "
-        "correct predictions; acc @ 25/50/75 % is the accuracy at that rate (interpolated when the grid lacks "
-        "it).",
+        f"A_PR is the mean top-1 accuracy over the pruning {describe_grid(collection.rates)}; Top-PR is the "
+        "largest grid rate up to which every rate keeps at least 95 % of the unpruned model's correct "
+        "predictions; acc @ 25/50/75 % is the accuracy at that rate (interpolated when the grid lacks it). "
+        "Each is the mean over the row's seeds.",
+        "The brackets are 95 % intervals from a hierarchical bootstrap (2,000 replicates): resample the seeds, "
+        "then each drawn seed's evaluation samples within each class; rows of a table share the resampled "
+        "seeds and samples (paired). They cover the seeds' class and reference draws and the finite evaluation "
+        "set, not other weights, datasets or hardware (docs/protocol.md, section 11).",
+        "Δ A_PR to best is the row's A_PR minus the highest one, with the paired interval of that difference. "
+        "rank is 1 + the number of rows whose paired interval of their A_PR difference over this row lies "
+        "above 0: rows the data cannot separate share a rank, and rank 1 is bold. In the Top-PR and acc "
+        "columns, bold marks the rows whose paired interval of their difference to the column's best includes 0.",
+        f"Rows without per-sample outcomes (older records) or on other seeds or samples than the rest show "
+        f"means only and rank {MISSING}.",
         "FLOPs and params @ Top-PR are the fractions of the dense model's left at Top-PR, measured on slimmed "
-        f"runs (`evaluate: slim`); {MISSING} where a run of the row was masked.",
-        "time / run is the wall time of one run in seconds, on the devices listed under the table "
-        f"({MISSING} for optimised results, whose cost is their study's).",
-        "Columns other than A_PR are means over the seeds; the best value of each column is bold (compared as "
-        "shown, ties all bold).",
+        f"runs (`evaluate: slim`); {MISSING} where a run of the row was masked. speedup @ Top-PR is the dense "
+        "evaluation batch's median latency over the pruned one's, marked noisy when its relative spread "
+        f"(from the interquartile ranges) exceeds {NOISY_SPREAD:.0%} or was not measured.",
+        "time is the wall time of one run on the devices listed under the table; for an optimised row, its "
+        "study's wall time (the real cost of the row; the run after it is not counted).",
         "Runs share a row only when they agree on parameters, class count, weights, image size, reference size "
         "and autocast; where a table's rows differ in one of these, a column shows it.",
-        "Each plot shows the mean accuracy per rate with a band of ± one SEM over the seeds.",
+        "Each plot shows the mean accuracy per rate with its 95 % interval band (the same bootstrap), or, "
+        "for rows without outcomes, ± one SEM over the seeds.",
     )
     return " ".join(sentences)
+
+
+def summary_section(tables: Sequence[Table], plot_link: str | None) -> str:
+    """The across-settings table, its plot and what it says (the figure a reader looks at first)."""
+    rows = summary_rows(tables)
+    if not rows:
+        return ""
+    text = (f"Over the {len(tables)} table{'s' if len(tables) != 1 else ''} below: each method's mean rank by A_PR (1 = best; ties averaged) and "
+            "its probability of improvement over LRP-epsilon — the chance that a random evaluation sample stays "
+            "correct at more of the grid's rates under its pruning than under LRP-epsilon's (ties count half; "
+            "0.5 = no difference) — averaged over the settings, with 95 % intervals from the same bootstrap, "
+            "stratified by setting.\n\n")
+    text += summary_table(rows) + "\n" + summary_finding(rows) + "\n"
+    if plot_link:
+        text += f"\n![Probability of improvement over LRP-epsilon, with 95 % intervals]({plot_link})\n"
+    return text
 
 
 def environment_block(table: Table) -> str:
@@ -189,9 +269,14 @@ def plot_names(tables: Sequence[Table]) -> list[str]:
     return names
 
 
-def leaderboard_document(collection: Collection, tables: Sequence[Table], plot_links: Sequence[str]) -> str:
-    """The whole leaderboard markdown: title, conventions, each table with plot and environment, kept out."""
-    parts = ["# pxp-bench leaderboard\n", _conventions(collection) + "\n"]
+def leaderboard_document(collection: Collection, tables: Sequence[Table], plot_links: Sequence[str],
+                         summary_link: str | None) -> str:
+    """The whole leaderboard markdown: title, conventions and commits, the across-settings summary, each
+    table with its findings, plot and environment, and the files kept out."""
+    parts = ["# pxp-bench leaderboard\n", _conventions(collection) + "\n", commits_paragraph(collection.results) + "\n"]
+    summary = summary_section(tables, summary_link)
+    if summary:
+        parts += ["## Across settings\n", summary]
     for table, link in zip(tables, plot_links):
         parts += [f"## {table.title}\n", table_section(table, link), environment_block(table)]
     parts.append(kept_out_block(collection.kept_out))

@@ -16,6 +16,7 @@ from pxp_bench.errors import ConfigError
 from pxp_bench.leaderboard.collect import curve_problem
 from pxp_bench.leaderboard.tables import Table
 from pxp_bench.results import atomic_write_bytes, ensure_writable_dir, read_result
+from pxp_bench.verdicts.summary import SummaryRow
 
 FIGSIZE = (8.0, 4.5)
 DPI = 100
@@ -25,7 +26,7 @@ LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def _draw(title: str, ylabel: str, curves: Sequence[tuple[str, Any, Any, Any]]) -> bytes:
-    """PNG bytes of ``curves`` (label, rates, accuracy, ± band or None), legend sorted by label."""
+    """PNG bytes of ``curves`` (label, rates, accuracy, (lower, upper) band or None), legend sorted by label."""
     from matplotlib import style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -40,7 +41,7 @@ def _draw(title: str, ylabel: str, curves: Sequence[tuple[str, Any, Any, Any]]) 
             axes.plot(rates, accuracy, color=colour, linestyle=dashes, marker="o", markersize=2.5,
                       linewidth=1.4, label=label)
             if band is not None:
-                axes.fill_between(rates, accuracy - band, accuracy + band, color=colour, alpha=0.18, linewidth=0)
+                axes.fill_between(rates, band[0], band[1], color=colour, alpha=0.18, linewidth=0)
         axes.set(xlabel="pruning rate (fraction of components pruned)", ylabel=ylabel, ylim=(0.0, 1.02),
                  xlim=(0.0, max(0.05, *(max(curve[1]) for curve in curves))))
         axes.set_title(title, fontsize=10)
@@ -52,11 +53,43 @@ def _draw(title: str, ylabel: str, curves: Sequence[tuple[str, Any, Any, Any]]) 
 
 
 def table_png(table: Table) -> bytes:
-    """Mean top-1 accuracy against pruning rate for each row of ``table``; the shaded band is ± one
-    standard error of the mean over the row's seeds at each rate (none for a single seed), as the paper
-    shades it."""
-    curves = [(label, *row.curve()) for label, row in zip(table.labels(), table.rows)]
-    return _draw(table.title, "top-1 accuracy (mean ± SEM over seeds)", curves)
+    """Mean top-1 accuracy against pruning rate for each row of ``table``; the shaded band is the 95 %
+    bootstrap interval at each rate (`pxp_bench.verdicts`), or for a row without per-sample outcomes ± one
+    standard error of the mean over its seeds (none for a single seed), as the paper shades it."""
+    curves = []
+    for index, (label, row) in enumerate(zip(table.labels(), table.rows)):
+        rates, accuracy, sem = row.curve()
+        band = table.verdict.curve_band(index)
+        if band is None and sem is not None:
+            band = (accuracy - sem, accuracy + sem)
+        curves.append((label, rates, accuracy, band))
+    return _draw(table.title, "top-1 accuracy (mean, 95 % interval)", curves)
+
+
+def summary_png(rows: Sequence[SummaryRow]) -> bytes:
+    """Each method's probability of improvement over LRP-epsilon across settings, with its 95 % interval,
+    highest first; the dashed line at 0.5 is no difference."""
+    from matplotlib import style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shown = sorted((row for row in rows if row.improvement is not None), key=lambda row: row.improvement.value)
+    with style.context("default"):
+        figure = Figure(figsize=(FIGSIZE[0], max(2.5, 0.35 * len(shown) + 1.2)), dpi=DPI, layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        for position, row in enumerate(shown):
+            estimate = row.improvement
+            axes.errorbar(estimate.value, position, xerr=[[estimate.value - estimate.low], [estimate.high - estimate.value]],
+                          fmt="o", color="C0", capsize=3, markersize=4)
+        axes.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+        axes.set_yticks(range(len(shown)), [f"{row.label} ({row.improvement_settings})" for row in shown], fontsize=8)
+        axes.set(xlabel="probability of improvement over lrp (epsilon), mean over settings (95 % interval)",
+                 xlim=(0.0, 1.0))
+        axes.grid(alpha=0.3, axis="x")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def _setting(result: dict[str, Any]) -> str:

@@ -13,9 +13,12 @@ import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
+
+from pxp_bench.verdicts.setting import SettingVerdict, setting_verdict
 
 CLASS_HASH = "class hash"
 METRICS: dict[str, tuple[str, str]] = {
@@ -29,6 +32,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "time": ("timings", "total"),
 }
 """What a row averages over its seeds, and where each run records it."""
+BASELINE = ("lrp", "epsilon")
+"""The (method, variant) every other row's probability of improvement is measured against: LRP-epsilon,
+the paper's reference composite."""
 
 
 def canonical(value: Any) -> str:
@@ -82,6 +88,14 @@ class Row:
         section, key = METRICS[metric]
         return mean_sem([run[section].get(key) for run in self.runs])
 
+    @property
+    def optimisation(self) -> dict[str, Any] | None:
+        """The study the row's runs came from (their ``optimisation`` record), when they all name one."""
+        records = [run.get("optimisation") for run in self.runs]
+        if not all(isinstance(record, dict) for record in records):
+            return None
+        return records[0] if all(canonical(record) == canonical(records[0]) for record in records) else None
+
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Rates, mean accuracy and its SEM over the seeds at each rate (None for one seed)."""
         accuracy = np.array([[point["accuracy"] for point in run["curve"]] for run in self.runs], dtype=float)
@@ -102,6 +116,17 @@ class Table:
     @property
     def title(self) -> str:
         return f"{self.model} · {self.components} · {self.dataset}"
+
+    @property
+    def baseline(self) -> int | None:
+        """The first row of `BASELINE`, if the table has one."""
+        return next((index for index, row in enumerate(self.rows) if (row.method, row.variant) == BASELINE), None)
+
+    @cached_property
+    def verdict(self) -> SettingVerdict:
+        """Intervals, paired differences and ranks of the rows (`pxp_bench.verdicts.setting`)."""
+        return setting_verdict([row.runs for row in self.rows], self.rows[0].runs[0]["rates"],
+                               baseline=self.baseline)
 
     def differing_fields(self) -> list[str]:
         """The comparability fields whose values differ between rows: each gets a column."""

@@ -1,4 +1,5 @@
-"""What a study leaves behind besides its results: the best parameters and the optimisation history."""
+"""What a study leaves behind besides its results: the best parameters, what its trials did and the
+optimisation history."""
 
 from __future__ import annotations
 
@@ -6,11 +7,28 @@ from pathlib import Path
 
 import optuna
 
+from pxp_bench.optimize.study import COMPLETE, PRUNED, REPEAT_ATTR, trial_counts
 from pxp_bench.results import atomic_write_bytes
 
 
+def best_trials(study: optuna.Study, n: int = 5) -> list[optuna.trial.FrozenTrial]:
+    """The ``n`` best completed trials, best first (the earlier of equals). A stopped trial has no value,
+    though Optuna keeps its last report as one, and a repeat is its earlier trial's configuration again."""
+    evaluated = [t for t in study.get_trials(deepcopy=False, states=(COMPLETE,)) if REPEAT_ATTR not in t.user_attrs]
+    return sorted(evaluated, key=lambda t: (-t.value, t.number))[:n]
+
+
+def trials_summary(study: optuna.Study) -> str:
+    """One line on how the study's trials ended."""
+    counts = trial_counts(study.get_trials(deepcopy=False))
+    return (f"trials: {counts['completed']} completed, {counts['stopped']} stopped mid-curve (no value), "
+            f"{counts['failed']} failed; {counts['distinct']} distinct configurations evaluated; "
+            f"repeated proposals answered from earlier trials: {counts['repeats']}")
+
+
 def history_plot(study: optuna.Study, path: Path) -> None:
-    """Each finished trial's tuning A_PR and the best so far, as a PNG.
+    """Each completed trial's tuning A_PR and the best so far, as a PNG; stopped trials, which have no
+    value, are marked on the trial axis.
 
     Drawn with matplotlib directly: Optuna's own matplotlib plots are marked experimental and warn.
     """
@@ -22,13 +40,17 @@ def history_plot(study: optuna.Study, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    trials = study.get_trials(deepcopy=False, states=(COMPLETE,))
     numbers = [t.number for t in trials]
     values = [t.value for t in trials]
     best = [max(values[: i + 1]) for i in range(len(values))]
+    stopped = [t.number for t in study.get_trials(deepcopy=False, states=(PRUNED,))]
     figure, axes = plt.subplots(figsize=(6, 3.5), dpi=120)
     axes.scatter(numbers, values, s=14, label="trial")
     axes.step(numbers, best, where="post", color="tab:red", label="best so far")
+    if stopped:  # at the bottom of the axes, in axes coordinates: no value to place them at
+        axes.scatter(stopped, [0.03] * len(stopped), marker="x", s=14, color="tab:gray",
+                     transform=axes.get_xaxis_transform(), label="stopped (no value)")
     axes.set_xlabel("trial")
     axes.set_ylabel("A_PR on the tuning set")
     axes.set_title(study.study_name, fontsize=9)

@@ -1,11 +1,12 @@
-"""A study: search a method's hyperparameters for pruning, honestly (PROTOCOL section 5).
+"""A study: search a method's hyperparameters for pruning, honestly (PROTOCOL section 7).
 
 The objective is A_PR on the *tuning* set, averaged over the study's seeds (each seed its own class
 draw, reference and tuning sets); the evaluation set never enters it. The method's default
 configuration is trial 0. After the search, the best configuration is evaluated on the evaluation set
 of each seed and written as ordinary results with ``variant: optimised``. Trials live in an Optuna
 storage (a journal file by default, or an RDB URL for workers on several machines), so rerunning the
-same command resumes, and a study made for another setting is refused.
+same command resumes, a configuration the study already holds is answered from it, and a study made for
+another setting is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ WILCOXON_MIN_STEPS = 14
 test that takes seconds per call; from 14 pairs it uses the normal approximation."""
 RETRIES = 3
 """A trial whose worker died (silent past the grace period, RDB storage) is retried at most this often."""
+COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                          optuna.trial.TrialState.FAIL)
+FINISHED = (COMPLETE, PRUNED)
+REPEAT_ATTR = "repeat_of"
+"""User attribute of a trial answered from an earlier trial with the same parameters: that trial's number."""
 
 
 @dataclass
@@ -78,6 +84,8 @@ class StudyOutcome:
     results: list[Result]
     reuse: dict[str, float]
     trials_run: int
+    provenance: dict[str, Any]
+    """Where the optimised results come from (`provenance`): their ``optimisation`` and ``<study>.provenance.json``."""
     space: ParamSpace = field(repr=False, default_factory=dict)
 
 
@@ -155,8 +163,9 @@ def _pruner(name: str, rates_per_seed: int) -> optuna.pruners.BasePruner:
 
     Both wait for half of the first seed's curve: at low rates every configuration keeps the full accuracy.
     ``median``: the sum of the accuracies so far is below the median of earlier trials' sums at that
-    step. A sum, not a running mean: Optuna's median pruner judges a trial by its best value over the
-    steps so far, and a running mean along a falling curve is best at rate 0, equal for every trial.
+    step, once 5 trials have completed (repeats answered from the study count). A sum, not a running
+    mean: Optuna's median pruner judges a trial by its best value over the steps so far, and a running
+    mean along a falling curve is best at rate 0, equal for every trial.
     ``wilcoxon``: a paired signed-rank test against the best trial's accuracies at the same steps says
     worse (p < 0.1); it waits for at least `WILCOXON_MIN_STEPS` steps.
     """
@@ -214,7 +223,11 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
     last_step = len(config.seeds) * len(first.rates) - 1
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**first.plan.params, **suggest(trial, space)}
+        suggested = suggest(trial, space)
+        earlier = _earlier_trial(study, suggested)
+        if earlier is not None:
+            return _answer_from(trial, earlier)
+        params = {**first.plan.params, **suggested}
         accuracies: dict[int, float] = {}  # per (seed, rate) step: seed-major, rates ascending
 
         def reporter(seed_index: int) -> Callable[[CurvePoint], None]:
@@ -231,32 +244,101 @@ def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
         return statistics.fmean(tuning_a_pr(prepared[seed], params, config.reuse, on_rate=reporter(index))
                                 for index, seed in enumerate(config.seeds))
 
-    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    remaining = max(0, config.trials - len(study.get_trials(deepcopy=False, states=finished_states)))
+    remaining = max(0, config.trials - len(study.get_trials(deepcopy=False, states=FINISHED)))
     # workers sharing the study stop together once it holds --trials finished trials
-    callbacks = [optuna.study.MaxTrialsCallback(config.trials, states=finished_states)]
+    callbacks = [optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)]
     if on_trial is not None:
         callbacks.append(on_trial)
     if remaining:
         optimizer.load_run()(study, space, objective, trials=remaining, timeout=config.timeout,
                              seed=config.seeds[0] + 1000 * config.worker, callbacks=callbacks)
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    completed = study.get_trials(deepcopy=False, states=(COMPLETE,))
     if not completed:
         raise ConfigError(f"study '{name}' has no completed trial yet; raise --trials or --timeout.")
-    best = study.best_trial
+    best = best_trial(completed)
     best_params = {**first.plan.params, **{k: v for k, v in best.params.items() if k in space}}
     default = next((t for t in completed if t.user_attrs.get("default")), None)
-    results = [_optimised_result(prepared[seed], best_params, best, name, config)
-               for seed in config.seeds] if evaluate_best else []
+    found = provenance(study, best, name, config)
+    results = [_optimised_result(prepared[seed], best_params, found) for seed in config.seeds] if evaluate_best else []
     reuse = {"hits": sum(p.memos["tune"].hits for p in prepared.values() if "tune" in p.memos),
              "evaluations": sum(p.memos["tune"].misses for p in prepared.values() if "tune" in p.memos)}
     reuse["hit_rate"] = reuse["hits"] / max(1, reuse["hits"] + reuse["evaluations"])
     return StudyOutcome(study, best_params, best.value, default.value if default else None, results, reuse,
-                        remaining, space)
+                        remaining, found, space)
 
 
-def _optimised_result(prepared: Prepared, params: dict[str, Any], best: optuna.trial.FrozenTrial, name: str,
-                      config: StudyConfig) -> Result:
+def _params_key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _earlier_trial(study: optuna.Study, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+    """A finished trial with these ``params``: the first completed one (the one evaluated, not a repeat of
+    it), else the first stopped one; None when the configuration is new."""
+    key = _params_key(params)
+    same = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if _params_key(t.params) == key]
+    return min(same, key=lambda t: (t.state != COMPLETE, t.number), default=None)
+
+
+def _answer_from(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float:
+    """Answer a configuration the study already holds (a resumed sampler, or TPE repeating a categorical
+    point) from ``earlier`` instead of evaluating it again: its reports, so that the pruners see what an
+    evaluation would show, then its value. A repeat of a stopped trial is stopped at once: its curve
+    would be the same one that was judged worse, and a stopped trial has no value to give."""
+    trial.set_user_attr(REPEAT_ATTR, earlier.number)
+    for step, value in sorted(earlier.intermediate_values.items()):
+        trial.report(value, step)
+    if earlier.state == PRUNED:
+        raise optuna.TrialPruned()
+    return earlier.value
+
+
+def best_trial(completed: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial:
+    """The completed trial with the highest value, the earliest of equals: never a repeat (its earlier
+    trial ties with it), and the same on every storage (an RDB orders ties arbitrarily)."""
+    return max(sorted(completed, key=lambda t: t.number), key=lambda t: t.value)
+
+
+def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """How trials ended: ``completed``, ``stopped`` (pruned mid-curve: no value), ``failed``, and among the
+    finished ones the ``distinct`` configurations and the ``repeats`` answered from an earlier trial."""
+    finished = [t for t in trials if t.state in FINISHED]
+    return {"completed": sum(t.state == COMPLETE for t in trials), "stopped": sum(t.state == PRUNED for t in trials),
+            "failed": sum(t.state == FAIL for t in trials), "distinct": len({_params_key(t.params) for t in finished}),
+            "repeats": sum(REPEAT_ATTR in t.user_attrs for t in finished)}
+
+
+def storage_label(url: str | None) -> str:
+    """``journal``, or the RDB URL without its password (in the user part or the query)."""
+    if url is None:
+        return "journal"
+    from sqlalchemy.engine import make_url
+
+    return make_url(url)._replace(password=None).difference_update_query(["password"]).render_as_string(
+        hide_password=False)
+
+
+def provenance(study: optuna.Study, best: optuna.trial.FrozenTrial, name: str, config: StudyConfig) -> dict[str, Any]:
+    """The study behind an optimised result: its best trial, how its trials ended and what it cost.
+
+    Times come from the trials' timestamps in the storage, so they hold for a resumed study and for
+    several workers: ``study_wall_s`` runs from the earliest finished trial's start to the latest one's
+    end, ``study_trial_s`` adds up the finished trials' durations (more than the wall time with workers).
+    """
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in FINISHED]
+    counts = trial_counts(trials)
+    wall = max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)
+    return {
+        "study": name, "trial": best.number, "optimizer": config.optimizer, "seeds": list(config.seeds),
+        "trials_completed": counts["completed"], "trials_stopped": counts["stopped"],
+        "distinct_configurations": counts["distinct"], "tuning_a_pr": best.value,
+        "study_wall_s": round(wall.total_seconds(), 1),
+        "study_trial_s": round(math.fsum(t.duration.total_seconds() for t in finished), 1),
+        "storage": storage_label(config.storage),
+    }
+
+
+def _optimised_result(prepared: Prepared, params: dict[str, Any], found: dict[str, Any]) -> Result:
     """The best configuration on this seed's evaluation set: an ordinary result, variant ``optimised``."""
     clock = time.perf_counter()
     scored = score(prepared, params)
@@ -265,10 +347,7 @@ def _optimised_result(prepared: Prepared, params: dict[str, Any], best: optuna.t
     result = make_result(prepared, {"method": prepared.plan.method.name, "variant": "optimised", "params": params},
                          points, scored.scores, timings,
                          {"excluded_attention": list(prepared.components.excluded), **scored.diagnostics})
-    result.optimisation = {
-        "study": name, "trial": best.number, "optimizer": config.optimizer, "seeds": list(config.seeds),
-        "tuning_a_pr": best.value, "storage": config.storage or "journal",
-    }
+    result.optimisation = dict(found)
     return result
 
 
@@ -288,3 +367,8 @@ def config_from_json(text: str) -> StudyConfig:
 def best_params_json(outcome: StudyOutcome) -> str:
     """The best configuration as a ``--params`` file for ``pxp-bench run``."""
     return json.dumps(outcome.best_params, indent=2, sort_keys=True) + "\n"
+
+
+def provenance_json(outcome: StudyOutcome) -> str:
+    """The study's provenance as ``<study>.provenance.json``, beside ``<study>.best.json`` (a suite reads it)."""
+    return json.dumps(outcome.provenance, indent=2, sort_keys=True) + "\n"

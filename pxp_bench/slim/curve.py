@@ -12,7 +12,8 @@ from pxp_bench.components import Components
 from pxp_bench.device import in_layout
 from pxp_bench.evaluate import AMP_DTYPES
 from pxp_bench.masking import masked
-from pxp_bench.slim.efficiency import counted_forward, efficiency
+from pxp_bench.plan import MIN_LATENCY_REPEATS
+from pxp_bench.slim.efficiency import BatchTimes, counted_forward, efficiency, evaluation_latency
 from pxp_bench.slim.surgery import Slimmer, logits_agree
 
 
@@ -23,6 +24,7 @@ class SlimCurve:
     rate's slimmed logits are compared with the masked original's on ``example`` (the pass that also
     counts the slimmed model's FLOPs); should they ever differ beyond float rounding, the rest of the
     curve is evaluated masked, with a warning, so a curve is never wrong for being slimmed.
+    ``latency_repeats`` is the fewest timed passes of a latency (0: none).
     """
 
     def __init__(self, model: nn.Module, components: Components, example: torch.Tensor, slimmer: Slimmer, *,
@@ -54,9 +56,17 @@ class SlimCurve:
             record = efficiency(slim, self.timed_example, self.latency_repeats, flops)
         return slim, remaining, record
 
+    def evaluation_latency(self, model: nn.Module, masks: Mapping[str, torch.Tensor],
+                           batch_times: BatchTimes) -> dict[str, Any]:
+        """The evaluation batch's latency of ``model`` (an `at` model, with its ``masks``) from the
+        evaluation's ``batch_times``, topped up with passes of its first batch under the evaluation's autocast."""
+        with torch.no_grad(), masked(model, self.components, masks), self.autocast:
+            return evaluation_latency(batch_times, self.latency_repeats, model)
 
-def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *, latency_repeats: int = 3,
-               amp: str | None = None, channels_last: bool = False) -> SlimCurve | None:
+
+def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *,
+               latency_repeats: int = MIN_LATENCY_REPEATS, amp: str | None = None,
+               channels_last: bool = False) -> SlimCurve | None:
     """A `SlimCurve`, or None (with a warning) when no component of this model can be removed physically."""
     try:
         slimmer = Slimmer(model, components, example)

@@ -1,18 +1,25 @@
 """What a slimmed model costs: parameters, FLOPs and measured latency (PROTOCOL section 5b).
 
 FLOPs come from ``torch.utils.flop_counter`` (matrix multiplications and convolutions, 2 per
-multiply-add), counted on one input. Latency is the median of timed forward passes on the run's
-device: at batch 1 extra passes after an untimed warm-up, at the evaluation batch the evaluation's own.
+multiply-add), counted on one input. Latency is measured on the run's device at batch 1 and at the
+evaluation batch, each after an untimed warm-up: the median and interquartile range of at least
+``minimum`` timed forward passes, timed on until they add up to `MIN_TIMED_MS` (at most `MAX_PASSES`).
+At the evaluation batch the evaluation's own passes count, topped up with passes of its first batch.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+
+MIN_TIMED_MS = 50.0
+"""Fast passes are timed until they add up to this many milliseconds, so sub-millisecond medians are stable."""
+MAX_PASSES = 1000
+"""The most timed passes at one batch size."""
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -51,53 +58,98 @@ class Stopwatch:
         return (time.perf_counter() - self.started) * 1000
 
 
-@torch.no_grad()
-def latency_ms(model: nn.Module, inputs: torch.Tensor, repeats: int) -> float:
-    """Median wall time of ``repeats`` forward passes of ``inputs``, in milliseconds, after one untimed
-    pass that warms caches and kernels up."""
-    model(inputs)
-    times = []
-    for _ in range(repeats):
-        clock = Stopwatch(inputs.device)
-        model(inputs)
+class BatchTimes:
+    """The evaluation's forward passes as it runs them: ``(size, milliseconds)`` per batch, and the
+    first batch's inputs (on the device, in the evaluation's layout) for `evaluation_latency`."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[int, float]] = []
+        self.first: torch.Tensor | None = None
+
+    def add(self, inputs: torch.Tensor, milliseconds: float) -> None:
+        if self.first is None:
+            self.first = inputs
+        self.times.append((len(inputs), milliseconds))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def enough(times: Sequence[float], minimum: int) -> bool:
+    """Whether ``times`` make a latency: ``minimum`` passes or more adding up to `MIN_TIMED_MS`, or
+    `MAX_PASSES` of them."""
+    return len(times) >= MAX_PASSES or (len(times) >= minimum and sum(times) >= MIN_TIMED_MS)
+
+
+def timed_passes(forward: Callable[[], Any], device: torch.device, times: list[float], minimum: int) -> list[float]:
+    """``times`` with timed calls of ``forward`` appended until they are `enough`."""
+    while not enough(times, minimum):
+        clock = Stopwatch(device)
+        forward()
         times.append(clock.milliseconds())
-    return statistics.median(times)
+    return times
 
 
-def evaluation_latency(batch_times: Sequence[tuple[int, float]]) -> dict[str, Any]:
-    """The evaluation batch's latency from the evaluation's own timed forward passes ``(size, ms)``:
-    the median over its full-size batches, the first left out as warm-up when there are more.
+def median_and_iqr(times: Sequence[float]) -> tuple[float, float]:
+    """The median of ``times`` and their interquartile range (q75 - q25, numpy's percentiles), rounded."""
+    q25, median, q75 = np.percentile(times, [25, 50, 75])
+    return round(float(median), 4), round(float(q75 - q25), 4)
 
-    Timing the passes the curve makes anyway costs nothing; extra passes at the evaluation batch cost
-    more than the evaluation itself whenever the evaluation set is a few batches (e.g. 150 images).
+
+@torch.no_grad()
+def batch1_latency(model: nn.Module, inputs: torch.Tensor, minimum: int) -> dict[str, Any]:
+    """The latency of ``inputs`` (a batch of one) after one untimed pass that warms caches and kernels up."""
+    model(inputs)
+    times = timed_passes(lambda: model(inputs), inputs.device, [], minimum)
+    median, iqr = median_and_iqr(times)
+    return {"latency_ms_batch1": median, "latency_ms_batch1_iqr": iqr, "latency_batch1_passes": len(times)}
+
+
+def evaluation_latency(batch_times: BatchTimes, minimum: int, forward: Callable[[torch.Tensor], Any]) -> dict[str, Any]:
+    """The evaluation batch's latency from the evaluation's own timed passes: its full-size batches, the
+    first left out as warm-up, topped up with passes of ``forward`` on the first batch while they are
+    not `enough` (``forward`` runs as the evaluation does: masks, layout, autocast).
+
+    Timing the passes the curve makes anyway costs nothing; only a short evaluation (e.g. 150 images,
+    a batch or two) needs extra passes.
     """
-    size = max(batch for batch, _ in batch_times)
-    times = [ms for batch, ms in batch_times if batch == size]
-    timed = times[1:] if len(times) > 1 else times
-    return {"latency_ms_batch": round(statistics.median(timed), 4), "latency_batch_size": size,
-            "latency_batches": len(timed)}
+    size = max(batch for batch, _ in batch_times.times)
+    times = [ms for batch, ms in batch_times.times if batch == size][1:]
+    timed_passes(lambda: forward(batch_times.first), batch_times.first.device, times, minimum)
+    median, iqr = median_and_iqr(times)
+    return {"latency_ms_batch": median, "latency_ms_batch_iqr": iqr, "latency_batch_size": size,
+            "latency_batches": len(times)}
 
 
 def efficiency(model: nn.Module, example: torch.Tensor, repeats: int, flops: int) -> dict[str, Any]:
-    """Parameters, ``flops`` per input (`counted_forward`) and, with ``repeats`` > 0, the latency at
-    batch 1 (the evaluation batch's comes from the evaluation itself: `evaluation_latency`)."""
+    """Parameters, ``flops`` per input (`counted_forward`) and, with ``repeats`` > 0 (the fewest timed
+    passes), the latency at batch 1 (the evaluation batch's comes from the evaluation itself:
+    `evaluation_latency`)."""
     record: dict[str, Any] = {"parameters": parameter_count(model), "flops": flops}
     if repeats > 0:
-        record["latency_ms_batch1"] = round(latency_ms(model, example[:1], repeats), 4)
+        record.update(batch1_latency(model, example[:1], repeats))
     return record
+
+
+def relative_spread(record: dict[str, Any]) -> float:
+    """The evaluation batch latency's interquartile range over its median."""
+    return record["latency_ms_batch_iqr"] / record["latency_ms_batch"]
 
 
 def efficiency_metrics(rates: Sequence[float], records: Sequence[dict[str, Any] | None],
                        top_pr: float) -> dict[str, float | None]:
-    """At Top-PR, the parameters and FLOPs remaining (fractions of rate 0's) and the speedup of the
-    evaluation batch over rate 0; None where not measured."""
+    """At Top-PR, the parameters and FLOPs remaining (fractions of rate 0's), the speedup of the
+    evaluation batch over rate 0 (the ratio of the medians) and that speedup's relative spread, to first
+    order the sum of both latencies' `relative_spread`; None where not measured."""
     by_rate = dict(zip(rates, records))
     dense, at = by_rate.get(0.0), by_rate.get(top_pr)
     if not dense or not at:
-        return {"params_at_top_pr": None, "flops_at_top_pr": None, "speedup_at_top_pr": None}
-    speedup = None
+        return {"params_at_top_pr": None, "flops_at_top_pr": None, "speedup_at_top_pr": None,
+                "speedup_at_top_pr_spread": None}
+    speedup = spread = None
     if "latency_ms_batch" in dense and "latency_ms_batch" in at:
         speedup = round(dense["latency_ms_batch"] / at["latency_ms_batch"], 4)
+        spread = round(relative_spread(dense) + relative_spread(at), 4)
     return {"params_at_top_pr": round(at["parameters"] / dense["parameters"], 6),
             "flops_at_top_pr": round(at["flops"] / max(1, dense["flops"]), 6),
-            "speedup_at_top_pr": speedup}
+            "speedup_at_top_pr": speedup, "speedup_at_top_pr_spread": spread}

@@ -97,6 +97,8 @@ def execute_cell(task: CellTask) -> None:
     started = time.perf_counter()
     try:
         result = run_benchmark(task.cell.benchmark())
+        if task.cell.optimisation is not None:
+            result.optimisation = dict(task.cell.optimisation)
         path = write_result(result, Path(task.out))
     except PxpBenchError as exc:
         print(f"Error: {exc}", flush=True)

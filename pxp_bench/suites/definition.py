@@ -95,10 +95,13 @@ class Cell:
 
     config: Mapping[str, Any]
     label: str
+    optimisation: Mapping[str, Any] | None = None
+    """For a cell of an optimised variant: the study its parameters came from (recorded in its result)."""
 
     @cached_property
     def key(self) -> str:
-        text = json.dumps(self.config, sort_keys=True, default=str)
+        identity = self.config if self.optimisation is None else {"config": self.config, "optimisation": self.optimisation}
+        text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def benchmark(self) -> Benchmark:
@@ -254,9 +257,34 @@ def _settings(data: Mapping[str, Any], where: str, shared: Mapping[str, Any], ov
     return settings
 
 
+OPTIMISED = "optimised"
+BEST_SUFFIX, PROVENANCE_SUFFIX = ".best.json", ".provenance.json"
+"""`pxp-bench optimize` writes ``<study>.best.json`` and, beside it, ``<study>.provenance.json``."""
+
+
+def _provenance(entry: _MethodEntry, path: Path, where: str) -> dict[str, Any] | None:
+    """The study behind an optimised variant's parameters file (``X.provenance.json`` beside
+    ``X.best.json``); required for variant ``optimised``, whose rows claim a study."""
+    beside = path.with_name(path.name.removesuffix(BEST_SUFFIX) + PROVENANCE_SUFFIX) if path.name.endswith(BEST_SUFFIX) else None
+    if beside is None or not beside.is_file():
+        if entry.variant != OPTIMISED:
+            return None
+        raise ConfigError(f"{where}: {entry.method} ({entry.variant}) needs the study's provenance beside {path} "
+                          f"(a '<study>{PROVENANCE_SUFFIX}' file, written by `pxp-bench optimize` with the "
+                          "best parameters); rerun the study, or name the variant otherwise.")
+    try:
+        provenance = json.loads(beside.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{where}: the provenance file {beside} is unreadable ({exc}).") from None
+    if not isinstance(provenance, dict) or not isinstance(provenance.get("study"), str):
+        raise ConfigError(f"{where}: the provenance file {beside} is not a study record (no 'study' name).")
+    return provenance
+
+
 def _parameters(entry: _MethodEntry, setting: Mapping[str, Any], folder: Path, where: str,
-                missing: list[str] | None) -> dict[str, Any]:
-    """The parameters file's values; a missing file is an error, or noted in ``missing`` when given."""
+                missing: list[str] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The parameters file's values and its study's provenance; a missing file is an error, or noted in
+    ``missing`` when given."""
     fill = {"model": setting["model"], "components": setting["components"], "dataset": setting.get("dataset", ""),
             "params_dir": str(folder)}
     path = folder / entry.params.format(**fill)
@@ -266,8 +294,8 @@ def _parameters(entry: _MethodEntry, setting: Mapping[str, Any], folder: Path, w
         if missing is None:
             raise ConfigError(f"{where}: {message}, or point --params-dir at a folder that has it.")
         missing.append(message)
-        return {}
-    return read_params_file(path)
+        return {}, None
+    return read_params_file(path), _provenance(entry, path, where)
 
 
 def load_suite(name: str, plugins: Plugins, *, data: Path | None = None, seeds: tuple[int, ...] | None = None,
@@ -308,14 +336,18 @@ def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...
             if family not in spec.families or (kind is not None and kind not in spec.components):
                 not_applicable += 1
                 continue
-            runs = ([{"params": _parameters(entry, setting, folder, where, missing), "variant": entry.variant}] if entry.params
-                    else [{"preset": None if preset == DEFAULT_PRESET else preset} for preset in entry.presets])
+            study = None
+            if entry.params:
+                params, study = _parameters(entry, setting, folder, where, missing)
+                runs = [{"params": params, "variant": entry.variant}]
+            else:
+                runs = [{"preset": None if preset == DEFAULT_PRESET else preset} for preset in entry.presets]
             for run in runs:
                 name_of_run = run.get("variant") or run.get("preset") or DEFAULT_PRESET
                 for seed in suite_seeds:
                     config = {**setting, "method": entry.method, **run, "seed": seed}
                     label = f"{setting['model']}/{kind or 'default'} {entry.method}:{name_of_run} seed {seed}"
-                    cells.append(Cell(_complete(config), label))
+                    cells.append(Cell(_complete(config), label, study))
     return Suite(path.stem, path, str(data_file.get("description", "")), tuple(cells), len(settings), len(entries),
                  suite_seeds, not_applicable, tuple(missing or ()))
 

@@ -1,0 +1,171 @@
+"""Verdicts: per-sample outcomes in every record, intervals from the hierarchical bootstrap (coverage
+checked by simulation), ranks by paired comparison, the across-settings summary, and `pxp-bench compare`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from helpers import leaderboard_result
+from pxp_bench.benchmark import Benchmark, run_benchmark
+from pxp_bench.cli import app
+from pxp_bench.data.protocol import index_hash
+from pxp_bench.evaluate import curve_metrics
+from pxp_bench.leaderboard import build_leaderboard
+from pxp_bench.leaderboard.findings import summary_rows
+from pxp_bench.leaderboard.tables import group_tables
+from pxp_bench.outcomes import outcomes_record, read_outcomes
+from pxp_bench.results import write_result
+from pxp_bench.verdicts.bootstrap import hierarchical_means
+from pxp_bench.verdicts.setting import setting_verdict
+from test_leaderboard import table_rows
+
+SAMPLES = 2000
+RATES = [0.0, 0.5]
+
+
+def synthetic(method: str, seed: int, hits: np.ndarray, labels: np.ndarray) -> dict:
+    """A complete record whose outcomes are ``hits`` ``[rates, samples]`` (the curve follows from them)."""
+    result = leaderboard_result(method, seed, rates=RATES).to_dict()
+    correct = [int(row.sum()) for row in hits]
+    result["curve"] = [{"rate": rate, "pruned": 0, "correct": c, "accuracy": c / len(labels)}
+                       for rate, c in zip(RATES, correct)]
+    result["metrics"] = curve_metrics(RATES, correct, len(labels))
+    result["outcomes"] = outcomes_record(hits, labels, index_hash(range(len(labels))))
+    return result
+
+
+def draws(p: float, rng: np.random.Generator) -> np.ndarray:
+    return rng.random((len(RATES), SAMPLES)) < p
+
+
+def test_a_run_records_which_samples_it_classified_correctly_at_each_rate(plugins):
+    result = run_benchmark(Benchmark(model="digits-vgg", method="taylor", n_classes=3, rates=(0, 0.5, 0.9),
+                                     latency_repeats=0), plugins=plugins).to_dict()
+    outcomes = read_outcomes(result)
+    assert outcomes is not None and outcomes.evaluation_hash == result["samples"]["evaluation_hash"]
+    assert outcomes.correct.shape == (3, result["samples"]["evaluation"])
+    assert [int(row.sum()) for row in outcomes.correct] == [point["correct"] for point in result["curve"]]
+    assert sorted(np.unique(outcomes.labels)) == [0, 1, 2]  # positions in the record's class order
+    assert np.isclose(outcomes.per_sample.mean(), result["metrics"]["a_pr"])
+    assert result["diagnostics"]["near_zero_logits_skipped"] == 0  # present in every record
+
+
+def test_outcomes_that_disagree_with_the_curve_are_not_used():
+    record = leaderboard_result("lrp", 0).to_dict()
+    assert read_outcomes(record) is not None
+    record["curve"][3]["correct"] -= 1
+    assert read_outcomes(record) is None
+
+
+def test_equal_methods_share_rank_1_and_a_real_difference_separates_them(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(SAMPLES) % 4
+    records = [synthetic("lrp", 0, draws(0.80, rng), labels), synthetic("taylor", 0, draws(0.80, rng), labels),
+               synthetic("ig", 0, draws(0.86, rng), labels)]
+    tied = build_leaderboard_of(records[:2], tmp_path / "tied")
+    assert [row["rank"] for row in tied] == ["1", "1"] and all(row["A_PR (95 % CI)"].startswith("**") for row in tied)
+    apart = {row["method"]: row for row in build_leaderboard_of([records[0], records[2]], tmp_path / "apart")}
+    assert apart["ig"]["rank"] == "1" and apart["lrp"]["rank"] == "2"
+    assert not apart["lrp"]["A_PR (95 % CI)"].startswith("**") and apart["ig"]["Δ A_PR to best (95 % CI)"] == "best"
+    low, high = (float(x) for x in apart["lrp"]["Δ A_PR to best (95 % CI)"].split("[")[1].rstrip("]").split(","))
+    assert low < -0.06 < high < 0
+
+
+def build_leaderboard_of(records: list[dict], folder) -> list[dict[str, str]]:
+    (folder / "results").mkdir(parents=True)
+    for index, record in enumerate(records):
+        (folder / "results" / f"{index}.json").write_text(json.dumps(record))
+    report = build_leaderboard([folder / "results"], folder / "out", rates=RATES)
+    return table_rows(report.markdown.read_text(), "digits-vgg · filters · digits")
+
+
+def test_the_paired_interval_covers_the_true_difference_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    labels = np.arange(SAMPLES) % 2
+    covered = 0
+    for replication in range(200):
+        first, second = rng.random((1, SAMPLES)) < 0.80, rng.random((1, SAMPLES)) < 0.86
+        rows = [[synthetic("a", 0, np.repeat(first, 2, axis=0), labels)],
+                [synthetic("b", 0, np.repeat(second, 2, axis=0), labels)]]
+        _, low, high = setting_verdict(rows, RATES, replicates=400, seed=replication).difference("a_pr", 1, 0)
+        covered += low <= 0.06 <= high
+    assert 0.91 <= covered / 200 <= 0.99
+
+
+def test_the_bootstrap_resamples_seeds_then_samples_within_classes():
+    labels = np.array([0] * 5 + [1] * 15)
+    columns = [np.ones((20, 1)), np.zeros((20, 1))]  # seed 0 always right, seed 1 always wrong
+    means = hierarchical_means(columns, [labels, labels], replicates=400, seed=0)
+    assert means.shape == (400, 2, 1) and set(np.unique(means)) == {0.0, 1.0}  # each slot holds one seed
+    assert 0.15 < (means.mean(axis=1) == 1).mean() < 0.35  # both slots drew seed 0: about 1/4
+    one_class = [np.where(labels == 0, 1.0, 0.0)[:, None]]
+    assert np.all(hierarchical_means(one_class, [labels], replicates=200)[..., 0] == 0.25)  # class sizes kept
+
+
+def test_records_without_outcomes_render_without_intervals_or_rank(tmp_path):
+    for seed in range(2):
+        write_result(leaderboard_result("lrp", seed, outcomes=False), tmp_path / "results")
+        write_result(leaderboard_result("taylor", seed, keeps=0.4, outcomes=False), tmp_path / "results")
+    rows = table_rows(build_leaderboard([tmp_path / "results"], tmp_path / "out").markdown.read_text(),
+                      "digits-vgg · filters · digits")
+    assert [row["rank"] for row in rows] == ["—", "—"]
+    assert all("[" not in row["A_PR (95 % CI)"] and "**" not in "".join(row.values()) for row in rows)
+
+
+def test_the_summary_ranks_across_settings_and_compares_with_lrp_epsilon(tmp_path):
+    for components, keeps in (("filters", 0.5), ("neurons", 0.7)):
+        for seed in range(2):
+            write_result(leaderboard_result("lrp", seed, variant="epsilon", keeps=keeps, components=components), tmp_path)
+            write_result(leaderboard_result("taylor", seed, keeps=keeps + 0.1, components=components), tmp_path)
+            write_result(leaderboard_result("random", seed, keeps=keeps - 0.3, components=components), tmp_path)
+    tables = group_tables(json.loads(path.read_text()) for path in sorted(tmp_path.glob("*.json")))
+    summary = {row.label: row for row in summary_rows(tables)}
+    assert summary["taylor (default)"].mean_rank.value == 1 and summary["taylor (default)"].first == 2
+    assert summary["taylor (default)"].improvement.low > 0.5 > summary["random (default)"].improvement.high
+    assert summary["lrp (epsilon)"].improvement is None and summary["random (default)"].settings == 2
+    report = build_leaderboard([tmp_path], tmp_path / "out")
+    text = report.markdown.read_text()
+    assert "## Across settings" in text and "lies above 0.5 for: taylor (default); below 0.5 for: random (default)" in text
+    assert any(path.name.startswith("summary_") for path in report.plots)
+
+
+def test_compare_prints_the_paired_difference_and_refuses_unpaired_or_old_records(tmp_path):
+    for seed in range(2):
+        write_result(leaderboard_result("lrp", seed, keeps=0.6), tmp_path / "a")
+        write_result(leaderboard_result("random", seed, keeps=0.2), tmp_path / "b")
+    runner = CliRunner()
+    done = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json"])
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.output)
+    assert found["seeds"] == [0, 1] and found["samples"] == 120
+    assert found["a_pr_difference"]["low"] > 0 and found["probability_of_improvement"]["value"] > 0.5
+    assert found["verdict"].startswith("the first is better")
+    shown = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert shown.exit_code == 0 and "A_PR difference A - B: +" in shown.output and "Verdict:" in shown.output
+    old = write_result(leaderboard_result("ig", 0, outcomes=False), tmp_path / "old")
+    other_seed = write_result(leaderboard_result("ig", 5), tmp_path / "c")
+    write_result(leaderboard_result("lrp", 0), tmp_path / "mixed")
+    write_result(leaderboard_result("taylor", 0), tmp_path / "mixed")
+    for first, message in ((old, "no per-sample outcomes"), (other_seed, "share no seed"),
+                           (tmp_path / "mixed", "different methods"), (tmp_path, "holds no result")):
+        refused = runner.invoke(app, ["compare", str(first), str(tmp_path / "b")])
+        assert refused.exit_code == 2 and message in refused.output and "Traceback" not in refused.output
+
+
+@pytest.mark.parametrize("dirty, sha, warning", [
+    (False, "a" * 40, None),
+    (True, "a" * 40, "made from a tree with uncommitted changes"),
+    (False, "b" * 40, "come from another commit than"),
+])
+def test_the_header_names_the_commits_and_flags_dirty_or_mixed_records(tmp_path, dirty, sha, warning):
+    for seed, (record_sha, record_dirty) in enumerate((("a" * 40, False), ("a" * 40, False), (sha, dirty))):
+        result = leaderboard_result("lrp", seed)
+        result.environment.update(git_sha=record_sha, git_dirty=record_dirty)
+        write_result(result, tmp_path / "results")
+    text = build_leaderboard([tmp_path / "results"], tmp_path / "out").markdown.read_text()
+    assert f"`{'a' * 12}`" in text
+    assert ("**Warning:**" in text) == (warning is not None) and (warning is None or warning in text)

@@ -3,6 +3,7 @@ workflow that publish it work."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -10,7 +11,9 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from typer.testing import CliRunner
 
+from pxp_bench.cli import app
 from pxp_bench.leaderboard import README_END, README_START, build_leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +67,15 @@ def test_make_leaderboard_fresh_reruns_the_suite_and_regenerates(tmp_path):
     assert len(list((board / "plots").glob("*.png"))) == 1
     section = _readme_section(readme)
     assert "| random | default |" in section and section != _readme_section(ROOT / "README.md")
+
+
+def test_compare_works_on_two_committed_records():
+    first, second = (next((BOARD / "results").glob(f"digits-vgg_filters_{kind}_digits_seed0_*.json"))
+                     for kind in ("lrp-optimised", "magnitude-default"))
+    done = CliRunner().invoke(app, ["compare", str(first), str(second), "--json"])
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.output)
+    assert found["seeds"] == [0] and found["samples"] == 360
+    difference = found["a_pr_difference"]
+    assert difference["low"] <= difference["value"] <= difference["high"]
+    assert found["verdict"].split(":")[0] in ("the first is better", "the second is better", "no difference shown")

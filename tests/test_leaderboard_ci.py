@@ -66,7 +66,7 @@ def test_make_leaderboard_fresh_reruns_the_suite_and_regenerates(tmp_path):
     assert "## digits-vgg · filters · digits" in markdown and "| magnitude | default |" in markdown
     assert len(list((board / "plots").glob("*.png"))) == 1
     section = _readme_section(readme)
-    assert "| random | default |" in section and section != _readme_section(ROOT / "README.md")
+    assert "random (default)" in section and section != _readme_section(ROOT / "README.md")
 
 
 def test_compare_works_on_two_committed_records():

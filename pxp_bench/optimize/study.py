@@ -41,6 +41,9 @@ WILCOXON_MIN_STEPS = 14
 """SciPy's signed-rank test on 13 or fewer pairs with ties (accuracies often tie) runs a permutation
 test that takes seconds per call; from 14 pairs it uses the normal approximation."""
 RETRIES = 3
+SCHEMA_ATTEMPTS = 3
+"""Workers that open a fresh database at the same moment race to create Optuna's tables (a unique
+violation in PostgreSQL's catalogue); the loser opens the storage again, the tables then exist."""
 """A trial whose worker died (silent past the grace period, RDB storage) is retried at most this often."""
 COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                           optuna.trial.TrialState.FAIL)
@@ -135,8 +138,14 @@ def open_storage(url: str | None, default_path: Path, heartbeat_s: int = 20, gra
         if url.split(":", 1)[0].split("+", 1)[0] not in RDB_SCHEMES:
             raise ConfigError(f"--storage '{url}' is not a database URL; use postgresql://USER@HOST/DB, "
                               "sqlite:///FILE.db, or leave it out for a journal file in --out.")
-        return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=RETRIES))
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                                  failed_trial_callback=RetryFailedTrialCallback(max_retry=RETRIES))
+            except Exception as exc:  # workers racing to create a fresh database's tables: one loses
+                if "IntegrityError" not in type(exc).__name__ or attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except ConfigError:
         raise
     except Exception as exc:  # SQLAlchemy / driver / file errors: one line

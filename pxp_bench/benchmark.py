@@ -25,7 +25,8 @@ from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_bu
 from pxp_bench.device import channels_last_suits, device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
 from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, prune_curve
-from pxp_bench.masking import check_scores, rank_components
+from pxp_bench.guards import check_items, check_readable, check_scores, model_state, state_changes
+from pxp_bench.masking import rank_components
 from pxp_bench.outcomes import outcomes_record
 from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark
 from pxp_bench.plugins import Plugins, get_plugins
@@ -114,26 +115,34 @@ def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
         )
 
 
+def _from_plugin(plugins: Plugins, what: str, owner: str) -> str:
+    """``what`` and the plugin that registered it, with its distribution: whom a user asks for a fix."""
+    info = plugins.infos[owner]
+    return f"{what} from plugin '{info.name}' ({' '.join(filter(None, (info.distribution, info.version)))})"
+
+
 def _score(plan: Plan, plugins: Plugins, model, components, reference, context, params: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The method's scores, checked against the components; a plugin's failure names the plugin."""
+    """The method's scores, checked against the components, with the model checked to be as the method
+    found it (`pxp_bench.guards`); a plugin's failure names the plugin."""
     method = plan.method.load_score()
-    info = plugins.infos[plan.method_owner]
+    culprit = _from_plugin(plugins, f"method '{plan.method.name}'", plan.method_owner)
+    before = model_state(model)
     try:
         scores = method(model, components, reference, context, **params)
-        check_scores(components, scores)
-        return scores
-    except (PxpBenchError, torch.cuda.OutOfMemoryError) as exc:
-        if info.source == "builtin" or not isinstance(exc, ComponentError):
-            raise
-        raise PluginError(f"method '{plan.method.name}' from plugin '{info.name}' ({info.distribution} "
-                          f"{info.version}) returned unusable scores: {exc}") from None
+    except (PxpBenchError, torch.cuda.OutOfMemoryError):
+        raise
     except Exception as exc:
-        if info.source == "builtin":
+        if plugins.infos[plan.method_owner].source == "builtin":
             raise
-        raise PluginError(
-            f"method '{plan.method.name}' from plugin '{info.name}' ({info.distribution} {info.version}) "
-            f"failed while scoring: {type(exc).__name__}: {exc}."
-        ) from exc
+        raise PluginError(f"{culprit} failed while scoring: {type(exc).__name__}: {exc}.") from exc
+    if changes := state_changes(before, model):
+        raise PluginError(f"{culprit} left the model changed after scoring: {'; '.join(changes)}. Undo every "
+                          "change in a `with` block or try / finally (pxp_bench.testing.check_method shows more).")
+    try:
+        check_scores(components, scores)
+    except ComponentError as exc:
+        raise PluginError(f"{culprit} returned unusable scores: {exc}") from None
+    return scores
 
 
 T = TypeVar("T")
@@ -161,11 +170,13 @@ def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T
     )
 
 
-def _load(plan: Plan, bench: Benchmark):
+def _load(plan: Plan, bench: Benchmark, plugins: Plugins):
     splits = plan.dataset.load_splits()(plan.dataset.name, bench.data_root)
     loaded = plan.model.load_build()(plan.model.name, weights=bench.weights, num_classes=splits.num_classes,
                                      image_size=bench.image_size)
     splits.use_transform(loaded.transform)
+    check_items(splits, _from_plugin(plugins, f"dataset '{plan.dataset.name}'",
+                                     plugins.datasets.owner(plan.dataset.name)))
     _check_fit(plan.model.name, loaded, plan.dataset.name, splits)
     return splits, loaded
 
@@ -179,10 +190,13 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
     rates = normalise_rates(bench.rates)
     device = resolve_device(bench.device)
     clock = time.perf_counter()
-    splits, loaded = _load(plan, bench)
+    splits, loaded = _load(plan, bench, plugins)
     load_s = time.perf_counter() - clock
     sets = draw_sets(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
                      tune_per_class=bench.tune_per_class, seed=bench.seed)
+    # the sets read after scoring; the reference set is read first thing by scoring itself
+    check_readable(splits.eval, sets.evaluation)
+    check_readable(splits.tune if sets.tuning_split == "tune" else splits.train, sets.tuning)
     loaded.module = loaded.module.to(device).eval()
     example = splits.train[sets.reference[0]][0].unsqueeze(0).to(device)
     components = discover_components(loaded.module, plan.components, example)

@@ -40,7 +40,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-zoo_app = typer.Typer(help="The embedded model zoo: train and inspect its checkpoints.", no_args_is_help=True)
+zoo_app = typer.Typer(help="The embedded model zoo: train a zoo model's checkpoint and manifest (`zoo train`).",
+                      no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(suite_app, name="suite")
 
@@ -126,7 +127,7 @@ ModelOption = Annotated[str, typer.Option(help="Model name (see `pxp-bench list 
 DatasetOption = Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own.")]
 DataOption = Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")]
 ComponentsOption = Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")]
-WeightsOption = Annotated[Optional[str], typer.Option(help="default (pretrained), none (random init) or a checkpoint file.")]
+WeightsOption = Annotated[Optional[str], typer.Option(help="default (pretrained or packaged), none (random init; torchvision and timm models) or a checkpoint file (.safetensors or a torch state dict).")]
 ImageSizeOption = Annotated[Optional[int], typer.Option(help="Input size in pixels, for models that accept one.")]
 RatesOption = Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")]
 RefPerClassOption = Annotated[int, typer.Option(help="Reference samples per class (from train).")]
@@ -168,6 +169,7 @@ def run(
     rate: Annotated[Optional[float], typer.Option("--rate", help="Export at this rate of the grid (default: --at top-pr).")] = None,
     at: Annotated[str, typer.Option("--at", help="Export at: top-pr (the largest rate keeping 95 % of the correct predictions).")] = "top-pr",
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the curve as a PNG beside the JSON result (same name, .png).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Let --to replace an existing .pt2 and its .json sidecar.")] = False,
 ) -> None:
     """Score components, prune the least relevant globally at each rate, and measure top-1 accuracy.
 
@@ -195,13 +197,14 @@ def run(
         raise ConfigError(f"--at must be top-pr, got '{at}'; for another rate use --rate R.")
     if rate is not None and not exporting:
         raise ConfigError("--rate chooses the rate to export; add --to FILE.pt2 (or use `pxp-bench export`).")
+    if force and not exporting:
+        raise ConfigError("--force lets --to replace an existing export; add --to FILE.pt2 (or use `pxp-bench export`).")
     plan_benchmark(bench)
-    ensure_writable_dir(out)
     if exporting:
         from pxp_bench.slim.export import check_destination
 
-        check_destination(to)
-        ensure_writable_dir(to.parent)
+        check_destination(to, force=force)
+    ensure_writable_dir(out)
     with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=False) as bars:
         prepared = prepare(bench)
@@ -220,36 +223,13 @@ def run(
     if exporting:
         from pxp_bench.slim.export import export_result
 
-        info, sidecar = export_result(prepared, result, to, rate)
+        info, sidecar = export_result(prepared, result, to, rate, force=force)
         console.print(f"exported the slimmed model at rate {sidecar['rate']:g} ({sidecar['parameters']:,} parameters, "
                       f"top-1 {sidecar['accuracy']:.4f}) to [bold]{to}[/] and [bold]{info}[/]", highlight=False)
 
 
 app.command("export", help="Run as `run` does, then export the slimmed model of one rate (--to FILE.pt2, "
                            "--rate R or --at top-pr) with a JSON sidecar; it loads with torch.export.load alone.")(run)
-
-
-def _start_workers(config, count: int) -> list:
-    """``count`` search-only worker processes on the same study (they share its storage)."""
-    import dataclasses
-    import subprocess
-    import sys
-
-    from pxp_bench.optimize.study import config_to_json
-
-    return [subprocess.Popen([sys.executable, "-m", "pxp_bench.optimize.worker",
-                              config_to_json(dataclasses.replace(config, worker=index))],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for index in range(1, count + 1)]
-
-
-def _stop_workers(workers: list) -> None:
-    """Wait for the workers (the study's trial count stops them); report any that failed."""
-    for worker in workers:
-        _, stderr = worker.communicate()
-        if worker.returncode not in (0, None):
-            lines = stderr.strip().splitlines() or [f"exit status {worker.returncode}"]
-            warnings.warn(f"an optimisation worker failed: {lines[-1]}")
 
 
 @app.command()
@@ -287,11 +267,12 @@ def optimize(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pxp_bench.optimize.report import best_trials, history_plot, trials_summary
-    from pxp_bench.optimize.study import StudyConfig, best_params_json, provenance_json, run_study
+    from pxp_bench.optimize.study import StudyConfig, StudyRun, best_params_json, provenance_json
+    from pxp_bench.optimize.workers import local_workers, usable_jobs
     from pxp_bench.params import parse_param_pairs, read_params_file
     from pxp_bench.plan import Benchmark
     from pxp_bench.rates import parse_rates
-    from pxp_bench.results import atomic_write_text, ensure_writable_dir, write_result
+    from pxp_bench.results import atomic_write_text, write_result
 
     bench = Benchmark(model=model, method=method, dataset=dataset, data_root=data, components=components,
                       weights=weights, rates=parse_rates(rates), n_classes=_parse_classes(classes),
@@ -301,18 +282,24 @@ def optimize(
     config = StudyConfig(bench, parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
-    ensure_writable_dir(out)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    workers = _start_workers(config, jobs - 1)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    # a failed trial is raised to this command, which reports it (one line for a user error); Optuna's own
+    # log of it, an interrupted trial's included, would repeat it with a traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    run = None
     try:
-        with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err_console) as bars:
-            task = bars.add_task("trials", total=trials)
-            outcome = run_study(config, on_trial=lambda study, _: bars.update(
-                task, completed=len(study.get_trials(deepcopy=False, states=finished))))
-    finally:
-        _stop_workers(workers)
+        run = StudyRun(config)  # every option checked and the runs prepared before anything is written
+        with local_workers(config, usable_jobs(jobs) - 1):
+            with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err_console) as bars:
+                task = bars.add_task("trials", total=trials, completed=run.finished())
+                run.search(on_trial=lambda *_: bars.update(task, completed=run.finished()))
+        outcome = run.outcome()  # once the workers are done: their last trials count
+    except KeyboardInterrupt:
+        finished = run.finished() if run else 0
+        kept = (f"{_count(finished, 'trial')} finished {'is' if finished == 1 else 'are'} kept in {run.where()}; "
+                "rerun the same command to resume" if run else "the study was not opened; nothing was written")
+        err_console.print(f"Interrupted: {kept}.", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     name = outcome.study.study_name
     best_path, plot_path = out / f"{name}.best.json", out / f"{name}.history.png"
     provenance_path = out / f"{name}.provenance.json"  # X.best.json <-> X.provenance.json: a suite reads both
@@ -375,7 +362,8 @@ def list_names(
 @app.command()
 @user_errors
 def plugins(
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (every name).")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every registered name, not counts and the first few.")] = False,
 ) -> None:
     """Show the plugins, their versions, where they come from, what they register and which failed."""
     from dataclasses import asdict
@@ -392,10 +380,22 @@ def plugins(
     for column in ("plugin", "distribution", "version", "source", "status", "registers"):
         table.add_column(column)
     for info in infos:
-        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
+        registers = "; ".join(_registrations(kind, names, show_all) for kind, names in info.registers.items())
         table.add_row(info.name, info.distribution, info.version, info.source, escape(info.status),
                       registers or "-")
     console.print(table)
+
+
+SHOWN_NAMES = 6
+"""`pxp-bench plugins` names this many of a kind before "…" (the model plugin registers every timm model)."""
+
+
+def _registrations(kind: str, names: list[str], show_all: bool) -> str:
+    """``kind: a, b, c``, or for a long list its count, the first names and where to see the rest."""
+    if show_all or len(names) <= SHOWN_NAMES:
+        return f"{kind}: {', '.join(names)}"
+    return (f"{kind}: {len(names):,} ({', '.join(names[:SHOWN_NAMES])}, …; see `pxp-bench list {kind}` "
+            "or --all)")
 
 
 def _count(number: int, noun: str) -> str:
@@ -474,7 +474,8 @@ def zoo_train(
     model: Annotated[str, typer.Argument(help="Zoo model name, e.g. digits-vgg.")],
     out: Annotated[Path, typer.Option(help="Folder for MODEL.safetensors and its manifest MODEL.json.")],
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the model's, 30 or 40).")] = None,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Training seed (0 to 4294967295).")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace MODEL.safetensors and MODEL.json if --out has them.")] = False,
 ) -> None:
     """Train a zoo model on digits' train split, reproducibly, and write checkpoint + manifest."""
     from rich.progress import Progress
@@ -485,7 +486,7 @@ def zoo_train(
     command = f"pxp-bench zoo train {model} --out {out} --epochs {epochs} --seed {seed}"
     with Progress(console=err_console) as bars:
         task = bars.add_task(f"training {model}", total=epochs)
-        trained = train_zoo_model(model, out, epochs=epochs, seed=seed, command=command,
+        trained = train_zoo_model(model, out, epochs=epochs, seed=seed, command=command, force=force,
                                   on_epoch=lambda epoch, loss: bars.update(task, completed=epoch))
     console.print(f"eval accuracy {trained.eval_accuracy:.4f}; wrote {trained.checkpoint} "
                   f"(sha256 {trained.sha256[:12]}...) and {trained.manifest}", highlight=False)

@@ -43,13 +43,19 @@ def user_errors(command):
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``--seeds 0,1,2`` (of `optimize` and `suite run`) as a tuple of seeds >= 0."""
+    """``--seeds 0,1,2`` (of `optimize` and `suite run`) as a tuple of seeds in the one seed range
+    (`pxp_bench.plan.MAX_SEED`); an empty item is refused, not dropped, since the list is shown as given."""
+    from pxp_bench.plan import check_seed
+
+    parts = [part.strip() for part in text.split(",")]
+    if "" in parts:
+        raise ConfigError(f"--seeds '{text}' has an empty item; write a comma list of integers such as 0,1,2.")
     try:
-        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+        seeds = tuple(int(part) for part in parts)
     except ValueError:
         raise ConfigError(f"--seeds expects a comma list of integers such as 0,1,2, got '{text}'.") from None
-    if not seeds or min(seeds) < 0:
-        raise ConfigError(f"--seeds must name at least one seed >= 0, got '{text}'.")
+    for seed in seeds:
+        check_seed(seed, "--seeds")
     return seeds
 
 

@@ -12,28 +12,12 @@ from torch import nn
 from pxp_bench.attention import explicit_attention_active
 from pxp_bench.components import ComponentGroup, Components
 from pxp_bench.errors import ComponentError
-
-
-def check_scores(components: Components, scores: Mapping[str, torch.Tensor]) -> None:
-    """Refuse scores that do not cover exactly the components, with the right sizes, finite."""
-    expected = {group.name: group.size for group in components.groups}
-    missing = sorted(set(expected) - set(scores))
-    extra = sorted(set(scores) - set(expected))
-    if missing or extra:
-        raise ComponentError(
-            f"scores do not match the model's {components.kind}: missing {missing or 'none'}, "
-            f"unexpected {extra or 'none'}."
-        )
-    for name, size in expected.items():
-        score = scores[name]
-        if score.numel() != size:
-            raise ComponentError(f"scores for '{name}' have {score.numel()} entries; the layer has {size}.")
-        if not torch.isfinite(score).all():
-            raise ComponentError(f"scores for '{name}' are not all finite (NaN or inf).")
+from pxp_bench.guards import check_scores
 
 
 def rank_components(components: Components, scores: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Flat component indices, least relevant first; ties keep the stable (layer, channel) order."""
+    """Flat component indices, least relevant first; ties keep the stable (layer, channel) order (saved
+    scores are checked here as a method's are: `pxp_bench.guards.check_scores`)."""
     check_scores(components, scores)
     flat = torch.cat([scores[g.name].detach().flatten().double().cpu() for g in components.groups])
     return torch.sort(flat, stable=True).indices

@@ -19,6 +19,17 @@ EVALUATE_MODES = ("slim", "masked")
 MIN_LATENCY_REPEATS = 5
 """The fewest timed passes a latency takes (``--latency-repeats``' default): a median and an interquartile range."""
 
+MAX_SEED = 2**32 - 1
+"""Every seed option takes 0 to this (numpy's generators refuse larger seeds)."""
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """``seed`` itself, or a one-line error naming ``option`` when it is out of the seed range."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{option} must be 0 or more and at most {MAX_SEED} (numpy's limit), got {seed}.")
+    return seed
+
+
 METHOD_PREFERENCE = ("lrp", "magnitude")
 """``--method`` default: the first of these that is registered and fits the model and components."""
 
@@ -152,8 +163,7 @@ def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
     if bench.latency_repeats < 0 or 0 < bench.latency_repeats < MIN_LATENCY_REPEATS:
         raise ConfigError(f"--latency-repeats must be at least {MIN_LATENCY_REPEATS} (timed passes for a median and "
                           f"an interquartile range) or 0 to skip timing, got {bench.latency_repeats}.")
-    if bench.seed < 0:
-        raise ConfigError(f"--seed must be 0 or more, got {bench.seed}.")
+    check_seed(bench.seed)
     if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
         raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
     if dataset.needs_root and bench.data_root is None:

@@ -63,6 +63,8 @@ class Registry(Generic[T]):
         self._owners: dict[str, str] = {}
         self.failed: list[str] = []
         """Why plugins that might have provided a missing name did not load: for unknown-name errors."""
+        self.selection = ""
+        """How ``PXP_BENCH_LOAD_PLUGINS`` limits the external plugins, if it does: for unknown-name errors."""
 
     def withdraw(self, owner: str) -> None:
         """Remove every name ``owner`` registered (a plugin that failed)."""
@@ -87,8 +89,9 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         failed = f" ({'; '.join(self.failed)})" if self.failed else ""
+        selection = f" {self.selection}" if self.selection else ""
         raise UnknownNameError(
-            f"unknown {self.kind} '{name}'.{hint} See `pxp-bench list {self.kind}s` for all names.{failed}"
+            f"unknown {self.kind} '{name}'.{hint} See `pxp-bench list {self.kind}s` for all names.{failed}{selection}"
         )
 
     def names(self, pattern: str | None = None) -> list[str]:
@@ -156,6 +159,18 @@ def _external_entry_points(selected: dict[str, str] | None) -> Iterator[tuple[An
             )
 
 
+def _selection_note() -> str:
+    """What ``PXP_BENCH_LOAD_PLUGINS`` leaves out, for a name no loaded plugin registers ("" when unset)."""
+    raw = os.environ.get(LOAD_ENV)
+    if raw is None:
+        return ""
+    if not raw.strip():
+        return (f"External plugins are disabled by {LOAD_ENV}={raw!r}: unset it to load every installed plugin, "
+                "or set it to the distributions to load.")
+    return (f"Only the plugins of {raw.strip()} load ({LOAD_ENV}): add the distribution that provides it, or "
+            "unset the variable to load every installed plugin.")
+
+
 def _selected_distributions(load_external: bool | None) -> dict[str, str] | None:
     """None = every installed plugin; else the selected distributions, normalised name -> as written."""
     if load_external is False:
@@ -175,6 +190,7 @@ class Plugins:
         self.infos: dict[str, PluginInfo] = {}
         self._registries: dict[str, Registry] = {}
         self._warned: set[str] = set()
+        self._selection = _selection_note() if load_external is None else ""
         version = importlib.metadata.version(BUILTIN_DISTRIBUTION)
         for module_name in BUILTIN_PLUGINS:
             self._register(importlib.import_module(module_name), module_name,
@@ -232,6 +248,7 @@ class Plugins:
                 self._warned.add(info.name)
                 warnings.warn(info.failure(), UserWarning, stacklevel=3)
         filled.failed = [info.failure() for info in self.failed()]
+        filled.selection = self._selection
         return filled
 
     def _filled(self, registry: str) -> Registry:

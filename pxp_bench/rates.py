@@ -40,7 +40,10 @@ def parse_rates(text: str) -> tuple[float, ...]:
                               "Use a coarser step.")
         rates = [round(start + i * step, 10) for i in range(max(count, 0))]
     else:
-        rates = [_number(p.strip(), text) for p in text.split(",") if p.strip()]
+        parts = [part.strip() for part in text.split(",")]
+        if "" in parts:  # "0,,0.5" is a typo, not a grid of two rates
+            raise ConfigError(f"--rates '{text}' has an empty item; give e.g. '0,0.1,0.5' or '0:1:0.05'.")
+        rates = [_number(part, text) for part in parts]
     return normalise_rates(rates, text)
 
 

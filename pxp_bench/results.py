@@ -66,17 +66,22 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def ensure_writable_dir(path: Path) -> Path:
-    """Create ``path`` if needed and prove it is writable, before any long work starts."""
+def ensure_writable_dir(path: Path, option: str = "--out") -> Path:
+    """Create ``path`` if needed and prove it is writable, before any long work starts; errors name
+    ``option``, the option that chose the folder."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"output folder {path} is not writable: it cannot be created ({exc.strerror or exc}). "
+                          f"Choose another {option}.") from None
+    try:
         fd, probe = _temporary_file(path)
         os.close(fd)
         os.unlink(probe)
-    except OSError as exc:
-        raise ConfigError(f"output folder {path} is not writable ({exc.strerror or exc}). "
-                          "Choose another --out.") from None
+    except OSError as exc:  # e.g. /proc/self: a folder, but not one files can be created in
+        raise ConfigError(f"output folder {path} is not a writable folder: creating a file in it failed "
+                          f"({exc.strerror or exc}). Choose another {option}.") from None
     return path
 
 

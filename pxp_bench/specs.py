@@ -44,12 +44,19 @@ class MethodSpec:
     """
 
     name: str
+    """What ``--method`` names; unique across plugins."""
     score: Callable | str
+    """The score function, or a ``"module:function"`` string imported on first use."""
     summary: str
+    """One line for ``pxp-bench list methods``."""
     components: frozenset[str] = frozenset(COMPONENT_KINDS)
+    """The component kinds it can score (`COMPONENT_KINDS`)."""
     families: frozenset[str] = frozenset(FAMILIES)
+    """The model families it supports (`FAMILIES`)."""
     params: ParamSpace = field(default_factory=dict)
+    """Its parameters: name -> ``Categorical`` / ``IntRange`` / ``FloatRange`` (``searched`` ones are optimised)."""
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Named parameter values (``--preset``); ``default`` is the spaces' defaults unless given here."""
     family_params: Mapping[str, ParamSpace] = field(default_factory=dict)
     """Parameters that exist only for one model family (e.g. LRP's attention rule for transformers)."""
 
@@ -69,9 +76,13 @@ class LoadedModel:
     """A ready classifier and what the pipeline needs to know about it."""
 
     module: nn.Module
+    """The classifier: ``module(batch of input_shape) -> (batch, num_classes)`` logits."""
     family: str
+    """``cnn`` or ``transformer`` (`FAMILIES`): the default components and the methods' family parameters."""
     num_classes: int
+    """Its outputs; must equal the dataset's class count."""
     input_shape: tuple[int, ...]
+    """One input without the batch axis, e.g. ``(3, 224, 224)``; must equal the dataset's."""
     weights: str
     """Identity of the weights: ``packaged:<sha256>``, ``file:<sha256>``, ``random:seed0`` ..."""
     transform: Callable | None = None
@@ -88,10 +99,16 @@ class ModelSpec:
     """
 
     name: str
+    """What ``--model`` names; unique across plugins."""
     build: Callable | str
+    """The build function, or a ``"module:function"`` string imported on first use."""
     summary: str
+    """One line for ``pxp-bench list models``."""
     family: str = "cnn"
+    """``cnn`` (also any model without attention, an MLP included: it has ``neurons``, no ``filters``) or
+    ``transformer``; must match `LoadedModel.family`."""
     default_dataset: str | None = None
+    """The dataset the model is built for (`pxp_bench.testing.check_model` builds it for that one)."""
 
     def load_build(self) -> Callable:
         return resolve_callable(self.build, f"model '{self.name}'")
@@ -106,11 +123,19 @@ class DatasetSplits:
     """
 
     train: Dataset
+    """Items ``(input tensor of input_shape, int label)``; the reference samples (and, without ``tune``, the
+    tuning samples) are drawn from it, so it needs every class."""
     eval: Dataset
+    """The evaluation split: the pruning curve is measured on samples drawn from it."""
     num_classes: int
+    """Labels are ``0 .. num_classes - 1``."""
     class_names: list[str]
+    """One name per label, in label order (recorded in results)."""
     input_shape: tuple[int, ...]
+    """The shape of one input; ``()`` for image files, whose shape the model's ``transform`` decides
+    (`use_transform` then records it). The run checks item 0 of every split against it."""
     tune: Dataset | None = None
+    """A dedicated tuning split, when the dataset has one."""
 
     def use_transform(self, transform: Callable | None) -> None:
         """Give image datasets the model's preprocessing, then record the resulting input shape.
@@ -146,15 +171,26 @@ class OptimizerSpec:
     """A hyperparameter optimizer.
 
     ``run(study, space, objective, *, trials, timeout, seed, callbacks)`` runs at most ``trials`` more
-    trials of ``objective`` on the Optuna ``study`` (see `pxp_bench.optimize.optimizers`): ``objective``
-    takes an Optuna trial, suggests the parameters of ``space`` on it and returns the value to maximise.
-    ``prunes``: whether a pruner may stop its trials early (an exhaustive grid should not).
+    trials of ``objective`` on the Optuna ``study`` (see `pxp_bench.optimize.optimizers`), enqueued
+    (waiting) trials first: trial 0 is the method's default. ``trials`` is what ``--trials`` leaves after
+    the finished (completed or stopped) trials the study holds already, and a callback in ``callbacks``
+    stops the study once it holds ``--trials`` finished trials (workers share it), so fewer may run.
+    ``objective`` takes an Optuna trial, suggests the parameters of ``space`` on it and returns the value
+    to maximise (the tuning set's A_PR, averaged over the study's seeds), or raises ``optuna.TrialPruned``
+    when the pruner stops it mid-curve: such a trial is PRUNED and has no value (Optuna stores its last
+    partial report as ``trial.value``; never read that as its value). ``timeout``: seconds after which no
+    trial starts (None: no limit); ``seed``: seeds every random choice; ``callbacks``: call each for every
+    finished trial (``study.optimize`` does).
     """
 
     name: str
+    """What ``--optimizer`` names; unique across plugins."""
     run: Callable | str
+    """The run function, or a ``"module:function"`` string imported on first use."""
     summary: str
+    """One line for ``pxp-bench list optimizers``."""
     prunes: bool = True
+    """Whether a pruner may stop its trials early (an exhaustive grid should not)."""
 
     def load_run(self) -> Callable:
         return resolve_callable(self.run, f"optimizer '{self.name}'")

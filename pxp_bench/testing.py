@@ -9,9 +9,12 @@
 - `check_dataset`: every split is non-empty and labelled within the classes, items have the declared
   shape, and two loads are identical.
 - `check_optimizer`: it runs the enqueued default first, then exactly the trials asked for, within the
-  space, survives pruned trials, calls the callbacks, and repeats its sequence under the same seed.
+  space, calls the callbacks, and repeats its sequence under the same seed; a trial the objective stops
+  stays stopped (PRUNED, no value) and its partial reports never steer later proposals.
 
-Each raises `ConformanceError` (an ``AssertionError``) whose message names the plugin and the problem.
+Each raises `ConformanceError` (an ``AssertionError``) whose message names the plugin and the problem, also
+for an unknown name or a ``"module:function"`` callable that cannot be imported. The checks a run repeats
+every time (scores, the model after scoring, a dataset's items) are `pxp_bench.guards`, shared with the kit.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from pxp_bench.errors import ComponentError, DataError, PxpBenchError
+from pxp_bench.guards import check_items, check_scores, model_state, state_changes
 from pxp_bench.params import Categorical, FloatRange, IntRange, ParamSpace, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
-from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, FAMILIES, DatasetSpec, MethodSpec, ModelSpec, OptimizerSpec
+from pxp_bench.specs import COMPONENT_KINDS, FAMILIES, DatasetSpec, MethodSpec, ModelSpec, OptimizerSpec
 
 KIT_MODELS = {"cnn": "digits-vgg", "transformer": "digits-vit"}
 """The embedded models a method is checked on, per family it declares."""
+FAMILY_KINDS = {"cnn": ("filters", "neurons"), "transformer": ("heads", "neurons")}
+"""The component kinds a model of each family can have (a CNN without Conv2d, an MLP, has neurons only)."""
 
 
 class ConformanceError(AssertionError):
@@ -38,8 +44,22 @@ def _fail(owner: str, problem: str) -> None:
     raise ConformanceError(f"{owner}: {problem}")
 
 
-def _spec(registry, spec_or_name):
-    return registry.get(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+def _spec(registry, spec_or_name, kind: str):
+    """The spec itself, or the one registered under a name; an unknown name fails the check."""
+    if not isinstance(spec_or_name, str):
+        return spec_or_name
+    try:
+        return registry.get(spec_or_name)
+    except PxpBenchError as exc:
+        _fail(f"{kind} '{spec_or_name}'", str(exc))
+
+
+def _loaded(owner: str, load):
+    """``load()`` (a spec's ``load_*``: imports a ``"module:function"`` string); a failure fails the check."""
+    try:
+        return load()
+    except PxpBenchError as exc:
+        _fail(owner, str(exc).removeprefix(f"{owner}: "))
 
 
 # --- methods ---------------------------------------------------------------------------------------
@@ -77,47 +97,7 @@ def check_method_spec(method: MethodSpec) -> None:
                 resolve_params(method.space_for(family), owner=f"{owner}, preset '{preset}'", values=values)
             except Exception as exc:  # the core's own one-line message says what does not fit
                 _fail(owner, f"preset '{preset}' does not fit its space on a {family}: {exc}")
-    method.load_score()
-
-
-def _model_state(model: nn.Module) -> dict[str, Any]:
-    """What scoring must leave as it was: every tensor, mode, module class and hook."""
-    return {
-        "tensors": {key: value.detach().clone() for key, value in model.state_dict().items()},
-        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
-        "modes": {name: (type(m), m.training) for name, m in model.named_modules()},
-        "hooks": {name: sum(len(getattr(m, attr, {}) or {}) for attr in (
-            "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-            "_state_dict_hooks", "_load_state_dict_pre_hooks")) for name, m in model.named_modules()},
-        "patched": {name: sorted(k for k in vars(m) if k in ("forward", "__call__")) for name, m in model.named_modules()},
-        "grads": sorted(name for name, p in model.named_parameters() if p.grad is not None),
-        "grad_mode": torch.is_grad_enabled(),
-    }
-
-
-def _state_differences(before: dict[str, Any], model: nn.Module) -> list[str]:
-    after = _model_state(model)
-    problems = []
-    changed = [key for key in before["tensors"] if key not in after["tensors"]
-               or not torch.equal(before["tensors"][key], after["tensors"][key])]
-    if changed or set(after["tensors"]) != set(before["tensors"]):
-        problems.append(f"changed the model's weights or buffers ({', '.join(changed[:3]) or 'its keys'})")
-    if after["requires_grad"] != before["requires_grad"]:
-        problems.append("changed requires_grad of parameters")
-    if after["modes"] != before["modes"]:
-        problems.append("changed a module's class or train/eval mode")
-    hooked = [name or "(model)" for name in after["hooks"] if after["hooks"][name] != before["hooks"].get(name)]
-    if hooked:
-        problems.append(f"left hooks behind on {', '.join(hooked[:3])}")
-    patched = [name or "(model)" for name, keys in after["patched"].items() if keys != before["patched"].get(name)]
-    if patched:
-        problems.append(f"left a patched forward on {', '.join(patched[:3])}")
-    if after["grads"] != before["grads"]:
-        problems.append(f"left gradients in the parameters' .grad ({', '.join(after['grads'][:3])}); use "
-                        "torch.autograd.grad, or set them back to None")
-    if after["grad_mode"] != before["grad_mode"]:
-        problems.append("changed torch's global grad mode; use `with torch.enable_grad():`")
-    return problems
+    _loaded(owner, method.load_score)
 
 
 class _FailingData(Dataset):
@@ -144,15 +124,13 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
     from pxp_bench.plan import Benchmark
 
     plugins = plugins or get_plugins()
-    method = _spec(plugins.methods, method)
+    method = _spec(plugins.methods, method, "method")
     check_method_spec(method)
     if method.name not in plugins.methods or plugins.methods.get(method.name) is not method:
         plugins = _with_method(method)
     score = method.load_score()
     for family in sorted(method.families):
-        kinds = [kind for kind in ("filters", "neurons") if family == "cnn" and kind in method.components]
-        kinds += [kind for kind in ("heads", "neurons") if family == "transformer" and kind in method.components]
-        for kind in kinds:
+        for kind in [kind for kind in FAMILY_KINDS[family] if kind in method.components]:
             owner = f"method '{method.name}' on {KIT_MODELS[family]} {kind}"
             prepared = prepare(Benchmark(method=method.name, model=KIT_MODELS[family], components=kind, n_classes=3,
                                          ref_per_class=3, tune_per_class=0, params=dict(params or {})),
@@ -165,12 +143,12 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
                 reference = ReferenceSet(dataset, prepared.sets.classes, 4, prepared.device)
                 return score(model, components, reference, RunContext.seeded(seed, prepared.device), **values)
 
-            before = _model_state(model)
+            before = model_state(model, exact=True)
             try:
                 scores = run(data)
             except Exception as exc:
                 _fail(owner, f"scoring raised {type(exc).__name__}: {exc}")
-            if problems := _state_differences(before, model):
+            if problems := state_changes(before, model):
                 _fail(owner, "; ".join(problems) + ". Undo every change in a `with` block or try / finally.")
             _check_scores(owner, components, scores)
             again = run(data)
@@ -181,7 +159,7 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
                 run(_FailingData(data))
             except Exception:  # expected: the point is what the model looks like afterwards
                 pass
-            if problems := _state_differences(before, model):
+            if problems := state_changes(before, model):
                 _fail(owner, "when scoring raised, " + "; ".join(problems)
                       + ". Undo every change in a `with` block or try / finally.")
 
@@ -202,19 +180,11 @@ def _with_method(method: MethodSpec) -> Plugins:
 
 
 def _check_scores(owner: str, components, scores) -> None:
-    if not isinstance(scores, Mapping):
-        _fail(owner, f"returned {type(scores).__name__}; return {{group name: 1-D tensor}}.")
-    expected = {group.name: group.size for group in components.groups}
-    if set(scores) != set(expected):
-        _fail(owner, f"returned scores for {sorted(scores)}; the groups are {sorted(expected)}.")
-    for name, size in expected.items():
-        value = scores[name]
-        if not isinstance(value, torch.Tensor) or value.shape != (size,):
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            _fail(owner, f"scores for '{name}' have shape {shape}; expected ({size},).")
-        if not torch.isfinite(value).all():
-            _fail(owner, f"scores for '{name}' are not all finite (NaN or inf).")
-    flat = torch.cat([scores[name].detach().double().flatten().cpu() for name in expected])
+    try:
+        check_scores(components, scores)
+    except ComponentError as exc:
+        _fail(owner, str(exc))
+    flat = torch.cat([scores[group.name].detach().double().cpu() for group in components.groups])
     if torch.all(flat == flat[0]):
         _fail(owner, "gave every component the same score: that ranks nothing.")
 
@@ -225,20 +195,20 @@ def check_model(model: ModelSpec | str, *, weights: str | None = None, plugins: 
     """Build ``model`` (default weights, or ``weights``) for its default dataset and check it; returns
     the `LoadedModel`."""
     from pxp_bench.components import discover_components
-    from pxp_bench.errors import ComponentError
     from pxp_bench.specs import LoadedModel
 
     plugins = plugins or get_plugins()
-    spec = _spec(plugins.models, model)
+    spec = _spec(plugins.models, model, "model")
     owner = f"model '{spec.name}'"
     if spec.family not in FAMILIES:
         _fail(owner, f"family '{spec.family}' is not one of {list(FAMILIES)}.")
     num_classes = None
     if spec.default_dataset is not None:
         num_classes = check_dataset(spec.default_dataset, plugins=plugins).num_classes
+    build_model = _loaded(owner, spec.load_build)
 
     def build() -> LoadedModel:
-        loaded = spec.load_build()(spec.name, weights=weights, num_classes=num_classes, image_size=None)
+        loaded = build_model(spec.name, weights=weights, num_classes=num_classes, image_size=None)
         if not isinstance(loaded, LoadedModel):
             _fail(owner, f"build returned {type(loaded).__name__}; return a pxp_bench.LoadedModel.")
         return loaded
@@ -256,10 +226,15 @@ def check_model(model: ModelSpec | str, *, weights: str | None = None, plugins: 
     if tuple(logits.shape) != (2, loaded.num_classes) or not torch.isfinite(logits).all():
         _fail(owner, f"maps a batch of 2 inputs of shape {tuple(loaded.input_shape)} to {tuple(logits.shape)}; "
                      f"expected (2, {loaded.num_classes}) finite logits.")
-    try:
-        discover_components(module, DEFAULT_COMPONENTS[spec.family], torch.zeros(1, *loaded.input_shape))
-    except ComponentError as exc:
-        _fail(owner, f"has no {DEFAULT_COMPONENTS[spec.family]} pxp-bench can find: {exc}")
+    reasons = []
+    for kind in FAMILY_KINDS[spec.family]:  # an MLP registered as a CNN has neurons, not filters
+        try:
+            discover_components(module, kind, torch.zeros(1, *loaded.input_shape))
+            break
+        except ComponentError as exc:
+            reasons.append(str(exc))
+    else:
+        _fail(owner, f"has no {' or '.join(FAMILY_KINDS[spec.family])} pxp-bench can find: {reasons[0]}")
     twin = build()
     first, second = module.state_dict(), twin.module.state_dict()
     if set(first) != set(second) or any(not torch.equal(first[k], second[k]) for k in first) \
@@ -273,11 +248,12 @@ def check_dataset(dataset: DatasetSpec | str, *, root: str | None = None, plugin
     from pxp_bench.specs import DatasetSplits
 
     plugins = plugins or get_plugins()
-    spec = _spec(plugins.datasets, dataset)
+    spec = _spec(plugins.datasets, dataset, "dataset")
     owner = f"dataset '{spec.name}'"
     if spec.needs_root and root is None:
         _fail(owner, "needs a root folder: pass root= to check_dataset.")
-    splits = spec.load_splits()(spec.name, root)
+    load = _loaded(owner, spec.load_splits)
+    splits = load(spec.name, root)
     if not isinstance(splits, DatasetSplits):
         _fail(owner, f"load returned {type(splits).__name__}; return a pxp_bench.DatasetSplits.")
     if splits.num_classes < 2 or len(splits.class_names) != splits.num_classes:
@@ -296,17 +272,17 @@ def check_dataset(dataset: DatasetSpec | str, *, root: str | None = None, plugin
                          "`targets` sequence with one label per sample.")
         if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < splits.num_classes for t in targets):
             _fail(owner, f"split '{name}' has labels outside 0..{splits.num_classes - 1} or that are not int.")
-        inputs, label = split[0]
+        _, label = split[0]
         if int(label) != targets[0]:
             _fail(owner, f"split '{name}' item 0 has label {label}, but its targets say {targets[0]}.")
-        if not splits.input_shape:  # image files: the model's transform decides the shape (use_transform)
-            continue
-        if not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != tuple(splits.input_shape):
-            _fail(owner, f"split '{name}' item 0 has shape {tuple(getattr(inputs, 'shape', ()))}; expected a tensor "
-                         f"of input_shape {tuple(splits.input_shape)}.")
+    if splits.input_shape:  # image files: the model's transform decides the shape (use_transform)
+        try:
+            check_items(splits, owner)
+        except DataError as exc:
+            raise ConformanceError(str(exc)) from None
     if sorted(set(splits.train.targets)) != list(range(splits.num_classes)):
         _fail(owner, "the train split lacks some classes; reference samples are drawn from it for every class.")
-    again = spec.load_splits()(spec.name, root)
+    again = load(spec.name, root)
     if list(again.train.targets) != list(splits.train.targets) or list(again.eval.targets) != list(splits.eval.targets):
         _fail(owner, "two loads give different splits; split with a fixed seed.")
     return splits
@@ -322,8 +298,13 @@ KIT_SPACE: ParamSpace = {
 """A small mixed space; pass an all-categorical one for optimizers that need it (e.g. ``grid``)."""
 
 
-def _kit_objective(space: ParamSpace):
-    """A cheap deterministic objective over ``space``; trial 2 is pruned."""
+STOPPED_TRIAL = 2
+"""The trial the kit's objective stops, as a pruner would, after a partial report of its choosing."""
+
+
+def _kit_objective(space: ParamSpace, stopped_report: float):
+    """A cheap deterministic objective over ``space`` (values <= 0); trial `STOPPED_TRIAL` is stopped after
+    reporting ``stopped_report``: a partial curve, which is no value and must not steer the search."""
     import optuna
 
     from pxp_bench.optimize.study import suggest
@@ -331,7 +312,8 @@ def _kit_objective(space: ParamSpace):
     def objective(trial) -> float:
         values = suggest(trial, space)
         trial.report(0.0, 0)
-        if trial.number == 2:
+        if trial.number == STOPPED_TRIAL:
+            trial.report(stopped_report, 1)
             raise optuna.TrialPruned()  # as a pruner would stop it
         value = 0.0
         for key, param in sorted(space.items()):
@@ -353,23 +335,25 @@ def _inside(param, value) -> bool:
 
 def check_optimizer(optimizer: OptimizerSpec | str, *, trials: int = 6, space: ParamSpace | None = None,
                     plugins: Plugins | None = None) -> None:
-    """Run ``optimizer`` for ``trials`` trials on ``space`` (default `KIT_SPACE`) twice with the same seed,
-    the space's defaults enqueued first as the pipeline does, and check it."""
+    """Run ``optimizer`` for ``trials`` trials on ``space`` (default `KIT_SPACE`), the space's defaults
+    enqueued first as the pipeline does, and check it: twice with the same seed, and once more where the
+    stopped trial reported far below every value instead of far above it. An optimizer that takes a stopped
+    trial's partial reports for its value (and proposes around it) proposes differently the third time."""
     import optuna
 
     plugins = plugins or get_plugins()
-    spec = _spec(plugins.optimizers, optimizer)
+    spec = _spec(plugins.optimizers, optimizer, "optimizer")
     owner = f"optimizer '{spec.name}'"
     space = dict(space or KIT_SPACE)
-    run = spec.load_run()
+    run = _loaded(owner, spec.load_run)
     default = {key: param.default for key, param in space.items()}
     sequences = []
-    for _ in range(2):
+    for stopped_report in (1e3, 1e3, -1e3):
         study = optuna.create_study(direction="maximize")
         study.enqueue_trial(default)
         seen: list[int] = []
         try:
-            run(study, space, _kit_objective(space), trials=trials, timeout=None, seed=7,
+            run(study, space, _kit_objective(space, stopped_report), trials=trials, timeout=None, seed=7,
                 callbacks=[lambda _study, trial: seen.append(trial.number)])
         except Exception as exc:
             _fail(owner, f"raised {type(exc).__name__}: {exc}")
@@ -383,9 +367,17 @@ def check_optimizer(optimizer: OptimizerSpec | str, *, trials: int = 6, space: P
         for trial in finished:
             if set(trial.params) != set(space) or not all(_inside(space[k], v) for k, v in trial.params.items()):
                 _fail(owner, f"trial {trial.number} has parameters {trial.params} outside the space.")
+        stopped = next((t for t in study.trials if t.number == STOPPED_TRIAL), None)
+        if stopped is not None and stopped.state != optuna.trial.TrialState.PRUNED:
+            _fail(owner, f"recorded the stopped trial {STOPPED_TRIAL} as {stopped.state.name}; a trial whose objective "
+                         "raised optuna.TrialPruned has no value: leave it PRUNED.")
         sequences.append([t.params for t in finished])
     if sequences[0] != sequences[1]:
         _fail(owner, "proposed another sequence under the same seed; seed every random choice with `seed`.")
+    if sequences[0] != sequences[2]:
+        _fail(owner, "proposed other trials after a stopped trial whose partial reports differed; a stopped trial "
+                     "has no value: never read its intermediate values as one (count it as worse than every "
+                     "completed trial, or leave it out).")
 
 
 __all__ = ["ConformanceError", "check_dataset", "check_method", "check_method_spec", "check_model", "check_optimizer"]

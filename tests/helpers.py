@@ -123,3 +123,25 @@ def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, mo
         weights=weights, samples={"class_hash": class_hash or index_hash(classes), "reference": reference,
                                   "image_size": None, "amp": None, "evaluation": evaluation},
         created=created, evaluate="masked" if flops is None else "slim", outcomes=record)
+
+
+TINY_SUITE = """
+description = "two methods on digits-vgg's filters"
+seeds = [0, 1]
+
+[run]
+rates = "0,0.3,0.6"
+n_classes = 3
+latency_repeats = 0
+
+[[settings]]
+model = "digits-vgg"
+components = ["filters"]
+
+[[methods]]
+method = "magnitude"
+
+[[methods]]
+method = "random"
+"""
+"""A suite of 4 cheap cells: magnitude and random on digits-vgg filters, seeds 0 and 1, 3 rates, no timing."""

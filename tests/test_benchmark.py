@@ -118,7 +118,7 @@ def test_a_third_party_method_that_raises_or_misbehaves_is_named():
     with pytest.raises(PluginError, match="method 'explodes' from plugin 'RaisingMethods'.*division by zero"):
         run_benchmark(Benchmark(method="explodes"), plugins=loaded)
     with pytest.raises(PluginError, match="method 'wrong-shape' from plugin 'RaisingMethods'.*unusable scores.*"
-                                          "have 1 entries; the layer has 16"):
+                                          r"have shape \(1,\); expected \(16,\)"):
         run_benchmark(Benchmark(method="wrong-shape"), plugins=loaded)
 
 

@@ -40,7 +40,7 @@ def test_pruned_sets_are_nested():
 @pytest.mark.parametrize("scores, message", [
     ({"a": torch.zeros(3)}, "missing \\['b'\\]"),
     ({"a": torch.zeros(3), "b": torch.zeros(2), "c": torch.zeros(1)}, "unexpected \\['c'\\]"),
-    ({"a": torch.zeros(4), "b": torch.zeros(2)}, "have 4 entries; the layer has 3"),
+    ({"a": torch.zeros(4), "b": torch.zeros(2)}, r"have shape \(4,\); expected \(3,\)"),
     ({"a": torch.tensor([0.0, float("nan"), 1.0]), "b": torch.zeros(2)}, "not all finite"),
 ])
 def test_scores_that_do_not_fit_are_refused(scores, message):

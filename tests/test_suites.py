@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import pip_install_plugin
+from helpers import TINY_SUITE as TINY, pip_install_plugin
 from test_leaderboard import table_rows
 from pxp_bench.errors import PxpBenchError
 from pxp_bench.leaderboard import build_leaderboard
@@ -23,25 +23,6 @@ from pxp_bench.suites.definition import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from pxp_bench.cli import main; main()", "suite", "run"]
-TINY = """
-description = "two methods on digits-vgg's filters"
-seeds = [0, 1]
-
-[run]
-rates = "0,0.3,0.6"
-n_classes = 3
-latency_repeats = 0
-
-[[settings]]
-model = "digits-vgg"
-components = ["filters"]
-
-[[methods]]
-method = "magnitude"
-
-[[methods]]
-method = "random"
-"""
 
 
 def _suite(tmp_path: Path, text: str = TINY, name: str = "tiny") -> Path:

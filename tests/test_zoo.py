@@ -117,7 +117,7 @@ def test_unreadable_checkpoints(tmp_path, zoo_model):
     truncated = tmp_path / "truncated.pt"
     torch.save(zoo_model("digits-vgg").state_dict(), truncated)
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
-    for path, message in [(text, "corrupt or not a torch file"), (missing, "does not exist"),
+    for path, message in [(text, "is not a checkpoint"), (missing, "does not exist"),
                           (truncated, r"corrupt or not a torch file \(PytorchStreamReader failed .*\)\. Re-save")]:
         with pytest.raises(CheckpointError, match=message):
             load_state_dict(path)

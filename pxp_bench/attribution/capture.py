@@ -28,7 +28,8 @@ def per_component(value: torch.Tensor, group: ComponentGroup, absolute: bool = F
 
 
 class SiteTensors:
-    """The site tensors of the last forward pass, per group (a list: one entry per call)."""
+    """The site tensors recorded so far, per group: a list with one entry per call of the site module,
+    over every forward pass since the block began or since the last `clear` (call it once per batch)."""
 
     def __init__(self, components: Components) -> None:
         self.groups = {group.name: group for group in components.groups}
@@ -54,8 +55,10 @@ class SiteTensors:
 
 @contextmanager
 def captured_sites(model: nn.Module, components: Components) -> Iterator[SiteTensors]:
-    """Record each site tensor; the model continues with a copy, so in-place ops downstream (an inplace
-    ReLU after a BatchNorm) cannot overwrite the recorded tensor. Hooks are removed on exit."""
+    """Record each site tensor of every forward pass inside the block: the tensors accumulate (and keep
+    their autograd graphs alive) until ``sites.clear()``, so clear once per batch. The model continues with a
+    copy, so in-place ops downstream (an inplace ReLU after a BatchNorm) cannot overwrite the recorded tensor.
+    Hooks are removed on exit."""
     modules = dict(model.named_modules())
     sites = SiteTensors(components)
     handles = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -43,7 +44,8 @@ def describe_grid(rates: Sequence[float]) -> str:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: JSON's NaN and Infinity (which Python reads) are no measurement."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _integer(value: Any) -> bool:
@@ -105,7 +107,7 @@ def _fields_problem(data: dict[str, Any]) -> str | None:
     bad = [name for name, check in NEEDED.items() if not check(_field(data, name))]
     if bad:
         return (f"missing or malformed fields the leaderboard needs: {', '.join(bad)}; it was written by an "
-                "older pxp-bench or is damaged.")
+                "older pxp-bench or is damaged (numbers must be finite: NaN or Infinity is no measurement).")
     return None
 
 

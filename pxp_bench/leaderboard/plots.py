@@ -141,9 +141,14 @@ def read_curves(paths: Sequence[Path]) -> list[dict[str, Any]]:
 
 
 def plot_result_files(paths: Sequence[Path], out: Path) -> Path:
-    """Overlay the curves of the result files ``paths`` in the PNG ``out`` (its folder is created)."""
+    """Overlay the curves of the result files ``paths`` in the PNG ``out`` (its folder is created).
+
+    Only ``.png``: the plots are byte-stable PNGs, and bytes of one format under another's name would
+    mislead every program that opens them."""
+    if Path(out).suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: plots are PNG images; give a file name ending in .png.")
     if not paths:
         raise ConfigError("give at least one result JSON file to plot.")
-    curves = curves_png(read_curves(paths), [Path(path).name for path in paths])
     ensure_writable_dir(Path(out).parent)
+    curves = curves_png(read_curves(paths), [Path(path).name for path in paths])
     return write_png(Path(out), curves)

@@ -65,12 +65,24 @@ def verify_against_manifest(checkpoint: Path, manifest: Path, retrain_hint: str)
     return actual
 
 
+ACCEPTED = ("--weights takes a .safetensors file or a torch state dict (torch.save(model.state_dict(), PATH)), "
+            "or default / none")
+"""What a checkpoint may be, said where a file is not one."""
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+"""The first bytes of a file `torch.load` reads: a zip archive (torch >= 1.6) or a pickle of protocol 2 or
+more (the legacy format). Anything else is not a torch file, and torch's unpickler fails on it with a
+KeyError or IndexError instead of saying so."""
+
+
 def require_file(path: Path) -> None:
-    """Raise unless ``path`` is a checkpoint file (a folder or a missing path is said plainly)."""
+    """Raise unless ``path`` is a checkpoint file (a folder, a missing path or a JSON file is said plainly)."""
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder; pass the checkpoint file inside it to --weights.")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist. Check the path passed to --weights.")
+    if path.suffix == ".json":  # a manifest, a parameters file or a result: never weights
+        raise CheckpointError(f"{path} is a JSON file, not a checkpoint (a zoo checkpoint's manifest is the JSON "
+                              f"beside it); {ACCEPTED}.")
 
 
 def _first_sentence(exc: Exception) -> str:
@@ -103,13 +115,18 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} is not a valid safetensors file: {exc}.") from None
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if not start.startswith(TORCH_FILE_STARTS):
+        raise CheckpointError(f"{path} is not a checkpoint: it is neither a safetensors file (named .safetensors) "
+                              f"nor a file torch.save wrote; {ACCEPTED}.")
     try:
         with warnings.catch_warnings():  # torch's own advice (pickle protocols, TorchScript) is not the user's
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:  # a damaged pickle
         raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({_first_sentence(exc)}). "
                               "Re-save or re-download it.") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -18,6 +18,7 @@ from pxp_bench.errors import ConfigError
 from pxp_bench.evaluate import accuracy
 from pxp_bench.models.architectures import ARCHITECTURES
 from pxp_bench.models.checkpoints import file_sha256, manifest_path
+from pxp_bench.plan import check_seed
 from pxp_bench.results import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 
 DEFAULT_EPOCHS = {"digits-vgg": 30, "digits-resnet": 30, "digits-vit": 40}
@@ -47,9 +48,11 @@ def train_zoo_model(
     epochs: int | None = None,
     seed: int = DEFAULT_SEED,
     command: str = "",
+    force: bool = False,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainedCheckpoint:
-    """Train zoo model ``name`` on digits' train split only; write ``name.safetensors`` + manifest."""
+    """Train zoo model ``name`` on digits' train split only; write ``name.safetensors`` + manifest, replacing
+    earlier ones only with ``force`` (checked before training, so a refusal costs nothing)."""
     from safetensors.torch import save
 
     if name not in ARCHITECTURES:
@@ -57,6 +60,12 @@ def train_zoo_model(
     epochs = DEFAULT_EPOCHS[name] if epochs is None else epochs
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}.")
+    check_seed(seed)
+    checkpoint = Path(out_dir) / f"{name}.safetensors"
+    if not force:
+        for path in (checkpoint, manifest_path(checkpoint)):
+            if path.exists():
+                raise ConfigError(f"{path} exists; pass --force to replace it, or choose another --out.")
     out_dir = ensure_writable_dir(Path(out_dir))
     splits = load_digits_splits()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -84,7 +93,6 @@ def train_zoo_model(
         torch.use_deterministic_algorithms(deterministic)
     model.eval()
     eval_accuracy = accuracy(model, DataLoader(splits.eval, batch_size=256), list(range(10)), torch.device("cpu"))
-    checkpoint = out_dir / f"{name}.safetensors"
     atomic_write_bytes(checkpoint, save({k: v.contiguous() for k, v in model.state_dict().items()}))
     sha = file_sha256(checkpoint)
     manifest = {

@@ -52,7 +52,9 @@ def build_zoo_model(name: str, weights: str | None = None, num_classes: int | No
     if image_size not in (None, ZOO_INPUT_SHAPE[-1]):
         raise ConfigError(f"zoo model '{name}' takes {ZOO_INPUT_SHAPE[-1]} px inputs; drop --image-size.")
     if weights == "none":
-        raise ConfigError(f"zoo model '{name}' is only useful trained; train one with `pxp-bench zoo train`.")
+        raise ConfigError(f"--weights none (random init) applies to torchvision and timm models; zoo model '{name}' "
+                          f"is only useful trained: drop --weights for its packaged weights, or train one with "
+                          f"`pxp-bench zoo train {name} --out DIR` and pass --weights DIR/{name}.safetensors.")
     if num_classes not in (None, ZOO_CLASSES):
         raise ConfigError(f"zoo model '{name}' has {ZOO_CLASSES} outputs; it cannot classify {num_classes} classes.")
     packaged = weights in (None, "default")

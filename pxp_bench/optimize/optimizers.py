@@ -114,8 +114,10 @@ def nevergrad(study: optuna.Study, space: ParamSpace, objective: Objective, *, t
 
 def _value(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> float:
     """A finished trial's objective. A pruned trial has none: it was stopped as worse than the others, so
-    it counts as the worst completed trial (its partial curve, high at low rates, would flatter it)."""
-    if trial.value is not None:
+    it counts as the worst completed trial. Optuna stores a pruned trial's last partial report as its
+    ``value``; that report (an accuracy, or a running sum) would flatter it, so only a completed trial's
+    value is its own."""
+    if trial.state == optuna.trial.TrialState.COMPLETE:
         return trial.value
     completed = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     return min(completed, default=0.0)

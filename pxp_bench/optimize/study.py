@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import statistics
 import time
 import warnings
@@ -27,9 +28,10 @@ from pxp_bench.benchmark import Prepared, evaluate, make_result, prepare, score
 from pxp_bench.errors import ConfigError
 from pxp_bench.evaluate import CurvePoint, curve_metrics
 from pxp_bench.params import Categorical, IntRange, ParamSpace, searched_space
-from pxp_bench.plan import Benchmark
+from pxp_bench.plan import MAX_SEED, Benchmark, check_seed
 from pxp_bench.plugins import Plugins, get_plugins
-from pxp_bench.results import Result
+from pxp_bench.results import Result, ensure_writable_dir
+from pxp_bench.specs import OptimizerSpec
 
 IDENTITY_ATTR = "pxp_bench_identity"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -41,10 +43,12 @@ WILCOXON_MIN_STEPS = 14
 """SciPy's signed-rank test on 13 or fewer pairs with ties (accuracies often tie) runs a permutation
 test that takes seconds per call; from 14 pairs it uses the normal approximation."""
 RETRIES = 3
+"""A trial whose worker died (silent past the grace period) is retried at most this often."""
 SCHEMA_ATTEMPTS = 3
 """Workers that open a fresh database at the same moment race to create Optuna's tables (a unique
 violation in PostgreSQL's catalogue); the loser opens the storage again, the tables then exist."""
-"""A trial whose worker died (silent past the grace period, RDB storage) is retried at most this often."""
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]{0,199}")
+"""A study name names its files in --out (journal, best parameters, provenance, plot): never a path."""
 COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                           optuna.trial.TrialState.FAIL)
 FINISHED = (COMPLETE, PRUNED)
@@ -69,8 +73,8 @@ class StudyConfig:
     """How clearly worse trials are stopped mid-curve (`_pruner`): ``median``, ``wilcoxon`` or ``none``."""
     heartbeat_s: int = 20
     grace_s: int = 60
-    """RDB storage: workers beat every ``heartbeat_s``; a running trial silent for ``grace_s`` is failed
-    and retried by the next worker that starts or finishes a trial."""
+    """A running trial's process beats every ``heartbeat_s`` (journal or RDB); a running trial silent for
+    ``grace_s`` (its process died) is failed and retried by the next trial started on the study."""
     reuse: bool = True
     """Evaluate each pruned set once per seed (exact); off only to measure what it saves."""
     worker: int = 0
@@ -93,23 +97,35 @@ class StudyOutcome:
 
 
 def study_name(config: StudyConfig, plan_components: str, method: str) -> str:
+    """``--study``, or one made of the model, components, method and seeds; refused unless a plain name."""
     seeds = "-".join(map(str, config.seeds))
-    return config.study or f"{config.bench.model}_{plan_components}_{method}_seeds{seeds}"
+    made = config.study is None
+    name = f"{config.bench.model}_{plan_components}_{method}_seeds{seeds}" if made else config.study
+    if not STUDY_NAME.fullmatch(name):
+        made = " (made from the model, components, method and seeds; give --study)" if made else ""
+        raise ConfigError(f"study name '{name}'{made} is not a plain name: it names the study's files in --out, so "
+                          "use 1 to 200 letters, digits and _ . + = , @ - (a letter, digit or _ first), no path.")
+    return name
 
 
 def _check(config: StudyConfig) -> None:
     if isinstance(config.trials, bool) or not isinstance(config.trials, int) or config.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {config.trials}.")
-    if config.timeout is not None and config.timeout <= 0:
-        raise ConfigError(f"--timeout must be positive (seconds), got {config.timeout}.")
-    if not config.seeds or len(set(config.seeds)) != len(config.seeds) or min(config.seeds) < 0:
-        raise ConfigError(f"--seeds must be distinct non-negative integers, got {list(config.seeds)}.")
+    if config.timeout is not None and not (math.isfinite(config.timeout) and config.timeout > 0):
+        raise ConfigError(f"--timeout must be a positive, finite number of seconds, got {config.timeout}.")
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+        raise ConfigError(f"--seeds must be distinct integers, got {list(config.seeds)}.")
+    for seed in config.seeds:
+        check_seed(seed, "--seeds")
     if config.pruner not in PRUNERS:
         raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got '{config.pruner}'.")
     if config.bench.tune_per_class < 1:
         raise ConfigError("a study needs a tuning set: --tune-per-class must be at least 1.")
     if config.bench.scores_file is not None:
         raise ConfigError("a study scores every configuration itself; drop --scores.")
+    if config.storage is not None and config.storage.split(":", 1)[0].split("+", 1)[0] not in RDB_SCHEMES:
+        raise ConfigError(f"--storage '{config.storage}' is not a database URL; use postgresql://USER@HOST/DB, "
+                          "sqlite:///FILE.db, or leave it out for a journal file in --out.")
 
 
 def _identity(config: StudyConfig, prepared: Prepared, space: ParamSpace) -> dict[str, Any]:
@@ -127,21 +143,23 @@ def _identity(config: StudyConfig, prepared: Prepared, space: ParamSpace) -> dic
 
 
 def open_storage(url: str | None, default_path: Path, heartbeat_s: int = 20, grace_s: int = 60):
-    """A journal file (safe for several local processes) or an RDB with heartbeats and retries."""
-    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
-    from optuna.storages.journal import JournalFileBackend
+    """A journal file (safe for several local processes; refused when damaged) or an RDB, either with
+    heartbeats: a trial whose process died is failed and retried (`RETRIES`)."""
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    from pxp_bench.optimize.journal import HeartbeatJournalStorage, check_journal
 
     try:
         if url is None:
-            default_path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(default_path)))
-        if url.split(":", 1)[0].split("+", 1)[0] not in RDB_SCHEMES:
-            raise ConfigError(f"--storage '{url}' is not a database URL; use postgresql://USER@HOST/DB, "
-                              "sqlite:///FILE.db, or leave it out for a journal file in --out.")
+            check_journal(default_path)
+            return HeartbeatJournalStorage(default_path, heartbeat_s, grace_s, RETRIES)
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
-                return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                                  failed_trial_callback=RetryFailedTrialCallback(max_retry=RETRIES))
+                with warnings.catch_warnings():  # Optuna marks its heartbeat experimental; it is what we rely on
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    retry = RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
+                    return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                                      heartbeat_stale_trial_callback=retry)
             except Exception as exc:  # workers racing to create a fresh database's tables: one loses
                 if "IntegrityError" not in type(exc).__name__ or attempt == SCHEMA_ATTEMPTS - 1:
                     raise
@@ -208,72 +226,136 @@ def tuning_a_pr(prepared: Prepared, params: dict[str, Any], reuse: bool = True,
     return curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)["a_pr"]
 
 
+class StudyRun:
+    """A study in three steps, so that a command can act between them (start workers, show progress):
+    making one checks every option, prepares each seed's run and opens the study, writing nothing before
+    the checks pass; `search` runs the optimizer; `outcome` picks the best trial and evaluates it."""
+
+    def __init__(self, config: StudyConfig, plugins: Plugins | None = None) -> None:
+        plugins = plugins or get_plugins()
+        _check(config)
+        self.config = config
+        self.optimizer: OptimizerSpec = plugins.optimizers.get(config.optimizer)
+        owner = plugins.optimizers.owner(config.optimizer)
+        info = plugins.infos.get(owner)
+        self.proposer = f"optimizer '{config.optimizer}' (plugin '{owner}'" + (
+            f" from {info.distribution})" if info is not None else ")")
+        self.prepared = {seed: prepare(dataclasses.replace(config.bench, seed=seed), plugins=plugins)
+                         for seed in config.seeds}
+        self.first = first = self.prepared[config.seeds[0]]
+        method, family = first.plan.method, first.plan.model.family
+        given = set(config.bench.params) | set(config.bench.param_texts)  # fixed by the user: not searched
+        self.space = {key: param for key, param in searched_space(method.space_for(family)).items()
+                      if key not in given}
+        if not self.space:
+            raise ConfigError(f"method '{method.name}' has no searched parameters left on a {family} (none declared, "
+                              "or all fixed with --param / --params); nothing to optimise.")
+        self.name = name = study_name(config, first.plan.components, method.name)
+        ensure_writable_dir(config.out)  # the results go there, whatever the storage
+        self.journal = None if config.storage else Path(config.out) / f"{name}.journal"
+        storage = open_storage(config.storage, self.journal, config.heartbeat_s, config.grace_s)
+        self.study = study = _open_study(storage, name, _identity(config, first, self.space))
+        study.pruner = _pruner(config.pruner if self.optimizer.prunes else "none", len(first.rates))
+        if not study.trials:
+            study.enqueue_trial({key: first.plan.params[key] for key in self.space}, user_attrs={"default": True})
+        self.trials_run = 0
+
+    def finished(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+
+    def where(self) -> str:
+        """Where the study's trials are kept, for messages."""
+        return str(self.journal) if self.journal else f"study '{self.name}' of {storage_label(self.config.storage)}"
+
+    def search(self, on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> None:
+        """Run the optimizer until the study holds ``trials`` finished trials (or ``timeout`` passes)."""
+        config, study, space, first = self.config, self.study, self.space, self.first
+        last_step = len(config.seeds) * len(first.rates) - 1
+
+        def objective(trial: optuna.Trial) -> float:
+            suggested = self.proposal(trial)
+            earlier = _earlier_trial(study, suggested)
+            if earlier is not None:
+                return _answer_from(trial, earlier)
+            params = {**first.plan.params, **suggested}
+            accuracies: dict[int, float] = {}  # per (seed, rate) step: seed-major, rates ascending
+
+            def reporter(seed_index: int) -> Callable[[CurvePoint], None]:
+                def report(point: CurvePoint) -> None:
+                    step = seed_index * len(first.rates) + first.rates.index(point.rate)
+                    accuracies[step] = point.accuracy  # keyed: a curve retried after out-of-memory counts once
+                    trial.report(math.fsum(accuracies[s] for s in range(step + 1)) if config.pruner == "median"
+                                 else point.accuracy, step)
+                    if step < last_step and trial.should_prune():
+                        raise optuna.TrialPruned()
+
+                return report
+
+            return statistics.fmean(tuning_a_pr(self.prepared[seed], params, config.reuse, on_rate=reporter(index))
+                                    for index, seed in enumerate(config.seeds))
+
+        self.trials_run = max(0, config.trials - self.finished())
+        # workers sharing the study stop together once it holds --trials finished trials
+        callbacks = [optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)]
+        if on_trial is not None:
+            callbacks.append(on_trial)
+        if self.trials_run:  # a worker's seed is offset; numpy takes seeds up to MAX_SEED, so it wraps
+            self.optimizer.load_run()(study, space, objective, trials=self.trials_run, timeout=config.timeout,
+                                      seed=(config.seeds[0] + 1000 * config.worker) % (MAX_SEED + 1),
+                                      callbacks=callbacks)
+
+    def proposal(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The trial's parameters, refused unless inside the searched space: an optimizer that proposes
+        through ``enqueue_trial`` or fixed distributions can leave it (Optuna only warns then), and its
+        configuration would be chosen and written, then refused by ``pxp-bench run --params``."""
+        with warnings.catch_warnings():  # Optuna's warning on an out-of-range fixed value: refused below
+            warnings.filterwarnings("ignore", message="Fixed parameter")
+            try:
+                values = suggest(trial, self.space)
+            except ValueError as exc:  # a fixed value Optuna cannot place, e.g. a choice not among the choices
+                raise self._outside(str(exc).rstrip(".")) from None
+        self.check_params(values)
+        return values
+
+    def check_params(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            try:
+                self.space[key].validate(value)
+            except ValueError as exc:
+                raise self._outside(f"{key}={value!r}: {exc}") from None
+
+    def _outside(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.proposer} proposed a configuration outside the searched space of method "
+                           f"'{self.first.plan.method.name}' ({what}); fix or uninstall that optimizer, or choose "
+                           "another with --optimizer.")
+
+    def outcome(self, evaluate_best: bool = True) -> StudyOutcome:
+        """The best completed trial; with ``evaluate_best``, evaluated on every seed's evaluation set."""
+        config, study, space, first = self.config, self.study, self.space, self.first
+        completed = study.get_trials(deepcopy=False, states=(COMPLETE,))
+        if not completed:
+            raise ConfigError(f"study '{self.name}' has no completed trial yet; raise --trials or --timeout.")
+        best = best_trial(completed)
+        self.check_params({key: value for key, value in best.params.items() if key in space})  # added, not run
+        best_params = {**first.plan.params, **{k: v for k, v in best.params.items() if k in space}}
+        default = next((t for t in completed if t.user_attrs.get("default")), None)
+        found = provenance(study, best, self.name, config)
+        results = ([_optimised_result(self.prepared[seed], best_params, found) for seed in config.seeds]
+                   if evaluate_best else [])
+        memos = [p.memos["tune"] for p in self.prepared.values() if "tune" in p.memos]
+        reuse = {"hits": sum(m.hits for m in memos), "evaluations": sum(m.misses for m in memos)}
+        reuse["hit_rate"] = reuse["hits"] / max(1, reuse["hits"] + reuse["evaluations"])
+        return StudyOutcome(study, best_params, best.value, default.value if default else None, results, reuse,
+                            self.trials_run, found, space)
+
+
 def run_study(config: StudyConfig, *, plugins: Plugins | None = None,
               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
               evaluate_best: bool = True) -> StudyOutcome:
     """Search, then (``evaluate_best``) evaluate the best configuration on every seed's evaluation set."""
-    plugins = plugins or get_plugins()
-    _check(config)
-    optimizer = plugins.optimizers.get(config.optimizer)
-    prepared = {seed: prepare(dataclasses.replace(config.bench, seed=seed), plugins=plugins) for seed in config.seeds}
-    first = prepared[config.seeds[0]]
-    method, family = first.plan.method, first.plan.model.family
-    given = set(config.bench.params) | set(config.bench.param_texts)  # fixed by the user: not searched
-    space = {key: param for key, param in searched_space(method.space_for(family)).items() if key not in given}
-    if not space:
-        raise ConfigError(f"method '{method.name}' has no searched parameters left on a {family} (none declared, "
-                          "or all fixed with --param / --params); nothing to optimise.")
-    name = study_name(config, first.plan.components, method.name)
-    storage = open_storage(config.storage, Path(config.out) / f"{name}.journal", config.heartbeat_s, config.grace_s)
-    study = _open_study(storage, name, _identity(config, first, space))
-    study.pruner = _pruner(config.pruner if optimizer.prunes else "none", len(first.rates))
-    if not study.trials:
-        study.enqueue_trial({key: first.plan.params[key] for key in space}, user_attrs={"default": True})
-    last_step = len(config.seeds) * len(first.rates) - 1
-
-    def objective(trial: optuna.Trial) -> float:
-        suggested = suggest(trial, space)
-        earlier = _earlier_trial(study, suggested)
-        if earlier is not None:
-            return _answer_from(trial, earlier)
-        params = {**first.plan.params, **suggested}
-        accuracies: dict[int, float] = {}  # per (seed, rate) step: seed-major, rates ascending
-
-        def reporter(seed_index: int) -> Callable[[CurvePoint], None]:
-            def report(point: CurvePoint) -> None:
-                step = seed_index * len(first.rates) + first.rates.index(point.rate)
-                accuracies[step] = point.accuracy  # keyed: a curve retried after out-of-memory counts once
-                trial.report(math.fsum(accuracies[s] for s in range(step + 1)) if config.pruner == "median"
-                             else point.accuracy, step)
-                if step < last_step and trial.should_prune():
-                    raise optuna.TrialPruned()
-
-            return report
-
-        return statistics.fmean(tuning_a_pr(prepared[seed], params, config.reuse, on_rate=reporter(index))
-                                for index, seed in enumerate(config.seeds))
-
-    remaining = max(0, config.trials - len(study.get_trials(deepcopy=False, states=FINISHED)))
-    # workers sharing the study stop together once it holds --trials finished trials
-    callbacks = [optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)]
-    if on_trial is not None:
-        callbacks.append(on_trial)
-    if remaining:
-        optimizer.load_run()(study, space, objective, trials=remaining, timeout=config.timeout,
-                             seed=config.seeds[0] + 1000 * config.worker, callbacks=callbacks)
-    completed = study.get_trials(deepcopy=False, states=(COMPLETE,))
-    if not completed:
-        raise ConfigError(f"study '{name}' has no completed trial yet; raise --trials or --timeout.")
-    best = best_trial(completed)
-    best_params = {**first.plan.params, **{k: v for k, v in best.params.items() if k in space}}
-    default = next((t for t in completed if t.user_attrs.get("default")), None)
-    found = provenance(study, best, name, config)
-    results = [_optimised_result(prepared[seed], best_params, found) for seed in config.seeds] if evaluate_best else []
-    reuse = {"hits": sum(p.memos["tune"].hits for p in prepared.values() if "tune" in p.memos),
-             "evaluations": sum(p.memos["tune"].misses for p in prepared.values() if "tune" in p.memos)}
-    reuse["hit_rate"] = reuse["hits"] / max(1, reuse["hits"] + reuse["evaluations"])
-    return StudyOutcome(study, best_params, best.value, default.value if default else None, results, reuse,
-                        remaining, found, space)
+    run = StudyRun(config, plugins)
+    run.search(on_trial)
+    return run.outcome(evaluate_best)
 
 
 def _params_key(params: dict[str, Any]) -> tuple:

@@ -36,11 +36,71 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
 
 
-def check_destination(destination: Path) -> Path:
+def check_destination(destination: Path, *, force: bool = False) -> Path:
+    """``destination`` if an export can be written there: a ``.pt2`` path (and its ``.json`` sidecar)
+    that is no folder, replaces no file unless ``force``, in a folder that is (made) writable. Called
+    before the run, so that a bad ``--to`` costs nothing."""
+    from pxp_bench.results import ensure_writable_dir
+
     destination = Path(destination)
     if destination.suffix != EXPORT_SUFFIX:
         raise ConfigError(f"--to {destination} must end in {EXPORT_SUFFIX} (a torch.export program).")
+    for path in (destination, destination.with_suffix(".json")):
+        if path.is_dir():
+            raise ConfigError(f"--to {destination}: {path} is a folder; give a file path such as {path / 'model.pt2'}.")
+        if path.exists() and not force:
+            raise ConfigError(f"--to {destination}: {path} exists; pass --force to replace it, or choose another --to.")
+    ensure_writable_dir(destination.parent, "--to")
     return destination
+
+
+def _write_pair(destination: Path, program: bytes, sidecar: bytes, force: bool) -> None:
+    """Both files whole or neither: each is written to a temporary beside it and renamed (a full disk fails
+    in Python's write, which raises, not in torch's C++ writer, which aborts and leaves a 0-byte file)."""
+    from pxp_bench.results import atomic_write_bytes, create_new_file
+
+    written = []
+    try:
+        for path, data in ((destination, program), (destination.with_suffix(".json"), sidecar)):
+            if force:
+                atomic_write_bytes(path, data)
+            elif not create_new_file(path, data):
+                raise FileExistsError(17, "it appeared during the run; pass --force to replace it", str(path))
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _free_destination(folder: Path, stem: str) -> Path:
+    """``folder/stem.pt2``, or ``stem-N.pt2``: a name whose export and sidecar are both free."""
+    for counter in range(1, 10_000):
+        path = folder / f"{stem if counter == 1 else f'{stem}-{counter}'}{EXPORT_SUFFIX}"
+        if not path.exists() and not path.with_suffix(".json").exists():
+            return path
+    raise FileExistsError(17, "no free name", str(folder / stem))
+
+
+def _save(destination: Path, program: bytes, sidecar: bytes, force: bool) -> Path:
+    """Write the export to ``destination``, or else into the rescue folder (as results are: the work is not
+    lost) and raise `StorageError` naming both places; returns the sidecar's path."""
+    from pxp_bench.results import rescue_folder
+
+    try:
+        _write_pair(destination, program, sidecar, force)
+        return destination.with_suffix(".json")
+    except OSError as exc:
+        failure = f"{exc.filename or destination}: {exc.strerror or exc}"
+    try:
+        rescued = _free_destination(rescue_folder(), destination.stem)
+        _write_pair(rescued, program, sidecar, False)
+    except OSError as exc:
+        raise StorageError(f"could not write the export ({failure}), nor into the rescue folder "
+                           f"({exc.filename}: {exc.strerror or exc}); the result record was written. Free "
+                           "space or choose another --to, and rerun the export.") from None
+    raise StorageError(f"could not write the export ({failure}); it was saved to {rescued} and "
+                       f"{rescued.with_suffix('.json')} in the rescue folder instead. Move them where you want them.")
 
 
 def _zero_channels(group: ComponentGroup, modules: Mapping[str, nn.Module], dropped: torch.Tensor) -> None:
@@ -86,10 +146,13 @@ def slimmed_model(model: nn.Module, components: Components, order: torch.Tensor,
     return slim
 
 
-def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, sidecar: dict[str, Any]) -> Path:
-    """Write ``destination`` (``.pt2``) and the sidecar beside it (same stem, ``.json``); returns the
-    sidecar's path."""
-    destination = check_destination(destination)
+def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, sidecar: dict[str, Any], *,
+                   force: bool = False) -> Path:
+    """Write ``destination`` (``.pt2``) and the sidecar beside it (same stem, ``.json``), replacing earlier
+    files only with ``force``; returns the sidecar's path."""
+    import io
+
+    destination = check_destination(destination, force=force)
     pair = example[:1].expand(2, *example.shape[1:]).contiguous()  # a batch of 1 would fix the batch size to 1
     try:
         program = torch.export.export(slim.eval(), (pair,), dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -97,17 +160,13 @@ def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, si
         raise ConfigError(f"torch.export cannot capture this model: {_first_line(exc)}.") from None
     sidecar = {**sidecar, "parameters": parameter_count(slim), "flops": flop_count(slim, example),
                "input_shape": list(example.shape[1:]), "format": "torch.export (torch.export.load(path).module())"}
-    info = destination.with_suffix(".json")
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        torch.export.save(program, str(destination))
-        info.write_text(json.dumps(sidecar, indent=2) + "\n")
-    except OSError as exc:
-        raise StorageError(f"cannot write the export to {destination}: {exc.strerror or exc}. Choose another --to.") from None
-    return info
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return _save(destination, buffer.getvalue(), (json.dumps(sidecar, indent=2) + "\n").encode(), force)
 
 
-def export_result(prepared, result, destination: Path, rate: float | None) -> tuple[Path, dict[str, Any]]:
+def export_result(prepared, result, destination: Path, rate: float | None, *,
+                  force: bool = False) -> tuple[Path, dict[str, Any]]:
     """Export the slimmed model of ``result`` (a run on ``prepared``) at ``rate`` or Top-PR; returns the
     sidecar's path and content."""
     from importlib.metadata import version
@@ -134,5 +193,5 @@ def export_result(prepared, result, destination: Path, rate: float | None) -> tu
         "logits": "all of the model's classes; the accuracy is top-1 over `classes` only (PROTOCOL section 1)",
         "pxp_bench": version("pxp-bench"),
     }
-    info = export_slimmed(slim, example, destination, sidecar)
+    info = export_slimmed(slim, example, destination, sidecar, force=force)
     return info, json.loads(info.read_text())

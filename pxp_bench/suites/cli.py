@@ -66,7 +66,7 @@ def run_suite_command(
 
     from pxp_bench.plugins import get_plugins
     from pxp_bench.suites.definition import load_suite, parse_overrides, select
-    from pxp_bench.suites.runner import run_suite
+    from pxp_bench.suites.runner import ELSEWHERE, run_suite
 
     options = {key: str(value) for key, value in [("partition", partition), ("gpus", gpus), ("time_limit", time_limit),
                                                    ("array_size", array_size), ("cluster", cluster)] if value is not None}
@@ -88,13 +88,18 @@ def run_suite_command(
 
         def progressed(task, status: str) -> None:
             bars.advance(bar)
-            if status != "done":
+            if status == ELSEWHERE:
+                bars.console.print(f"skipped (another suite run took it): {escape(task.cell.label)}", highlight=False)
+            elif status != "done":
                 bars.console.print(f"[red]failed:[/] {escape(task.cell.label)}", highlight=False)
 
         report = run_suite(suite, out, plugins, executor=executor, jobs=jobs, options=options,
                            retry_failed=retry_failed, on_start=started, on_progress=progressed)
     console.print(f"suite {suite.name}: {report.done} cells finished now, {report.finished_before} before, "
                   f"{len(report.failed)} failed, of {len(suite.cells)}; results in [bold]{out}[/]", highlight=False)
+    if report.elsewhere:
+        console.print(f"{len(report.elsewhere)} cells skipped: another suite run into {out} ran or is running them.",
+                      highlight=False, soft_wrap=True)
     for label, error, log in report.failed:
         console.print(f"  [red]failed[/] {escape(label)}: {escape(error)} (log: {log})", highlight=False, soft_wrap=True)
     if report.failed:

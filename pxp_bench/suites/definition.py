@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 
 from pxp_bench.errors import ConfigError, UnknownNameError
 from pxp_bench.params import DEFAULT_PRESET, read_params_file
-from pxp_bench.plan import Benchmark
+from pxp_bench.plan import MAX_SEED, Benchmark
 from pxp_bench.plugins import Plugins
 from pxp_bench.rates import parse_rates
 from pxp_bench.specs import COMPONENT_KINDS
@@ -198,11 +198,13 @@ def _only_keys(entry: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SEED + 1:
         return tuple(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
+                                                 for s in value):
         return tuple(value)
-    raise ConfigError(f"{where}: 'seeds' must be a count (e.g. 20) or a list of seeds >= 0 (e.g. [0, 1, 2]).")
+    raise ConfigError(f"{where}: 'seeds' must be a count (e.g. 20) or a list of seeds between 0 and {MAX_SEED} "
+                      "(e.g. [0, 1, 2]).")
 
 
 @dataclass(frozen=True)

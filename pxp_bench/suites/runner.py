@@ -2,19 +2,25 @@
 
 Resumable by construction: a cell whose record says ``done`` is never run again (its key hashes its
 whole configuration, so a changed option makes a new cell); ``failed`` cells run again only with
-``retry_failed``; a cell that was interrupted has no record and runs again.
+``retry_failed``; a cell that was interrupted has no record and runs again. Two runs into one folder
+share the work: each cell runs in one of them (`pxp_bench.suites.cells.cell_lock`), the other reports it
+as skipped.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from pxp_bench.errors import ConfigError
 from pxp_bench.plugins import Plugins
 from pxp_bench.results import ensure_writable_dir
-from pxp_bench.suites.cells import DONE, FAILED, CellTask, last_log_line, read_record, write_record
+from pxp_bench.suites.cells import DONE, FAILED, CellTask, cell_busy, last_log_line, read_record, write_record
 from pxp_bench.suites.definition import Suite
 from pxp_bench.suites.local import cores
 
@@ -27,11 +33,33 @@ class SuiteReport:
     finished_before: int = 0
     done: int = 0
     failed: list[tuple[str, str, Path]] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
+    """Labels of the cells another suite run into the same folder ran (or is running) instead."""
 
 
-def suite_tasks(suite: Suite, out: Path, jobs: int) -> list[CellTask]:
+ELSEWHERE = "elsewhere"
+"""The status `run_suite` reports for a cell another suite run took."""
+
+
+def suite_tasks(suite: Suite, out: Path, jobs: int, runner: str = "") -> list[CellTask]:
     threads = max(1, cores() // jobs)
-    return [CellTask(cell, str(out), threads) for cell in suite.cells]
+    return [CellTask(cell, str(out), threads, runner) for cell in suite.cells]
+
+
+@contextmanager
+def removed_if_left_empty(folder: Path) -> Iterator[None]:
+    """Remove the folders the block created on the way to ``folder`` when it fails and leaves them empty:
+    a refused run leaves no trace."""
+    created = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first; a folder holding anything stays
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def run_suite(suite: Suite, out: Path, plugins: Plugins, *, executor: str = "local", jobs: int = 1,
@@ -47,10 +75,18 @@ def run_suite(suite: Suite, out: Path, plugins: Plugins, *, executor: str = "loc
     if unknown:
         known = ", ".join(f"--{name.replace('_', '-')}" for name in spec.options) or "none"
         raise ConfigError(f"executor '{executor}' takes no {', '.join(unknown)}; its options: {known}.")
+    with removed_if_left_empty(Path(out)):
+        return _run_pending(suite, Path(out), spec, jobs, dict(options or {}), retry_failed, on_progress, on_start)
+
+
+def _run_pending(suite: Suite, out: Path, spec, jobs: int, options: dict[str, str], retry_failed: bool,
+                 on_progress: Callable[[CellTask, str], None] | None,
+                 on_start: Callable[[int], None] | None) -> SuiteReport:
     ensure_writable_dir(out)
     report = SuiteReport()
     pending = []
-    for task in suite_tasks(suite, out, jobs):
+    runner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    for task in suite_tasks(suite, out, jobs, runner):
         record = read_record(task)
         if record and record["status"] == DONE:
             report.finished_before += 1
@@ -62,7 +98,13 @@ def run_suite(suite: Suite, out: Path, plugins: Plugins, *, executor: str = "loc
         on_start(len(pending))
 
     def on_done(task: CellTask, crash: str | None) -> None:
+        busy = crash is None and cell_busy(task)  # before reading the record: it may finish meanwhile
         record = read_record(task)
+        if crash is None and (busy if record is None else record.get("runner") != runner):
+            report.elsewhere.append(task.cell.label)  # another suite run took the cell
+            if on_progress:
+                on_progress(task, ELSEWHERE)
+            return
         if record is None or (crash and record["status"] != DONE):
             reason = crash or "the cell ended without recording an outcome"
             last = last_log_line(task)
@@ -76,5 +118,5 @@ def run_suite(suite: Suite, out: Path, plugins: Plugins, *, executor: str = "loc
             on_progress(task, record["status"])
 
     if pending:
-        spec.load_run()(pending, jobs=jobs, options=dict(options or {}), on_done=on_done)
+        spec.load_run()(pending, jobs=jobs, options=options, on_done=on_done)
     return report

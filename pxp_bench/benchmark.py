@@ -17,8 +17,10 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 import torch
 from torch.utils.data import Dataset, Subset
 
+from pxp_bench.agreement import agreement_record
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.batch_size import batch_size_for
+from pxp_bench.collapse import layer_collapse
 from pxp_bench.components import Components, discover_components
 from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, method_seeds
 from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
@@ -35,7 +37,7 @@ from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import efficiency_metrics
-from pxp_bench.specs import DatasetSplits, LoadedModel
+from pxp_bench.specs import DatasetSplits, LoadedModel, MethodSpec
 
 __all__ = ["Benchmark", "Prepared", "Scored", "evaluate", "plan_benchmark", "prepare", "run_benchmark", "score"]
 SPLITS = ("eval", "tune")
@@ -121,18 +123,19 @@ def _from_plugin(plugins: Plugins, what: str, owner: str) -> str:
     return f"{what} from plugin '{info.name}' ({' '.join(filter(None, (info.distribution, info.version)))})"
 
 
-def _score(plan: Plan, plugins: Plugins, model, components, reference, context, params: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _score(spec: MethodSpec, plugins: Plugins, model, components, reference, context, params: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The method's scores, checked against the components, with the model checked to be as the method
     found it (`pxp_bench.guards`); a plugin's failure names the plugin."""
-    method = plan.method.load_score()
-    culprit = _from_plugin(plugins, f"method '{plan.method.name}'", plan.method_owner)
+    method = spec.load_score()
+    owner = plugins.methods.owner(spec.name)
+    culprit = _from_plugin(plugins, f"method '{spec.name}'", owner)
     before = model_state(model)
     try:
         scores = method(model, components, reference, context, **params)
     except (PxpBenchError, torch.cuda.OutOfMemoryError):
         raise
     except Exception as exc:
-        if plugins.infos[plan.method_owner].source == "builtin":
+        if plugins.infos[owner].source == "builtin":
             raise
         raise PluginError(f"{culprit} failed while scoring: {type(exc).__name__}: {exc}.") from exc
     if changes := state_changes(before, model):
@@ -208,7 +211,16 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
 def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
           progress: Progress | None = None) -> Scored:
     """The run's method on its reference set, under ``params`` (typed; default: the plan's)."""
-    params = dict(prepared.plan.params if params is None else params)
+    return _scored(prepared, prepared.plan.method, dict(prepared.plan.params if params is None else params), progress)
+
+
+def score_with(prepared: Prepared, spec: MethodSpec, params: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Another registered method's scores on the run's reference set (typed ``params``), e.g. ablation's
+    for `pxp_bench.agreement`."""
+    return _scored(prepared, spec, dict(params), None).scores
+
+
+def _scored(prepared: Prepared, spec: MethodSpec, params: dict[str, Any], progress: Progress | None) -> Scored:
     seeds = method_seeds(prepared.bench.seed)
     reference_data = prepared.samples("reference")
 
@@ -218,8 +230,7 @@ def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
         if progress is not None:
             progress.start("scoring", len(reference))
             context.progress = lambda n: progress.advance("scoring", n)
-        scores = _score(prepared.plan, prepared.plugins, prepared.model, prepared.components, reference, context,
-                        params)
+        scores = _score(spec, prepared.plugins, prepared.model, prepared.components, reference, context, params)
         if progress is not None:
             progress.finish("scoring")  # data-free methods never ask for a batch
         return Scored(scores, dict(context.diagnostics))
@@ -258,7 +269,7 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
     data = prepared.samples(split)
-    order = rank_components(prepared.components, scores)
+    order = rank_components(prepared.components, scores, prepared.bench.max_layer_rate)
     memo = prepared.memos.setdefault(split, EvaluationMemo()) if reuse else EvaluationMemo()
     bench = prepared.bench
 
@@ -322,12 +333,19 @@ def run_prepared(prepared: Prepared, *, progress: Progress | None = None, starte
         scores, diagnostics = scored.scores, scored.diagnostics
         record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
     timings = {**prepared.timings, "score": round(time.perf_counter() - clock, 4)}
+    agreement = None
+    if bench.agreement:
+        agreement, seconds = agreement_record(prepared, scores, lambda spec, params: score_with(prepared, spec, params))
+        timings["agreement"] = round(seconds, 4)
+        started += seconds  # the total is the run's own cost: a method's time must not include ablation's
     clock = time.perf_counter()
     points = evaluate(prepared, scores, "eval", progress=progress)
     timings["evaluate"] = round(time.perf_counter() - clock, 4)
     timings["total"] = round(time.perf_counter() - started, 4)
-    return make_result(prepared, record, points, scores, timings,
-                       {"excluded_attention": list(prepared.components.excluded), **diagnostics})
+    result = make_result(prepared, record, points, scores, timings,
+                         {"excluded_attention": list(prepared.components.excluded), **diagnostics})
+    result.agreement = agreement
+    return result
 
 
 def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePoint], scores, timings: dict,
@@ -335,6 +353,8 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
     """The `Result` of ``points`` on the evaluation set; ``record`` holds method, variant and params."""
     bench, sets, components = prepared.bench, prepared.sets, prepared.components
     metrics = curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)
+    layers = {g.name: [p.layers[g.name] for p in points] for g in components.groups}
+    metrics["collapse_rate"] = layer_collapse([p.rate for p in points], layers)[0]
     positions = {class_id: position for position, class_id in enumerate(sets.classes)}
     slimmed = all(p.efficiency is not None for p in points)
     if slimmed:
@@ -351,7 +371,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
                 **(p.efficiency if slimmed else {})} for p in points],
         metrics=metrics,
         evaluate="slim" if slimmed else "masked",
-        layers={g.name: [p.layers[g.name] for p in points] for g in components.groups},
+        layers=layers,
         timings=timings,
         environment=environment(device_name(prepared.device)),
         weights=prepared.loaded.weights,
@@ -368,6 +388,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
             "components": components.total,
             "amp": bench.amp,
             "image_size": bench.image_size,
+            "max_layer_rate": bench.max_layer_rate,
         },
         diagnostics={"near_zero_logits_skipped": 0, **diagnostics},
         outcomes=outcomes_record([p.hits for p in points], [positions[int(label)] for label in points[0].labels],

@@ -26,6 +26,7 @@ from pxp_bench.cli_support import (
     show_warning,
     user_errors,
 )
+from pxp_bench.collapse import layer_collapse
 from pxp_bench.errors import ConfigError, PxpBenchError
 from pxp_bench.rates import DEFAULT_GRID
 from pxp_bench.suites.cli import suite_app
@@ -119,6 +120,16 @@ def _render_result(result: Result, path: Path) -> None:
         gains.add_row(_format(m.get("params_at_top_pr"), "{:.1%}"), _format(m.get("flops_at_top_pr"), "{:.1%}"),
                       _format(m.get("speedup_at_top_pr"), "{:.2f}x"))
         console.print(gains)
+    collapse_rate, emptied = layer_collapse(result.rates, result.layers)
+    cap = result.samples.get("max_layer_rate")
+    capped = f" (at most {cap:.0%} of any layer pruned)" if cap is not None else ""
+    console.print(f"layer collapse: {'none within the grid' if collapse_rate is None else f'{collapse_rate:.2f}, emptying ' + ', '.join(emptied)}"
+                  f"{capped}", highlight=False, soft_wrap=True)
+    if result.agreement is not None:
+        agree = result.agreement
+        console.print(f"agreement with ablation: Spearman rho {_format(agree['spearman'], '{:.3f}')}, pruned-set overlap "
+                      f"{_format(agree['overlap_25'], '{:.0%}')} at 25 %, {_format(agree['overlap_50'], '{:.0%}')} at 50 %",
+                      highlight=False, soft_wrap=True)
     console.print(f"result written to [bold]{path}[/]", highlight=False)
 
 
@@ -135,6 +146,7 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation (on a CPU at most what keeps the largest activation within 32 MB).")]
 AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
 EvaluateOption = Annotated[str, typer.Option(help="slim: each rate on a physically slimmed copy where the model allows (same accuracy, plus parameters, FLOPs, latency); masked: mask the original.")]
+MaxLayerRateOption = Annotated[Optional[float], typer.Option(help="Prune at most this fraction of any layer (0 < R < 1; Torch-Pruning's max pruning ratio): the global ranking skips a layer's components at its cap. Default: no cap, the paper's protocol.")]
 LatencyOption = Annotated[int, typer.Option(help="The fewest timed forward passes per latency (slim; at batch 1 and the evaluation batch, after a warm-up; median and IQR): at least 5, or 0 for no latency.")]
 
 
@@ -159,6 +171,8 @@ def run(
     amp: AmpOption = None,
     evaluate: EvaluateOption = "slim",
     latency_repeats: LatencyOption = 5,
+    max_layer_rate: MaxLayerRateOption = None,
+    agreement: Annotated[bool, typer.Option("--agreement", help="Also score the reference set by ablation (cached in --out/ablation-cache) and record the method's Spearman rho and pruned-set overlap with it.")] = False,
     preset: Annotated[Optional[str], typer.Option(help="A named parameter preset of the method.")] = None,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter as key=value (repeatable).")] = None,
@@ -181,6 +195,7 @@ def run(
     from pxp_bench.params import parse_param_pairs, read_params_file
     from pxp_bench.rates import parse_rates
     from pxp_bench.results import ensure_writable_dir, write_result
+    from pxp_bench.agreement import ABLATION_CACHE
 
     bench = Benchmark(
         model=model, method=method, dataset=dataset, data_root=data, components=components,
@@ -188,7 +203,8 @@ def run(
         ref_per_class=ref_per_class, tune_per_class=tune_per_class, seed=seed, device=device,
         batch_size=batch_size, preset=preset, image_size=image_size, amp=amp, evaluate=evaluate,
         latency_repeats=latency_repeats, params=read_params_file(params) if params else {},
-        param_texts=parse_param_pairs(param or []), scores_file=scores,
+        param_texts=parse_param_pairs(param or []), scores_file=scores, max_layer_rate=max_layer_rate,
+        agreement=agreement, ablation_cache=out / ABLATION_CACHE if agreement else None,
     )
     exporting = ctx.info_name == "export" or to is not None
     if ctx.info_name == "export" and to is None:
@@ -259,6 +275,7 @@ def optimize(
     device: DeviceOption = "auto",
     batch_size: BatchSizeOption = 128,
     amp: AmpOption = None,
+    max_layer_rate: MaxLayerRateOption = None,
     out: Annotated[Path, typer.Option(help="Folder for the results, best parameters, provenance, history plot and journal.")] = Path("results"),
 ) -> None:
     """Tune a method's hyperparameters for pruning: the objective is A_PR on the tuning set, never the
@@ -277,7 +294,7 @@ def optimize(
     bench = Benchmark(model=model, method=method, dataset=dataset, data_root=data, components=components,
                       weights=weights, rates=parse_rates(rates), n_classes=_parse_classes(classes),
                       ref_per_class=ref_per_class, tune_per_class=tune_per_class, device=device,
-                      batch_size=batch_size, image_size=image_size, amp=amp,
+                      batch_size=batch_size, image_size=image_size, amp=amp, max_layer_rate=max_layer_rate,
                       params=read_params_file(params) if params else {}, param_texts=parse_param_pairs(param or []))
     config = StudyConfig(bench, parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
     if jobs < 1:

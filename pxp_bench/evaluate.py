@@ -164,16 +164,21 @@ def prune_curve(
     slim: SlimCurve | None = None,
     channels_last: bool = False,
 ) -> list[CurvePoint]:
-    """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` pruned: masked,
+    """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` pruned (all of
+    ``order`` where it is shorter: a per-layer cap, `pxp_bench.masking.capped_order`): masked,
     or with ``slim`` removed from a slimmed copy where they can be (the same counts).
 
     Rates (and, with a shared ``memo``, other scorings) that prune the same set are evaluated once.
     ``channels_last`` feeds image batches in that layout (`pxp_bench.device.channels_last_suits`).
+    The evaluation batch's latency (slim) is measured at the rates up to Top-PR (``rates`` ascend from 0),
+    where the speedup is read; past it, timing passes would be spent on numbers nobody reads.
     """
     memo = memo if memo is not None else EvaluationMemo()
     points = []
+    baseline: int | None = None
+    within_top_pr = True  # every rate so far keeps 95 % of rate 0's correct predictions
     for rate in rates:
-        n_pruned = pruned_count(rate, components.total)
+        n_pruned = min(pruned_count(rate, components.total), len(order))  # a capped order may be shorter
         masks = keep_masks(components, order, n_pruned)
         target, target_masks, record = slim.at(masks) if slim is not None else (model, masks, None)
         key = EvaluationMemo.key(order, n_pruned)
@@ -186,8 +191,10 @@ def prune_curve(
                                            channels_last=channels_last, per_sample=per_sample)
 
         correct, total = memo.counts(key, count)
-        if batch_times:  # evaluated now, not answered by the memo
-            memo.latencies[key] = slim.evaluation_latency(target, target_masks, batch_times)
+        baseline = correct if baseline is None else baseline
+        within_top_pr = within_top_pr and keeps_top_pr_accuracy(correct, baseline)
+        if batch_times and within_top_pr:  # evaluated now, not answered by the memo; past Top-PR no speedup
+            memo.latencies[key] = slim.evaluation_latency(target, target_masks, batch_times)  # is read: no extra passes
         if batch_times is not None and key in memo.latencies:  # also a pruned set evaluated before
             record = {**record, **memo.latencies[key]}
         point = CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record,

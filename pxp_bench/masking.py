@@ -15,12 +15,32 @@ from pxp_bench.errors import ComponentError
 from pxp_bench.guards import check_scores
 
 
-def rank_components(components: Components, scores: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def rank_components(components: Components, scores: Mapping[str, torch.Tensor],
+                    max_layer_rate: float | None = None) -> torch.Tensor:
     """Flat component indices, least relevant first; ties keep the stable (layer, channel) order (saved
-    scores are checked here as a method's are: `pxp_bench.guards.check_scores`)."""
+    scores are checked here as a method's are: `pxp_bench.guards.check_scores`).
+
+    With ``max_layer_rate`` R, a layer gives up at most ``floor(R * size)`` of its components: those
+    beyond its cap are left out of the order, so every prefix keeps at least (1 - R) of every layer (the
+    order may be shorter than ``components.total``; a prefix of it is still a global ranking).
+    """
     check_scores(components, scores)
     flat = torch.cat([scores[g.name].detach().flatten().double().cpu() for g in components.groups])
-    return torch.sort(flat, stable=True).indices
+    order = torch.sort(flat, stable=True).indices
+    return order if max_layer_rate is None else capped_order(components, order, max_layer_rate)
+
+
+def capped_order(components: Components, order: torch.Tensor, max_layer_rate: float) -> torch.Tensor:
+    """``order`` without the components a layer cannot give up under ``max_layer_rate`` (greedy, in order:
+    Torch-Pruning's ``max_pruning_ratio`` per layer, applied to a global ranking)."""
+    sizes = torch.tensor([g.size for g in components.groups])
+    layer_of = torch.repeat_interleave(torch.arange(len(sizes)), sizes)[order]
+    caps = torch.floor(sizes.double() * max_layer_rate + 1e-9).long()
+    taken = torch.zeros_like(layer_of)  # how many of its layer come before each entry, itself excluded
+    for layer in range(len(sizes)):
+        chosen = layer_of == layer
+        taken[chosen] = torch.arange(int(chosen.sum()))
+    return order[taken < caps[layer_of]]
 
 
 def pruned_count(rate: float, total: int) -> int:

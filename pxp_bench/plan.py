@@ -71,6 +71,14 @@ class Benchmark:
     latency_repeats: int = MIN_LATENCY_REPEATS
     """The fewest timed forward passes of each latency per rate, at batch 1 and at the evaluation batch
     (slim evaluation; `pxp_bench.slim.efficiency`); 0: no latency."""
+    max_layer_rate: float | None = None
+    """At most this fraction of any layer is pruned (Torch-Pruning's max pruning ratio per layer): the
+    global ranking skips a layer's components once it reaches the cap. None: no cap (the paper's protocol)."""
+    agreement: bool = False
+    """Also score the reference set by ablation and record the method's agreement with it
+    (`pxp_bench.agreement`)."""
+    ablation_cache: Path | None = None
+    """Where ablation scores are kept per setting for ``agreement`` (None: computed for this run only)."""
 
 
 @dataclass
@@ -80,7 +88,6 @@ class Plan:
     model: ModelSpec
     dataset: DatasetSpec
     method: MethodSpec
-    method_owner: str
     components: str
     params: dict[str, Any]
     variant: str
@@ -137,7 +144,7 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
     params = resolve_params(method.space_for(model.family), owner=owner, preset=method.presets.get(preset_name),
                             values=bench.params, texts=bench.param_texts)
     variant = bench.variant or ("custom" if bench.params or bench.param_texts else preset_name)
-    return Plan(model, dataset, method, plugins.methods.owner(method.name), components, params, variant)
+    return Plan(model, dataset, method, components, params, variant)
 
 
 def check_types(bench: Benchmark) -> None:
@@ -149,6 +156,15 @@ def check_types(bench: Benchmark) -> None:
     n_classes = bench.n_classes
     if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int)):
         raise ConfigError(f"n_classes must be an integer or None (all classes), got {n_classes!r}.")
+
+
+def check_max_layer_rate(value: float | None) -> None:
+    """A per-layer cap must leave something to prune and something to keep: 0 < R < 1 (or None)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ConfigError(f"--max-layer-rate must lie strictly between 0 and 1 (e.g. 0.9 keeps at least 10 % of every "
+                          f"layer), got {value!r}; leave it out for no cap.")
 
 
 def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
@@ -164,6 +180,7 @@ def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
         raise ConfigError(f"--latency-repeats must be at least {MIN_LATENCY_REPEATS} (timed passes for a median and "
                           f"an interquartile range) or 0 to skip timing, got {bench.latency_repeats}.")
     check_seed(bench.seed)
+    check_max_layer_rate(bench.max_layer_rate)
     if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
         raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
     if dataset.needs_root and bench.data_root is None:

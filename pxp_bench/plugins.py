@@ -33,6 +33,8 @@ from pxp_bench.errors import PluginError, UnknownNameError
 LOAD_ENV = "PXP_BENCH_LOAD_PLUGINS"
 BUILTIN_PLUGINS = (
     "pxp_bench.attribution.builtin",
+    "pxp_bench.attribution.torch_pruning_builtin",
+    "pxp_bench.attribution.captum_builtin",
     "pxp_bench.models.builtin",
     "pxp_bench.data.builtin",
     "pxp_bench.optimize.builtin",

@@ -207,6 +207,9 @@ class Result:
     """For ``variant: optimised``: the study, trial, optimizer, seeds and tuning A_PR it came from."""
     scores_file: str | None = None
     """The scores this run saved beside its JSON (``--save-scores``)."""
+    agreement: dict[str, Any] | None = None
+    """With ``--agreement``: Spearman's rho and pruned-set overlaps of the scores with ablation's on the
+    same reference set (`pxp_bench.agreement`)."""
     evaluate: str = "masked"
     """How the curve was evaluated: ``slim`` (physically slimmed copies, with efficiency per rate) or
     ``masked``; the counts are the same either way."""

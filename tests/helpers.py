@@ -125,6 +125,12 @@ def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, mo
         created=created, evaluate="masked" if flops is None else "slim", outcomes=record)
 
 
+FAST_PARAMS = {"ig": {"n_steps": 2}, "smoothgrad": {"n_samples": 2}, "conductance": {"n_steps": 2},
+               "gradient_shap": {"n_samples": 2}}
+"""Tests of the contract, not of an attribution's quality: 2 integration steps / noise samples exercise
+the same code as the defaults' 20, in a tenth of the time."""
+
+
 TINY_SUITE = """
 description = "two methods on digits-vgg's filters"
 seeds = [0, 1]

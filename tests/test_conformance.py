@@ -6,6 +6,7 @@ import optuna
 import pytest
 import torch
 
+from helpers import FAST_PARAMS
 from pxp_bench import Categorical, DatasetSpec, DatasetSplits, MethodSpec, OptimizerSpec, hookimpl
 from pxp_bench.api import LabelledTensors, captured_sites
 from pxp_bench.plugins import Plugins
@@ -15,9 +16,8 @@ BUILTINS = Plugins(load_external=False)
 CATEGORICAL_SPACE = {"rule": Categorical(("a", "b", "c"), "a"), "group": Categorical(("x", "y", "z"), "x")}
 
 
-KIT_PARAMS = {"ig": {"n_steps": 2}, "smoothgrad": {"n_samples": 2}}
-"""The kit checks the contract, not the attribution's quality: 2 integration steps / noise samples
-exercise the same code as the defaults' 20, in a tenth of the time."""
+KIT_PARAMS = FAST_PARAMS
+"""The kit checks the contract, not the attribution's quality (`helpers.FAST_PARAMS`)."""
 
 
 @pytest.mark.parametrize("method", BUILTINS.methods.names())

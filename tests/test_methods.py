@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from helpers import QUICK_RATES, has_hooks, state_snapshot, untimed
+from helpers import FAST_PARAMS, QUICK_RATES, has_hooks, state_snapshot, untimed
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.benchmark import Benchmark, run_benchmark
 from pxp_bench.components import discover_components
@@ -28,6 +28,8 @@ ZOO = [spec for spec in BUILTINS.models if spec.default_dataset == "digits"]  # 
 def _combinations():
     for method in BUILTINS.methods:
         for model in ZOO:
+            if model.family not in method.families:
+                continue
             kinds = {"heads", "neurons"} if model.family == "transformer" else {"filters", "neurons"}
             for kind in sorted(method.components & kinds):
                 yield pytest.param(method.name, model.name, kind, id=f"{method.name}-{model.name}-{kind}")
@@ -42,7 +44,8 @@ def _reference(digits, batch_size: int = 32, per_class: int = 4) -> ReferenceSet
 def test_every_method_scores_and_leaves_the_model_untouched(method, model_name, kind, digits, zoo_model):
     model = zoo_model(model_name)
     spec = BUILTINS.methods.get(method)
-    params = resolve_params(spec.space_for(BUILTINS.models.get(model_name).family), owner=method)
+    params = resolve_params(spec.space_for(BUILTINS.models.get(model_name).family), owner=method,
+                            values=FAST_PARAMS.get(method))
     try:
         components = discover_components(model, kind, EXAMPLE)
     except ComponentError:

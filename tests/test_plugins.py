@@ -23,7 +23,9 @@ EXTRA_METHOD = textwrap.dedent('''
 
 
 def test_builtins_register_through_the_same_hooks(plugins):
-    assert plugins.methods.names() == ["ig", "lrp", "magnitude", "random", "smoothgrad", "taylor"]
+    assert plugins.methods.names() == ["ablation", "bn_scale", "conductance", "deeplift", "fpgm", "gradient_shap",
+                                       "group_taylor", "hessian", "ig", "l1", "l2", "lamp", "lrp", "magnitude",
+                                       "random", "smoothgrad", "taylor"]
     assert plugins.models.names("digits-*") == ["digits-resnet", "digits-vgg", "digits-vit"]
     assert plugins.datasets.names() == ["digits", "imagefolder", "imagenet"]
     assert {"resnet18", "vgg11_bn", "vit_b_16", "timm/resnet10t"} <= set(plugins.models.names())

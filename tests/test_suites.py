@@ -71,9 +71,14 @@ def test_the_committed_suites_are_valid_and_as_large_as_their_matrix(monkeypatch
     monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", "pxp-bench-example")  # the digits suite runs its wanda
     plugins = Plugins()
     digits = load_suite("digits", plugins)
-    # 5 settings (vgg filters + neurons, resnet filters, vit heads + neurons); 5 methods + 3 LRP presets +
-    # optimised LRP + wanda's 2 presets, wanda not on heads; 3 seeds
-    assert len(digits.cells) == (4 * (5 + 3 + 1 + 2) + (5 + 3 + 1)) * 3 and digits.not_applicable == 1
+    # 5 settings (vgg filters + neurons, resnet filters, vit heads + neurons); 5 methods + magnitude's layer
+    # preset + 3 LRP presets + optimised LRP + wanda's 2 presets (not on heads) + 7 Torch-Pruning criteria
+    # (not on heads; bn_scale on CNN filters only) + deeplift (CNNs) + gradient_shap, conductance, ablation
+    per_setting = {"vgg filters": 6 + 3 + 1 + 2 + 7 + 1 + 3, "vgg neurons": 6 + 3 + 1 + 2 + 6 + 1 + 3,
+                   "resnet filters": 6 + 3 + 1 + 2 + 7 + 1 + 3, "vit heads": 6 + 3 + 1 + 3,
+                   "vit neurons": 6 + 3 + 1 + 2 + 6 + 3}
+    assert len(digits.cells) == sum(per_setting.values()) * 3 and digits.not_applicable == 12
+    assert all(cell.config["agreement"] for cell in digits.cells)
     assert len({cell.key for cell in digits.cells}) == len(digits.cells)
     optimised = [c for c in digits.cells if c.config.get("variant") == "optimised"]
     stored = json.loads((ROOT / "benchmarks/suites/digits/digits-vit_heads_lrp_seeds0-1-2.best.json").read_text())

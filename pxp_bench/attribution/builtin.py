@@ -44,8 +44,9 @@ def register_methods(register) -> None:
     register(MethodSpec(
         name="magnitude",
         score="pxp_bench.attribution.baselines:magnitude_scores",
-        summary="mean |w| of the weights producing each component (data-free)",
+        summary="mean |w| of the weights producing each component (data-free; ranks layers by fan-in, see lamp / l1)",
         params={"normalize": NORMALIZE},
+        presets={"layer": {"normalize": "layer"}},
     ))
     register(MethodSpec(
         name="taylor",

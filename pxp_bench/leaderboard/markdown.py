@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from pxp_bench.collapse import layer_collapse
 from pxp_bench.leaderboard.collect import Collection, KeptOut, describe_grid
 from pxp_bench.leaderboard.findings import summary_finding, summary_rows, summary_table, table_finding
 from pxp_bench.leaderboard.paper import paper_a_pr, paper_note, shows_paper
@@ -126,6 +127,28 @@ def _time_cell(row: Row) -> str:
     return MISSING if mean is None else f"{mean:.1f} s"
 
 
+def _collapse_cell(row: Row) -> str:
+    """The first rate at which a layer is emptied (`pxp_bench.collapse`), the earliest over the row's
+    seeds, with how many seeds collapse within the grid; ``none`` when no seed does."""
+    if not all(isinstance(run.get("layers"), dict) and run["layers"] for run in row.runs):
+        return MISSING
+    rates = [layer_collapse(run["rates"], run["layers"])[0] for run in row.runs]
+    collapsed = [rate for rate in rates if rate is not None]
+    return f"{min(collapsed):.2f} ({len(collapsed)}/{len(rates)})" if collapsed else "none"
+
+
+def _agreement_cell(row: Row) -> str:
+    """Mean Spearman rho with ablation's scores and mean overlap of the pruned sets at 50 % over the
+    seeds (`pxp_bench.agreement`); — unless every seed recorded both."""
+    records = [run.get("agreement") for run in row.runs]
+    if not all(isinstance(record, dict) and record.get("spearman") is not None
+               and record.get("overlap_50") is not None for record in records):
+        return MISSING
+    rho = sum(record["spearman"] for record in records) / len(records)
+    overlap = sum(record["overlap_50"] for record in records) / len(records)
+    return f"{rho:.2f} / {overlap:.0%}"
+
+
 def _seeds(seeds: Sequence[int]) -> str:
     """``3 (0–2)``: the count and the seeds as ranges."""
     spans: list[list[int]] = []
@@ -161,6 +184,10 @@ def _columns(table: Table) -> list[_Column]:
     columns += metrics[1:]
     columns += [_metric_column(table, spec) for spec in EFFICIENCY_COLUMNS]
     columns.append(_Column("speedup @ Top-PR", [_speedup_cell(row) for row in rows], numeric=True))
+    columns.append(_Column("layer collapse", [_collapse_cell(row) for row in rows], numeric=True))
+    agreement = [_agreement_cell(row) for row in rows]
+    if any(cell != MISSING for cell in agreement):
+        columns.append(_Column("ρ / overlap @ 50 % vs ablation", agreement, numeric=True))
     columns.append(_Column("seeds", [_seeds(row.seeds) for row in rows]))
     columns.append(_Column("time", [_time_cell(row) for row in rows], numeric=True))
     return columns
@@ -212,10 +239,17 @@ def _conventions(collection: Collection) -> str:
         f"runs (`evaluate: slim`); {MISSING} where a run of the row was masked. speedup @ Top-PR is the dense "
         "evaluation batch's median latency over the pruned one's, marked noisy when its relative spread "
         f"(from the interquartile ranges) exceeds {NOISY_SPREAD:.0%} or was not measured.",
+        "layer collapse is the first grid rate at which some layer is pruned entirely (past it the network is "
+        "cut and the curve's cliff says little about the rest), the earliest over the row's seeds, with the "
+        "number of seeds that collapse within the grid; none when no seed does.",
+        "ρ / overlap @ 50 % vs ablation (where runs recorded it, `--agreement`): Spearman's correlation of the "
+        "row's component scores with ablation's (the measured drop of the true-class logit when one component "
+        "is masked) on the same reference samples, and the share of the components it prunes at 50 % that "
+        "ablation prunes too, each the mean over the seeds.",
         "time is the wall time of one run on the devices listed under the table; for an optimised row, its "
         "study's wall time (the real cost of the row; the run after it is not counted).",
-        "Runs share a row only when they agree on parameters, class count, weights, image size, reference size "
-        "and autocast; where a table's rows differ in one of these, a column shows it.",
+        "Runs share a row only when they agree on parameters, class count, weights, image size, reference size, "
+        "autocast and per-layer cap (`--max-layer-rate`); where a table's rows differ in one of these, a column shows it.",
         "Each plot shows the mean accuracy per rate with its 95 % interval band (the same bootstrap), or, "
         "for rows without outcomes, ± one SEM over the seeds.",
     )

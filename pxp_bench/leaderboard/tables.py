@@ -1,7 +1,8 @@
 """Grouping results into tables and rows: which runs may be averaged together, and their statistics.
 
 A table holds one (dataset, model, components). A row holds the seeds of one method and variant whose
-runs are comparable: same parameters, class count, weights, image size, reference size and autocast.
+runs are comparable: same parameters, class count, weights, image size, reference size, autocast and
+per-layer cap.
 Grid and protocol version are equal for every collected result (see `collect`), so they split nothing.
 """
 
@@ -54,7 +55,8 @@ def comparability(result: dict[str, Any]) -> dict[str, Any]:
     """The fields besides method, variant and params that make two runs incomparable when they differ."""
     samples = result["samples"]
     return {"classes": len(result["classes"]), "weights": result["weights"], "image size": samples["image_size"],
-            "reference": samples["reference"], "amp": samples.get("amp")}
+            "reference": samples["reference"], "amp": samples.get("amp"),
+            "max layer rate": samples.get("max_layer_rate")}
 
 
 def mean_sem(values: Sequence[float | None]) -> tuple[float | None, float | None]:

@@ -176,7 +176,7 @@ def export_result(prepared, result, destination: Path, rate: float | None, *,
 
     chosen = export_rate(result.rates, result.metrics["top_pr"], rate)
     components = prepared.components
-    order = rank_components(components, result.scores)
+    order = rank_components(components, result.scores, prepared.bench.max_layer_rate)
     example = example_input(prepared)
     slim = slimmed_model(prepared.model, components, order, chosen, example)
     keep = keep_masks(components, order, pruned_count(chosen, components.total))

@@ -125,6 +125,7 @@ def execute_cell(task: CellTask) -> None:
 def _execute(task: CellTask) -> None:
     import torch
 
+    from pxp_bench.agreement import ABLATION_CACHE
     from pxp_bench.benchmark import run_benchmark
     from pxp_bench.errors import PxpBenchError
     from pxp_bench.results import write_result
@@ -136,7 +137,9 @@ def _execute(task: CellTask) -> None:
     print(f"cell {task.key}: {task.cell.label}", flush=True)
     started = time.perf_counter()
     try:
-        result = run_benchmark(task.cell.benchmark())
+        bench = task.cell.benchmark()
+        bench.ablation_cache = Path(task.out) / ABLATION_CACHE  # the cells of a setting share its ablation
+        result = run_benchmark(bench)
         if task.cell.optimisation is not None:
             result.optimisation = dict(task.cell.optimisation)
         path = write_result(result, Path(task.out))

@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 
 from pxp_bench.errors import ConfigError, UnknownNameError
 from pxp_bench.params import DEFAULT_PRESET, read_params_file
-from pxp_bench.plan import MAX_SEED, Benchmark
+from pxp_bench.plan import MAX_SEED, Benchmark, check_max_layer_rate
 from pxp_bench.plugins import Plugins
 from pxp_bench.rates import parse_rates
 from pxp_bench.specs import COMPONENT_KINDS
@@ -80,10 +80,29 @@ def _optional_text(value: Any) -> str | None:
     return None if value in (None, "none") else _text(value)
 
 
+def _max_layer_rate(value: Any) -> float | None:
+    if value in (None, "none"):
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    check_max_layer_rate(float(value))
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    """A TOML boolean, or ``true`` / ``false`` from ``--set``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("expected true or false")
+
+
 RUN_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "dataset": _text, "data_root": _text, "weights": _text, "rates": _rates, "n_classes": _classes,
     "ref_per_class": _integer, "tune_per_class": _integer, "device": _text, "batch_size": _integer,
     "image_size": _optional_integer, "amp": _optional_text, "evaluate": _text, "latency_repeats": _integer,
+    "max_layer_rate": _max_layer_rate, "agreement": _boolean,
 }
 """The `Benchmark` fields a suite sets for its cells (method, parameters and seed come from the matrix),
 each with the conversion from its TOML or ``--set`` text."""
@@ -366,11 +385,22 @@ def select(suite: Suite, patterns: list[str]) -> Suite:
     return dataclasses.replace(suite, cells=cells)
 
 
+ADDED_LATER = {"max_layer_rate": None, "agreement": False}
+"""`Benchmark` fields added after suites had run: left out of a cell's key while at their default (which
+is how the earlier cells ran), so adding them reran nothing."""
+NOT_IN_KEY = ("ablation_cache",)
+"""Where a cell keeps caches, not what it measures (the runner sets it)."""
+
+
 def _complete(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Every `Benchmark` field, defaults filled in, so a cell's key changes with any of them."""
+    """Every `Benchmark` field, defaults filled in, so a cell's key changes with any of them (but
+    `ADDED_LATER` and `NOT_IN_KEY`)."""
     defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-                for f in dataclasses.fields(Benchmark)}
+                for f in dataclasses.fields(Benchmark) if f.name not in NOT_IN_KEY}
     full = {**defaults, **config}
+    for name, default in ADDED_LATER.items():
+        if full.get(name) == default:
+            del full[name]
     full["rates"] = list(full["rates"])
     full["data_root"] = None if full["data_root"] is None else str(full["data_root"])
     full["scores_file"] = None

@@ -39,11 +39,37 @@ def test_wanda_is_weight_magnitude_times_input_norm():
     inputs = torch.randn(5, 3)
     components = discover_components(model, "neurons", inputs[:1])
     reference = ReferenceSet(LabelledTensors(inputs, [0, 1, 0, 1, 0]), [0, 1], 2, torch.device("cpu"))
-    scores = wanda_scores(model, components, reference, RunContext.seeded(0))
+    scores = wanda_scores(model, components, reference, RunContext.seeded(0), compare="global")
     expected = model[0].weight.abs().double() @ inputs.double().norm(dim=0)
     torch.testing.assert_close(scores["0"], expected.float())
-    magnitude = wanda_scores(model, components, reference, RunContext.seeded(0), exponent=0.0)
+    magnitude = wanda_scores(model, components, reference, RunContext.seeded(0), exponent=0.0, compare="global")
     torch.testing.assert_close(magnitude["0"], model[0].weight.abs().sum(dim=1))
+    # compared within the layer (the default): the rank of each unit's sum, as a fraction of the layer
+    within = wanda_scores(model, components, reference, RunContext.seeded(0))
+    ranks = expected.argsort().argsort().float() + 1
+    torch.testing.assert_close(within["0"], ranks / 4)
+
+
+def test_wanda_prunes_every_layer_at_the_same_rate():
+    """Wanda never ranks one layer's weights against another's: at any rate each layer loses the same
+    share of its filters (to within one filter), so no layer is emptied before the others."""
+    from pxp_bench.benchmark import prepare
+    from pxp_bench.masking import keep_masks, pruned_count, pruned_fractions, rank_components
+    from pxp_bench.plan import Benchmark
+
+    prepared = prepare(Benchmark(model="digits-vgg", method="wanda", n_classes=3, ref_per_class=3))
+    components = prepared.components
+    reference = ReferenceSet(prepared.samples("reference"), prepared.sets.classes, 16, prepared.device)
+    scores = wanda_scores(prepared.model, components, reference, RunContext.seeded(0))
+    global_order = rank_components(components, wanda_scores(prepared.model, components, reference,
+                                                             RunContext.seeded(0), compare="global"))
+    first = components.groups[0]  # the raw sums rank the first conv's filters below every other layer's
+    assert pruned_fractions(keep_masks(components, global_order, first.size))[first.name] == 1.0
+    order = rank_components(components, scores)
+    for rate in (0.1, 0.3, 0.5, 0.9):
+        fractions = pruned_fractions(keep_masks(components, order, pruned_count(rate, components.total)))
+        for group in components.groups:
+            assert abs(fractions[group.name] - rate) <= 1 / group.size + 1e-9, (rate, group.name)
 
 
 def test_run_and_optimize_with_the_plugin(tmp_path):

@@ -11,11 +11,11 @@ def register_methods(register) -> None:
     register(MethodSpec(
         name="wanda",
         score="pxp_bench_example.wanda:wanda_scores",
-        summary="Wanda-style structured importance: |W| x input activation norm, summed over the unit's weights",
+        summary="Wanda-style structured importance: |W| x input activation norm summed per unit, compared within each layer",
         components=frozenset({"filters", "neurons"}),
         params={
             "exponent": FloatRange(0.0, 2.0, 1.0),
-            "normalize": Categorical(("none", "layer"), "none", searched=False),
+            "compare": Categorical(("layer", "global"), "layer", searched=False),
         },
         presets={"magnitude-like": {"exponent": 0.0}},
     ))

@@ -1,7 +1,15 @@
 """Wanda-style structured importance (Sun et al., 2023, "A Simple and Effective Pruning Approach for LLMs"),
-summed per unit: a filter or neuron scores sum_j |W_cj| * ||X_j||^exponent, where X_j is the input
+summed per unit: a filter or neuron weighs sum_j |W_cj| * ||X_j||^exponent, where X_j is the input
 feature j of the unit's layer over every reference sample and position. ``exponent=0`` ignores the data
 (a sum-of-|W| magnitude score); ``exponent=1`` is Wanda's |W| * ||X||.
+
+Wanda compares weights only within a comparison group (each output row of a layer) and prunes every
+layer to the same sparsity; it never ranks one layer's weights against another's. ``compare="layer"``
+(the default) does the same with units: a unit's score is its rank within its layer as a fraction of the
+layer's size, so pxp-bench's global ranking removes the same share of every layer. ``compare="global"``
+ranks the raw sums across layers instead: those grow with a layer's fan-in and its input's scale, so a
+global ranking then empties the layers with the smallest sums first (on the digits CNNs, the first conv
+at 5-10 %), which is not Wanda.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ def _input_norms(model: nn.Module, layers: dict[str, nn.Module], reference: Refe
 
 
 def wanda_scores(model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
-                 exponent: float = 1.0, normalize: str = "none") -> dict[str, torch.Tensor]:
+                 exponent: float = 1.0, compare: str = "layer") -> dict[str, torch.Tensor]:
     modules = dict(model.named_modules())
     layers = {group.name: modules[group.name] for group in components.groups}
     for name, layer in layers.items():
@@ -56,7 +64,9 @@ def wanda_scores(model: nn.Module, components: Components, reference: ReferenceS
             score = (weight * scale[:, :, None, None]).flatten(1).sum(dim=1)
         else:
             score = weight @ scale
-        if normalize == "layer":
-            score = score / score.sum().clamp_min(torch.finfo(torch.float64).tiny)
+        if compare == "layer":  # the within-layer rank, 1/size .. 1 (ties keep the channel order)
+            ranks = torch.empty_like(score)
+            ranks[torch.sort(score, stable=True).indices] = torch.arange(1, len(score) + 1, dtype=score.dtype)
+            score = ranks / len(score)
         scores[name] = score.float().cpu()
     return scores

@@ -20,7 +20,7 @@ def test_a_run_records_what_the_protocol_asks_for(plugins):
                 "params", "seed", "classes", "rates", "curve", "metrics", "layers", "timings", "environment"):
         assert key in record
     assert record["variant"] == "default" and record["params"] == {"aggregation": "abs", "normalize": "none", "init": "logit"}
-    assert set(record["metrics"]) == {"a_pr", "top_pr", "auc", "acc_25", "acc_50", "acc_75", "params_at_top_pr",
+    assert set(record["metrics"]) == {"a_pr", "top_pr", "auc", "acc_25", "acc_50", "acc_75", "collapse_rate", "params_at_top_pr",
                                       "flops_at_top_pr", "speedup_at_top_pr", "speedup_at_top_pr_spread"} \
         and record["evaluate"] == "slim"
     assert {"load", "discover", "score", "evaluate", "total"} <= set(record["timings"])

@@ -62,7 +62,8 @@ def test_plugins_json():
     result = invoke("plugins", "--json")
     assert result.exit_code == 0
     plugins = json.loads(result.output)
-    assert {p["name"] for p in plugins} == {"pxp_bench.attribution.builtin", "pxp_bench.models.builtin",
+    assert {p["name"] for p in plugins} == {"pxp_bench.attribution.builtin", "pxp_bench.attribution.torch_pruning_builtin",
+                                           "pxp_bench.attribution.captum_builtin", "pxp_bench.models.builtin",
                                            "pxp_bench.data.builtin", "pxp_bench.optimize.builtin",
                                            "pxp_bench.suites.builtin"}
     assert all(p["distribution"] == "pxp-bench" and p["version"] and p["status"] == "loaded" for p in plugins)

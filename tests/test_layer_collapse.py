@@ -16,8 +16,8 @@ from pxp_bench.collapse import layer_collapse
 from pxp_bench.components import ComponentGroup, Components
 from pxp_bench.leaderboard.markdown import table_markdown
 from pxp_bench.leaderboard.tables import group_tables
-from pxp_bench.plugins import Plugins
 from pxp_bench.masking import keep_masks, pruned_count, pruned_fractions, rank_components
+from pxp_bench.plugins import Plugins
 from pxp_bench.suites.definition import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,22 +95,26 @@ def test_a_cap_outside_the_open_unit_interval_is_one_line(tmp_path, value):
     assert "Traceback" not in done.output and not list(tmp_path.glob("*.json"))
 
 
-def test_new_options_leave_the_committed_cells_keys_alone_and_a_cap_makes_new_cells(plugins, tmp_path, monkeypatch):
-    """The published digits suite ran before `max_layer_rate` and `agreement` existed: at their defaults
-    they stay out of the cell keys, so the committed cells are still found; set, they make new cells."""
-    monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", "pxp-bench-example")  # the digits suite names its wanda
-    committed = {path.stem for path in (ROOT / "leaderboard" / "results" / "cells").glob("*.json")}
-    suite = load_suite("digits", Plugins(), overrides={"agreement": False})  # as they ran
-    earlier = [cell for cell in suite.cells if cell.config["method"] in {"random", "taylor", "lrp"}
-               or cell.label.split()[1] == "magnitude:default"]
-    assert len(earlier) == 5 * 7 * 3 and all(cell.key in committed for cell in earlier)
-    assert not {cell.key for cell in load_suite("digits", Plugins()).cells} & committed  # agreement: new cells
+TINY_KEYS_BEFORE_ISSUE_20 = ["2be9561e97eaf4c4", "33f47e96ba21d38f", "495ee76f96d0e488", "7f7b1f01ba60d049"]
+"""The cell keys of `helpers.TINY_SUITE` computed by pxp-bench before `max_layer_rate` and `agreement`
+existed (commit d443bc4)."""
+
+
+def test_new_options_leave_earlier_cells_keys_alone_and_set_they_make_new_cells(plugins, tmp_path, monkeypatch):
+    """Options added later stay out of a cell's key at their defaults, so the cells a suite ran before
+    them are still found; set, they make new cells (the committed digits suite records agreement)."""
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_SUITE)
     plain = load_suite(str(path), plugins)
-    capped = load_suite(str(path), plugins, overrides={"max_layer_rate": 0.5})
-    assert not {c.key for c in plain.cells} & {c.key for c in capped.cells}
-    assert all(cell.benchmark().max_layer_rate == 0.5 for cell in capped.cells)
+    assert sorted(cell.key for cell in plain.cells) == TINY_KEYS_BEFORE_ISSUE_20
+    for overrides in ({"max_layer_rate": 0.5}, {"agreement": True}):
+        changed = load_suite(str(path), plugins, overrides=overrides)
+        assert not {c.key for c in plain.cells} & {c.key for c in changed.cells}
+    assert all(cell.benchmark().max_layer_rate == 0.5
+               for cell in load_suite(str(path), plugins, overrides={"max_layer_rate": 0.5}).cells)
+    committed = {p.stem for p in (ROOT / "leaderboard" / "results" / "cells").glob("*.json")}
+    monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", "pxp-bench-example")  # the digits suite names its wanda
+    assert {cell.key for cell in load_suite("digits", Plugins()).cells} <= committed
 
 
 def test_a_suite_refuses_a_cap_out_of_range(plugins, tmp_path):

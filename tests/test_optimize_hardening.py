@@ -182,7 +182,8 @@ def _wait_for(condition, seconds: float, what: str):
 
 @linux_only
 def test_workers_die_with_a_killed_command(tmp_path):
-    command = _command(tmp_path, "--trials", "200", "--jobs", "2")
+    command = _command(tmp_path, "--trials", "100000", "--jobs", "2")  # repeated proposals are answered from the
+    # memo in milliseconds: a study that could finish would race the signal
     workers = []
     try:
         workers = _wait_for(lambda: _workers_of(command.pid), 240, "a worker to start")

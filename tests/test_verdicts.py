@@ -169,3 +169,25 @@ def test_the_header_names_the_commits_and_flags_dirty_or_mixed_records(tmp_path,
     text = build_leaderboard([tmp_path / "results"], tmp_path / "out").markdown.read_text()
     assert f"`{'a' * 12}`" in text
     assert ("**Warning:**" in text) == (warning is not None) and (warning is None or warning in text)
+
+
+def test_lrp_against_the_pruning_criteria_follows_from_the_paired_intervals():
+    """The sentence placing LRP among the pruning field's criteria says higher / lower only where the
+    paired interval of the A_PR difference excludes 0, and quotes that interval."""
+    from pxp_bench.leaderboard.findings import criteria_finding
+
+    runs = [leaderboard_result(method, seed, variant=variant, keeps=keeps).to_dict()
+            for method, variant, keeps in (("lrp", "optimised", 0.6), ("lrp", "epsilon", 0.4), ("lamp", "default", 0.4),
+                                           ("hessian", "default", 0.1), ("ablation", "default", 0.6))
+            for seed in (0, 1, 2)]
+    (table,) = group_tables(runs)
+    text = criteria_finding(table)
+    verdict, index = table.verdict, {(row.method, row.variant): i for i, row in enumerate(table.rows)}
+    for lrp in (("lrp", "optimised"), ("lrp", "epsilon")):
+        for criterion, word in (("lamp", None), ("hessian", "higher"), ("ablation", None)):
+            value, low, high = verdict.difference("a_pr", index[lrp], index[(criterion, "default")])
+            expected = word or ("higher" if low > 0 else "lower" if high < 0 else "no difference shown")
+            assert f"{criterion} (default) {value:+.3f} [{low:+.3f}, {high:+.3f}] ({expected})" in text
+    assert text.index("lrp (optimised) minus") < text.index("lrp (epsilon) minus")
+    assert "taylor" not in text  # absent from the table: not mentioned
+    assert criteria_finding(group_tables([run for run in runs if run["method"] != "lrp"])[0]) is None

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from pxp_bench.errors import ConfigError
 from pxp_bench.leaderboard.collect import Collection, KeptOut, collect_results
-from pxp_bench.leaderboard.findings import summary_rows, table_finding
+from pxp_bench.leaderboard.findings import criteria_finding, summary_rows, table_finding
 from pxp_bench.leaderboard.markdown import leaderboard_document, plot_names, summary_section
 from pxp_bench.leaderboard.plots import summary_png, table_png, write_png
 from pxp_bench.leaderboard.readme import read_marked, update_readme
@@ -52,7 +52,8 @@ def _headline(tables: Sequence[Table], summary_plot: Path | None, markdown: Path
     here = Path(readme).parent
     full = _relative(markdown, here)
     summary = summary_section(tables, _relative(summary_plot, here) if summary_plot else None)
-    findings = "\n".join(f"- **{table.title}**: {table_finding(table)}" for table in tables)
+    findings = "\n".join(f"- **{table.title}**: {table_finding(table)}"
+                         + (f" {criteria}" if (criteria := criteria_finding(table)) else "") for table in tables)
     return (f"{summary}\nPer table (rank 1 = not separable from the best by a paired 95 % interval):\n\n{findings}\n\n"
             f"All tables, with their intervals, plots, provenance, environments and the files kept out: "
             f"[{full}]({full})\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from pxp_bench.leaderboard.tables import BASELINE, Table
+from pxp_bench.verdicts.setting import TOLERANCE
 from pxp_bench.verdicts.summary import Estimate, SummaryRow, across_settings
 
 BASELINE_LABEL = f"{BASELINE[0]} ({BASELINE[1]})"
@@ -41,6 +42,41 @@ def table_finding(table: Table) -> str:
     return (f"{len(first)} rows share rank 1 — {_names([labels[row] for row in first])}: the paired 95 % "
             f"interval of each one's A_PR difference to the highest, {labels[best]}, includes 0 (the widest "
             f"gap: {labels[closest_call]}, {_signed(low, value, high)}).")
+
+
+LRP_ROWS = (("lrp", "optimised"), ("lrp", "epsilon"))
+"""The LRP rows compared with the pruning literature's criteria: the tuned composite and the paper's reference."""
+CRITERIA = (("lamp", "default"), ("taylor", "default"), ("group_taylor", "default"), ("hessian", "default"),
+            ("ablation", "default"))
+"""The criteria of the pruning field an LRP row is compared with (protocol section 3.7), ablation last:
+what every criterion approximates."""
+
+
+def _verdict_word(low: float, high: float) -> str:
+    """As the ranks decide (`pxp_bench.verdicts.setting`): an interval beyond 0 by more than rounding."""
+    return "higher" if low > TOLERANCE else "lower" if high < -TOLERANCE else "no difference shown"
+
+
+def criteria_finding(table: Table) -> str | None:
+    """Where LRP (optimised, and epsilon) stands against LAMP, Taylor, group Taylor, Hessian and ablation
+    in ``table``: each A_PR difference with its paired 95 % interval; None when the table lacks them."""
+    index = {(row.method, row.variant): position for position, row in enumerate(table.rows)}
+    labels, verdict = table.labels(), table.verdict
+    sentences = []
+    for lrp in LRP_ROWS:
+        if lrp not in index:
+            continue
+        parts = []
+        for criterion in CRITERIA:
+            found = verdict.difference("a_pr", index[lrp], index[criterion]) if criterion in index else None
+            if found is not None:
+                value, low, high = found
+                parts.append(f"{labels[index[criterion]]} {_signed(low, value, high)} ({_verdict_word(low, high)})")
+        if parts:
+            sentences.append(f"{labels[index[lrp]]} minus {'; '.join(parts)}")
+    if not sentences:
+        return None
+    return "Against the pruning criteria (A_PR difference, paired 95 % interval): " + ". ".join(sentences) + "."
 
 
 def summary_rows(tables: Sequence[Table]) -> list[SummaryRow]:

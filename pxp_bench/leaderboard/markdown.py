@@ -10,7 +10,13 @@ from typing import Sequence
 
 from pxp_bench.collapse import layer_collapse
 from pxp_bench.leaderboard.collect import Collection, KeptOut, describe_grid
-from pxp_bench.leaderboard.findings import summary_finding, summary_rows, summary_table, table_finding
+from pxp_bench.leaderboard.findings import (
+    criteria_finding,
+    summary_finding,
+    summary_rows,
+    summary_table,
+    table_finding,
+)
 from pxp_bench.leaderboard.paper import paper_a_pr, paper_note, shows_paper
 from pxp_bench.leaderboard.provenance import commits_paragraph, provenance_block
 from pxp_bench.leaderboard.tables import Row, Table, show_value
@@ -214,7 +220,9 @@ def table_section(table: Table, plot_link: str) -> str:
     """The table, what it says about its winners, the provenance of its optimised rows and a link to its
     plot (``plot_link`` relative to where the text will live)."""
     provenance = provenance_block(table)
-    return (f"{table_markdown(table)}\n{table_finding(table)}\n\n{provenance + chr(10) if provenance else ''}"
+    criteria = criteria_finding(table)
+    return (f"{table_markdown(table)}\n{table_finding(table)}\n\n{criteria + chr(10) + chr(10) if criteria else ''}"
+            f"{provenance + chr(10) if provenance else ''}"
             f"![Top-1 accuracy against pruning rate, {table.title}]({plot_link})\n")
 
 

@@ -83,4 +83,4 @@ def test_run_and_optimize_with_the_plugin(tmp_path):
     optimize = runner.invoke(app, ["optimize", "--method", "wanda", "--model", "faces-cnn", "--optimizer",
                                    "example-random", "--trials", "3", "--rates", RATES, "--out", str(tmp_path / "opt")])
     assert optimize.exit_code == 0, optimize.output
-    assert set(json.loads(next((tmp_path / "opt").glob("*.best.json")).read_text())) == {"exponent", "normalize"}
+    assert set(json.loads(next((tmp_path / "opt").glob("*.best.json")).read_text())) == {"exponent", "compare"}

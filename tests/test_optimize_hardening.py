@@ -182,8 +182,7 @@ def _wait_for(condition, seconds: float, what: str):
 
 @linux_only
 def test_workers_die_with_a_killed_command(tmp_path):
-    command = _command(tmp_path, "--trials", "100000", "--jobs", "2")  # repeated proposals are answered from the
-    # memo in milliseconds: a study that could finish would race the signal
+    command = _command(tmp_path, "--trials", "200", "--jobs", "2")
     workers = []
     try:
         workers = _wait_for(lambda: _workers_of(command.pid), 240, "a worker to start")
@@ -205,7 +204,8 @@ def _kill(command: subprocess.Popen, workers: list[int]) -> None:
 
 @linux_only
 def test_ctrl_c_stops_the_workers_and_says_what_is_kept_in_one_line(tmp_path):
-    command = _command(tmp_path, "--trials", "200", "--jobs", "2")
+    # repeated proposals are answered from the memo in milliseconds: a study that could finish races the signal
+    command = _command(tmp_path, "--trials", "100000", "--jobs", "2")
     journal = tmp_path / f"{NAME}.journal"
     workers = []
     try:

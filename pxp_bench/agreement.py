@@ -96,18 +96,33 @@ def ablation_scores(prepared: Prepared, score_with: Scorer) -> tuple[dict[str, t
         raise ConfigError(f"agreement: '{ABLATION}' cannot score {prepared.plan.components} of a "
                           f"{prepared.plan.model.family}; drop --agreement.")
     params = resolve_params(spec.space_for(prepared.plan.model.family), owner=f"method '{ABLATION}'")
+    return cached_ablation(prepared, params, lambda: score_with(spec, params))[0], params
+
+
+def cached_ablation(prepared: Prepared, params: Mapping[str, Any],
+                    compute: Callable[[], dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], float]:
+    """Ablation's scores under typed ``params`` and the seconds computing them took: from
+    ``bench.ablation_cache`` when it holds them (their time as measured then), else ``compute()``d (and
+    kept there, when the run has a cache). An ``ablation`` run shares the agreement's file at the defaults."""
     if prepared.bench.ablation_cache is None:
-        return score_with(spec, params), params
+        return _timed(compute)
     path = _cache_path(prepared, params)
     with _locked(path):
         if path.exists():
-            return load_scores(path, prepared.components).scores, params
-        scores = score_with(spec, params)
+            saved = load_scores(path, prepared.components)
+            return saved.scores, float(saved.metadata.get("seconds") or 0.0)
+        scores, seconds = _timed(compute)
         atomic_write_bytes(path, encode_scores(prepared.components, scores, {
             "model": prepared.plan.model.name, "weights": prepared.loaded.weights,
-            "components": prepared.plan.components, "method": ABLATION, "params": params,
-            "seed": prepared.bench.seed, "classes": list(prepared.sets.classes)}))
-    return scores, params
+            "components": prepared.plan.components, "method": ABLATION, "params": dict(params),
+            "seed": prepared.bench.seed, "classes": list(prepared.sets.classes), "seconds": round(seconds, 4)}))
+    return scores, seconds
+
+
+def _timed(compute: Callable[[], dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], float]:
+    clock = time.perf_counter()
+    scores = compute()
+    return scores, time.perf_counter() - clock
 
 
 def agreement_record(prepared: Prepared, scores: Mapping[str, torch.Tensor],

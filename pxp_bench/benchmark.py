@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar
 import torch
 from torch.utils.data import Dataset, Subset
 
-from pxp_bench.agreement import agreement_record
+from pxp_bench.agreement import ABLATION, agreement_record, cached_ablation
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.batch_size import batch_size_for
 from pxp_bench.collapse import layer_collapse
@@ -314,6 +314,23 @@ def _saved_scores(prepared: Prepared) -> tuple[dict[str, torch.Tensor], dict[str
     return saved.scores, {key: saved.metadata.get(key) for key in ("method", "variant", "params")}
 
 
+def _own_scores(prepared: Prepared, progress: Progress | None) -> tuple[dict[str, torch.Tensor], dict[str, Any], float | None]:
+    """The run's scores and diagnostics; for an ``ablation`` run with an ablation cache (a suite's), the
+    scores the agreement of its setting computes anyway, with the seconds they took when computed."""
+    if prepared.plan.method.name != ABLATION or prepared.bench.ablation_cache is None:
+        scored = score(prepared, progress=progress)
+        return scored.scores, scored.diagnostics, None
+    diagnostics: dict[str, Any] = {}
+
+    def compute() -> dict[str, torch.Tensor]:
+        scored = score(prepared, progress=progress)
+        diagnostics.update(scored.diagnostics)
+        return scored.scores
+
+    scores, seconds = cached_ablation(prepared, prepared.plan.params, compute)
+    return scores, diagnostics, seconds
+
+
 def run_benchmark(bench: Benchmark, *, plugins: Plugins | None = None, progress: Progress | None = None) -> Result:
     """Run one benchmark end to end and return its `Result` (not yet written to disk)."""
     started = time.perf_counter()
@@ -325,14 +342,17 @@ def run_prepared(prepared: Prepared, *, progress: Progress | None = None, starte
     started = time.perf_counter() if started is None else started
     bench, plan = prepared.bench, prepared.plan
     clock = time.perf_counter()
+    score_seconds = None
     if bench.scores_file is not None:
         scores, record = _saved_scores(prepared)
         diagnostics: dict[str, Any] = {}
     else:
-        scored = score(prepared, progress=progress)
-        scores, diagnostics = scored.scores, scored.diagnostics
+        scores, diagnostics, score_seconds = _own_scores(prepared, progress)
         record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
-    timings = {**prepared.timings, "score": round(time.perf_counter() - clock, 4)}
+    elapsed = time.perf_counter() - clock
+    if score_seconds is not None:  # scores from the ablation cache: the method costs what they took to compute
+        started -= score_seconds - elapsed
+    timings = {**prepared.timings, "score": round(elapsed if score_seconds is None else score_seconds, 4)}
     agreement = None
     if bench.agreement:
         agreement, seconds = agreement_record(prepared, scores, lambda spec, params: score_with(prepared, spec, params))

@@ -35,6 +35,12 @@ class ComponentError(PxpBenchError):
     """A model that has no prunable components of the requested kind, or scores that do not fit."""
 
 
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: a library's exception inside one line of ours."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def unwrap_worker_error(exc: PxpBenchError) -> PxpBenchError:
     """The one-line error a DataLoader worker raised, without torch's re-raise wrapping.
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -99,8 +100,8 @@ class EvaluationMemo:
         self.labels: np.ndarray | None = None
         """Each sample's label (original class id), in the loader's order: the same for every pruned set."""
         self.latencies: dict[bytes, dict[str, Any]] = {}
-        """Per pruned set, the evaluation batch's latency on the slimmed model, timed on the evaluation's
-        own forward passes: the same pruned set gives the same slimmed model."""
+        """Per pruned set, the slimmed model's latencies (batch 1 and the evaluation batch, the latter timed
+        on the evaluation's own forward passes): the same pruned set gives the same slimmed model."""
         self.hits = 0
         self.misses = 0
 
@@ -138,7 +139,8 @@ class CurvePoint:
     layers: dict[str, float]
     """Per group, the fraction of its components pruned at this rate."""
     efficiency: dict[str, Any] | None = None
-    """Parameters, FLOPs and latency of the slimmed model at this rate (`pxp_bench.slim.efficiency`)."""
+    """Parameters and FLOPs of the slimmed model at this rate, and at rate 0 and Top-PR its latencies
+    (`pxp_bench.slim.efficiency`)."""
     hits: np.ndarray | None = field(default=None, repr=False, compare=False)
     """Which samples were classified correctly, in the loader's order."""
     labels: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -170,19 +172,21 @@ def prune_curve(
 
     Rates (and, with a shared ``memo``, other scorings) that prune the same set are evaluated once.
     ``channels_last`` feeds image batches in that layout (`pxp_bench.device.channels_last_suits`).
-    The evaluation batch's latency (slim) is measured at the rates up to Top-PR (``rates`` ascend from 0),
-    where the speedup is read; past it, timing passes would be spent on numbers nobody reads.
+    Latencies (slim) are timed where the speedup is read only: at rate 0 and at Top-PR (``rates`` ascend
+    from 0). Top-PR is known once a rate falls below it (or the grid ends), so the slimmed copy of the
+    last rate within it is kept until then; ``on_rate`` sees that point before its latencies are added.
     """
     memo = memo if memo is not None else EvaluationMemo()
-    points = []
+    points: list[CurvePoint] = []
     baseline: int | None = None
     within_top_pr = True  # every rate so far keeps 95 % of rate 0's correct predictions
+    candidate: _TopPrCandidate | None = None  # the last rate within Top-PR past rate 0, not yet timed
     for rate in rates:
         n_pruned = min(pruned_count(rate, components.total), len(order))  # a capped order may be shorter
         masks = keep_masks(components, order, n_pruned)
         target, target_masks, record = slim.at(masks) if slim is not None else (model, masks, None)
         key = EvaluationMemo.key(order, n_pruned)
-        batch_times = BatchTimes() if record and "latency_ms_batch1" in record else None
+        batch_times = BatchTimes() if record is not None and slim.timed else None
 
         def count(per_sample, target=target, target_masks=target_masks, batch_times=batch_times) -> tuple[int, int]:
             with masked(target, components, target_masks) as handle:
@@ -192,17 +196,46 @@ def prune_curve(
 
         correct, total = memo.counts(key, count)
         baseline = correct if baseline is None else baseline
-        within_top_pr = within_top_pr and keeps_top_pr_accuracy(correct, baseline)
-        if batch_times and within_top_pr:  # evaluated now, not answered by the memo; past Top-PR no speedup
-            memo.latencies[key] = slim.evaluation_latency(target, target_masks, batch_times)  # is read: no extra passes
-        if batch_times is not None and key in memo.latencies:  # also a pruned set evaluated before
-            record = {**record, **memo.latencies[key]}
-        point = CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record,
-                           memo.correct_samples[key], memo.labels)
-        points.append(point)
+        was_within, within_top_pr = within_top_pr, within_top_pr and keeps_top_pr_accuracy(correct, baseline)
+        points.append(CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record,
+                                 memo.correct_samples[key], memo.labels))
+        if batch_times is not None and within_top_pr:
+            candidate = _TopPrCandidate(len(points) - 1, key, target, target_masks, batch_times)
+            if len(points) == 1:  # rate 0 is always read; a later rate waits until Top-PR is known
+                candidate.time(points, memo, slim)
+                candidate = None
+            elif key not in memo.latencies:
+                candidate.keep()  # the next rate slims the copy further, in place
+        elif was_within and not within_top_pr and candidate is not None:  # the first rate past Top-PR
+            candidate.time(points, memo, slim)
+            candidate = None
         if on_rate is not None:
-            on_rate(point)
+            on_rate(points[-1])
+    if candidate is not None:  # the whole grid is within Top-PR
+        candidate.time(points, memo, slim)
     return points
+
+
+@dataclass
+class _TopPrCandidate:
+    """A curve point that may turn out to be Top-PR's, with what it takes to time its latencies then."""
+
+    index: int
+    key: bytes
+    model: nn.Module
+    masks: Any
+    batch_times: BatchTimes
+
+    def keep(self) -> None:
+        """Keep the slimmed copy as it is now: `pxp_bench.slim.surgery.Slimmer` slims its copy in place."""
+        self.model = copy.deepcopy(self.model)
+
+    def time(self, points: list[CurvePoint], memo: EvaluationMemo, slim: SlimCurve) -> None:
+        """Add the point's latencies (a pruned set timed before keeps its latencies: the same slimmed model)."""
+        if self.key not in memo.latencies:
+            memo.latencies[self.key] = slim.latency(self.model, self.masks, self.batch_times)
+        point = points[self.index]
+        points[self.index] = replace(point, efficiency={**point.efficiency, **memo.latencies[self.key]})
 
 
 def _interpolated(rates: np.ndarray, accs: np.ndarray, at: float) -> float | None:

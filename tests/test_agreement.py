@@ -62,3 +62,21 @@ def test_run_agreement_on_the_command_line(tmp_path):
     record = json.loads(written.read_text())
     assert set(record["agreement"]) == {"reference", "params", "spearman", "overlap_25", "overlap_50"}
     assert list((tmp_path / ABLATION_CACHE).glob("*.safetensors"))
+
+
+def test_an_ablation_run_takes_the_scores_its_settings_agreement_cached_with_their_time(tmp_path):
+    from safetensors import safe_open
+
+    cache = tmp_path / "cache"
+    run_benchmark(Benchmark(**QUICK, method="magnitude", ablation_cache=cache))  # the agreement fills the cache
+    (cached,) = cache.glob("*.safetensors")
+    with safe_open(str(cached), framework="pt") as handle:
+        seconds = json.loads(handle.metadata()["seconds"])
+    own = run_benchmark(Benchmark(**QUICK, method="ablation", ablation_cache=cache))
+    assert own.timings["score"] == round(seconds, 4) > 0  # the time of the scoring that filled the cache
+    assert own.timings["total"] >= own.timings["score"] + own.timings["evaluate"] - 1e-3
+    fresh = run_benchmark(Benchmark(**QUICK, method="ablation"))
+    assert [p["correct"] for p in own.curve] == [p["correct"] for p in fresh.curve]
+    # other parameters are another entry, scored by the run itself
+    run_benchmark(Benchmark(**QUICK, method="ablation", params={"quantity": "loss"}, ablation_cache=cache))
+    assert len(list(cache.glob("*.safetensors"))) == 2

@@ -11,12 +11,14 @@ import timm
 import torch
 import torchvision
 from torch import nn
+from torch.utils.data import DataLoader
 
 from helpers import QUICK_RATES, state_snapshot
 from pxp_bench.benchmark import evaluate, prepare, run_benchmark, score
 from pxp_bench.components import discover_components
 from pxp_bench.errors import ConfigError
-from pxp_bench.evaluate import curve_metrics
+from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.evaluate import curve_metrics, prune_curve
 from pxp_bench.masking import keep_masks, masked, pruned_count
 from pxp_bench.models.zoo import build_zoo_model
 from pxp_bench.plan import Benchmark
@@ -26,6 +28,7 @@ from pxp_bench.slim.efficiency import (MAX_PASSES, MIN_TIMED_MS, BatchTimes, bat
 from pxp_bench.slim.surgery import Slimmer
 
 RATES = (0.0, 0.2, 0.5, 0.8, 0.95)
+TIMED_HERE = ("latency_ms_batch1", "latency_ms_batch1_iqr", "latency_ms_batch", "latency_ms_batch_iqr", "latency_batches")
 
 
 def _vit_b_16() -> nn.Module:
@@ -95,29 +98,58 @@ def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
     flops = [p["flops"] for p in slim.curve]
     assert flops == sorted(flops, reverse=True) and flops[-1] < flops[0]
     evaluation_batch = min(128, slim.samples["evaluation"])  # one batch: the warm-up, then extra passes
-    assert all(p["latency_ms_batch1"] > 0 and p["latency_batch1_passes"] >= 5 for p in slim.curve)
-    # the evaluation batch is timed up to Top-PR, where the speedup is read, and not past it
-    timed = [p for p in slim.curve if p["rate"] <= slim.metrics["top_pr"]]
-    assert all("latency_ms_batch" not in p for p in slim.curve[len(timed):])
+    # latencies are timed where the speedup is read, at rate 0 and Top-PR, and nowhere else
+    top_pr = slim.metrics["top_pr"]
+    timed = [p for p in slim.curve if p["rate"] in (0.0, top_pr)]
+    assert [p["rate"] for p in slim.curve if "latency_ms_batch1" in p] == [p["rate"] for p in timed]
+    assert all("latency_ms_batch" not in p for p in slim.curve if p not in timed)
+    assert all(p["latency_ms_batch1"] > 0 and p["latency_batch1_passes"] >= 5 for p in timed)
     assert all(p["latency_ms_batch"] > 0 and p["latency_batch_size"] == evaluation_batch for p in timed)
     assert all(p["latency_batches"] >= 5 and p["latency_ms_batch_iqr"] >= 0 for p in timed)
-    assert all(p["latency_ms_batch1_iqr"] >= 0 for p in slim.curve)
+    assert all(p["latency_ms_batch1_iqr"] >= 0 for p in timed)
     dense, at_top = slim.curve[0], next(p for p in slim.curve if p["rate"] == slim.metrics["top_pr"])
     assert slim.metrics["params_at_top_pr"] == round(at_top["parameters"] / dense["parameters"], 6)
     relative = [point["latency_ms_batch_iqr"] / point["latency_ms_batch"] for point in (dense, at_top)]
     assert slim.metrics["speedup_at_top_pr_spread"] == round(sum(relative), 4)
 
 
-def test_a_pruned_set_evaluated_before_keeps_its_evaluation_batch_latency(plugins):
+def test_a_pruned_set_evaluated_before_keeps_its_latencies(plugins):
     prepared = prepare(Benchmark(method="magnitude", n_classes=3), plugins=plugins)
     scores = score(prepared).scores
     first = evaluate(prepared, scores)
     again = evaluate(prepared, {name: -values for name, values in scores.items()})  # rate 0: the same set
     assert prepared.memos["eval"].hits >= 1
-    for key in ("latency_ms_batch", "latency_ms_batch_iqr", "latency_batches"):
-        assert again[0].efficiency[key] == first[0].efficiency[key]
+    assert {key: again[0].efficiency[key] for key in TIMED_HERE} == {key: first[0].efficiency[key] for key in TIMED_HERE}
     top_pr = curve_metrics([p.rate for p in again], [p.correct for p in again], again[0].total)["top_pr"]
-    assert all((point.rate <= top_pr) == ("latency_ms_batch" in point.efficiency) for point in again)
+    assert all((point.rate in (0.0, top_pr)) == ("latency_ms_batch" in point.efficiency) for point in again)
+
+
+def test_top_pr_is_timed_on_its_own_slimmed_copy_after_later_rates_slimmed_further():
+    """Top-PR is known only after the next rate is evaluated; the copy timed then must be Top-PR's, not the
+    later rate's (the slimmer removes components in place)."""
+    torch.manual_seed(0)
+    model = build_zoo_model("digits-vgg").module.eval()
+    images = torch.randn(12, 1, 32, 32)
+    labels = model(images).argmax(1).tolist()  # the unpruned model is right on every sample
+    loader = DataLoader(LabelledTensors(images, labels), batch_size=4)
+    components = discover_components(model, "filters", images[:1])
+    order = torch.randperm(components.total, generator=torch.Generator().manual_seed(0))
+    slim = slim_curve(model, components, images[:1])
+    timed_models = []  # the parameter count of each model timed, recorded on the way to the real timing
+    time_it = slim.latency
+
+    def recorded(model, masks, batch_times):
+        timed_models.append(parameter_count(model))
+        return time_it(model, masks, batch_times)
+
+    slim.latency = recorded
+    points = prune_curve(model, components, order, (0.0, 0.01, 0.9), loader, list(range(10)), torch.device("cpu"),
+                         slim=slim)
+    top_pr = curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)["top_pr"]
+    assert top_pr == 0.01  # 1 % keeps every prediction here, 90 % does not
+    assert timed_models == [points[0].efficiency["parameters"], points[1].efficiency["parameters"]]
+    assert points[1].efficiency["parameters"] > points[2].efficiency["parameters"]
+    assert "latency_ms_batch1" in points[1].efficiency and "latency_ms_batch1" not in points[2].efficiency
 
 
 def _batch_times(*passes: tuple[int, float]) -> BatchTimes:

@@ -73,19 +73,49 @@ def test_the_committed_suites_are_valid_and_as_large_as_their_matrix(monkeypatch
     digits = load_suite("digits", plugins)
     # 5 settings (vgg filters + neurons, resnet filters, vit heads + neurons); 5 methods + magnitude's layer
     # preset + 3 LRP presets + optimised LRP + wanda's 2 presets (not on heads) + 7 Torch-Pruning criteria
-    # (not on heads; bn_scale on CNN filters only) + deeplift (CNNs) + gradient_shap, conductance, ablation
-    per_setting = {"vgg filters": 6 + 3 + 1 + 2 + 7 + 1 + 3, "vgg neurons": 6 + 3 + 1 + 2 + 6 + 1 + 3,
-                   "resnet filters": 6 + 3 + 1 + 2 + 7 + 1 + 3, "vit heads": 6 + 3 + 1 + 3,
-                   "vit neurons": 6 + 3 + 1 + 2 + 6 + 3}
+    # (not on heads; bn_scale on CNN filters only) + deeplift (CNNs) + ablation
+    per_setting = {"vgg filters": 6 + 3 + 1 + 2 + 7 + 1 + 1, "vgg neurons": 6 + 3 + 1 + 2 + 6 + 1 + 1,
+                   "resnet filters": 6 + 3 + 1 + 2 + 7 + 1 + 1, "vit heads": 6 + 3 + 1 + 1,
+                   "vit neurons": 6 + 3 + 1 + 2 + 6 + 1}
     assert len(digits.cells) == sum(per_setting.values()) * 3 and digits.not_applicable == 12
     assert all(cell.config["agreement"] for cell in digits.cells)
     assert len({cell.key for cell in digits.cells}) == len(digits.cells)
+    # digits-full: the same cells (the same keys) and gradient_shap and conductance on every setting
+    full = load_suite("digits-full", plugins)
+    added = [cell for cell in full.cells if cell.key not in {c.key for c in digits.cells}]
+    assert {cell.key for cell in digits.cells} < {cell.key for cell in full.cells}
+    assert sorted({cell.config["method"] for cell in added}) == ["conductance", "gradient_shap"]
+    assert len(added) == 2 * 5 * 3 and full.not_applicable == digits.not_applicable
     optimised = [c for c in digits.cells if c.config.get("variant") == "optimised"]
     stored = json.loads((ROOT / "benchmarks/suites/digits/digits-vit_heads_lrp_seeds0-1-2.best.json").read_text())
     assert next(c for c in optimised if c.label.startswith("digits-vit/heads")).config["params"] == stored
     paper = load_suite("imagenet-paper", plugins, require_params=False)
     assert len(paper.cells) == 6 * 7 * 20 and len(paper.missing) == 6  # its composites come from ImageNet studies
     assert {c.config["model"] for c in paper.cells} == {"vgg16", "vgg16_bn", "resnet18", "resnet50", "vit_b_16"}
+
+
+def test_a_suite_that_extends_another_adds_its_methods_to_the_same_cells(plugins, tmp_path):
+    base = load_suite(str(_suite(tmp_path)), plugins)
+    extended = _suite(tmp_path, f"""
+        extends = "{tmp_path / 'tiny.toml'}"
+        description = "tiny and taylor"
+
+        [[methods]]
+        method = "taylor"
+        """, name="tiny-more")
+    suite = load_suite(str(extended), plugins)
+    assert suite.description == "tiny and taylor" and suite.seeds == base.seeds
+    assert [cell.key for cell in suite.cells if cell.config["method"] != "taylor"] == [cell.key for cell in base.cells]
+    assert len([cell for cell in suite.cells if cell.config["method"] == "taylor"]) == len(base.seeds)
+    for name, text, message in [
+        ("chained", f'extends = "{extended}"', "which extends another suite"),
+        ("seeded", f'extends = "{tmp_path / "tiny.toml"}"\nseeds = [5]', "unknown key(s) seeds"),
+        ("unknown", 'extends = "no-such-suite"', "unknown suite 'no-such-suite'"),
+        ("itself", f'extends = "{tmp_path / "itself.toml"}"', "a suite cannot extend itself"),
+    ]:
+        with pytest.raises(PxpBenchError) as caught:
+            load_suite(str(_suite(tmp_path, text, name=name)), plugins)
+        assert message in str(caught.value)
 
 
 def test_a_cells_key_changes_with_any_option(plugins, tmp_path):

@@ -41,7 +41,7 @@ from torch import nn
 
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import ComponentGroup, Components
-from pxp_bench.errors import ConfigError
+from pxp_bench.errors import ConfigError, first_line
 
 NORMALIZERS = ("mean", "none", "max", "sum", "standarization", "gaussian")
 """Torch-Pruning's per-group normalisers (its spelling): score / mean, unchanged, / max, / sum,
@@ -85,11 +85,6 @@ def _left_as_found(model: nn.Module) -> Iterator[list[nn.Parameter]]:
             param.requires_grad_(flag)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _graph(model: nn.Module, example: torch.Tensor):
     """Torch-Pruning's dependency graph, traced on ``example``; a failing trace names the last layer entered."""
     import torch_pruning as tp
@@ -105,7 +100,7 @@ def _graph(model: nn.Module, example: torch.Tensor):
     except Exception as exc:  # tracing is Torch-Pruning's: any failure means this model is out of its reach
         where = f" (last layer entered: '{entered[-1]}')" if entered else ""
         raise ConfigError(
-            f"Torch-Pruning cannot trace the model: {type(exc).__name__}: {_first_line(exc)}{where}; "
+            f"Torch-Pruning cannot trace the model: {first_line(exc)}{where}; "
             "choose a method that needs no dependency graph (magnitude, taylor, lrp)."
         ) from None
     finally:

@@ -13,7 +13,7 @@ from pxp_bench.device import in_layout
 from pxp_bench.evaluate import AMP_DTYPES
 from pxp_bench.masking import masked
 from pxp_bench.plan import MIN_LATENCY_REPEATS
-from pxp_bench.slim.efficiency import BatchTimes, counted_forward, efficiency, evaluation_latency
+from pxp_bench.slim.efficiency import BatchTimes, batch1_latency, counted_forward, efficiency, evaluation_latency
 from pxp_bench.slim.surgery import Slimmer, logits_agree
 
 
@@ -24,7 +24,7 @@ class SlimCurve:
     rate's slimmed logits are compared with the masked original's on ``example`` (the pass that also
     counts the slimmed model's FLOPs); should they ever differ beyond float rounding, the rest of the
     curve is evaluated masked, with a warning, so a curve is never wrong for being slimmed.
-    ``latency_repeats`` is the fewest timed passes of a latency (0: none).
+    ``latency_repeats`` is the fewest timed passes of a latency (0: none); `latency` times a model `at` gave.
     """
 
     def __init__(self, model: nn.Module, components: Components, example: torch.Tensor, slimmer: Slimmer, *,
@@ -52,16 +52,22 @@ class SlimCurve:
                           "is evaluated masked (please report this model).", stacklevel=2)
             self.mode = "masked"
             return self.original, keep, None
-        with masked(slim, self.components, remaining), self.autocast:
-            record = efficiency(slim, self.timed_example, self.latency_repeats, flops)
-        return slim, remaining, record
+        return slim, remaining, efficiency(slim, flops)
 
-    def evaluation_latency(self, model: nn.Module, masks: Mapping[str, torch.Tensor],
-                           batch_times: BatchTimes) -> dict[str, Any]:
-        """The evaluation batch's latency of ``model`` (an `at` model, with its ``masks``) from the
-        evaluation's ``batch_times``, topped up with passes of its first batch under the evaluation's autocast."""
+    @property
+    def timed(self) -> bool:
+        """Whether latencies are measured (``latency_repeats`` > 0)."""
+        return self.latency_repeats > 0
+
+    def latency(self, model: nn.Module, masks: Mapping[str, torch.Tensor], batch_times: BatchTimes) -> dict[str, Any]:
+        """The latencies of ``model`` (an `at` model, with its ``masks``) under the evaluation's layout and
+        autocast: at batch 1, and at the evaluation batch from the evaluation's ``batch_times``, topped up
+        with passes of its first batch (none when the evaluation was answered by a memo and ran no pass)."""
         with torch.no_grad(), masked(model, self.components, masks), self.autocast:
-            return evaluation_latency(batch_times, self.latency_repeats, model)
+            record = batch1_latency(model, self.timed_example[:1], self.latency_repeats)
+            if len(batch_times):
+                record.update(evaluation_latency(batch_times, self.latency_repeats, model))
+        return record
 
 
 def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *,

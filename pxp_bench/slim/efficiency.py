@@ -121,14 +121,10 @@ def evaluation_latency(batch_times: BatchTimes, minimum: int, forward: Callable[
             "latency_batches": len(times)}
 
 
-def efficiency(model: nn.Module, example: torch.Tensor, repeats: int, flops: int) -> dict[str, Any]:
-    """Parameters, ``flops`` per input (`counted_forward`) and, with ``repeats`` > 0 (the fewest timed
-    passes), the latency at batch 1 (the evaluation batch's comes from the evaluation itself:
-    `evaluation_latency`)."""
-    record: dict[str, Any] = {"parameters": parameter_count(model), "flops": flops}
-    if repeats > 0:
-        record.update(batch1_latency(model, example[:1], repeats))
-    return record
+def efficiency(model: nn.Module, flops: int) -> dict[str, Any]:
+    """Parameters and ``flops`` per input (`counted_forward`); latencies are timed only where they are read
+    (`pxp_bench.slim.curve.SlimCurve.latency`)."""
+    return {"parameters": parameter_count(model), "flops": flops}
 
 
 def relative_spread(record: dict[str, Any]) -> float:

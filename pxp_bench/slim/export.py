@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from pxp_bench.components import ComponentGroup, Components
-from pxp_bench.errors import ConfigError, StorageError
+from pxp_bench.errors import ConfigError, StorageError, first_line
 from pxp_bench.masking import keep_masks, masked, pruned_count
 from pxp_bench.slim.efficiency import flop_count, parameter_count
 from pxp_bench.slim.surgery import Slimmer, logits_agree
@@ -30,10 +30,6 @@ def export_rate(rates: list[float], top_pr: float, rate: float | None) -> float:
             return on_grid
     raise ConfigError(f"--rate {rate:g} is not on the run's grid ({', '.join(f'{r:g}' for r in rates)}); choose one "
                       "of those, add it with --rates, or use --at top-pr.")
-
-
-def _first_line(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
 
 
 def check_destination(destination: Path, *, force: bool = False) -> Path:
@@ -128,7 +124,7 @@ def slimmed_model(model: nn.Module, components: Components, order: torch.Tensor,
         slimmer = Slimmer(model, components, example)
         remaining = slimmer.advance(keep)
     except Exception as exc:  # Torch-Pruning cannot trace every model
-        raise ConfigError(f"this model cannot be slimmed for export: {_first_line(exc)}. Evaluate it with "
+        raise ConfigError(f"this model cannot be slimmed for export: {first_line(exc)}. Evaluate it with "
                           "--evaluate masked instead.") from None
     slim = slimmer.model
     modules = dict(slim.named_modules())
@@ -157,7 +153,7 @@ def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, si
     try:
         program = torch.export.export(slim.eval(), (pair,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as exc:  # e.g. a reshape that fixes the batch size
-        raise ConfigError(f"torch.export cannot capture this model: {_first_line(exc)}.") from None
+        raise ConfigError(f"torch.export cannot capture this model: {first_line(exc)}.") from None
     sidecar = {**sidecar, "parameters": parameter_count(slim), "flops": flop_count(slim, example),
                "input_shape": list(example.shape[1:]), "format": "torch.export (torch.export.load(path).module())"}
     buffer = io.BytesIO()

@@ -22,6 +22,9 @@ A suite file (``benchmarks/suites/NAME.toml``)::
     params = "{model}_{components}_lrp_seeds0-1-2.best.json"   # in a folder named like the suite, beside it
     made_by = "pxp-bench optimize --method lrp --model {model} ..."  # how such a file is made
 
+A file with ``extends = "BASE"`` (and only a description and ``[[methods]]`` besides) is suite BASE with
+those methods added: BASE's cells keep their keys, so it adds only the new cells to BASE's results.
+
 A method that cannot score a setting's components or model family is left out of that setting (the
 count is shown); every other problem is an error naming the file and the key.
 """
@@ -332,13 +335,38 @@ def load_suite(name: str, plugins: Plugins, *, data: Path | None = None, seeds: 
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"suite {path} cannot be read: {exc}.") from None
+
+
+def _with_base(path: Path, data_file: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """A suite file with ``extends = "BASE"`` is its base suite with the file's ``[[methods]]`` added (and
+    its own description): the base's cells keep their keys, so running it into the base's output folder
+    runs only the added cells. The base's parameters folder serves both. Returns the merged file and the
+    file whose folder holds the parameters."""
+    if "extends" not in data_file:
+        return data_file, path
+    _only_keys(data_file, {"extends", "description", "methods"}, f"{path} (a suite that extends another)")
+    base_name = data_file["extends"]
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: 'extends' must name a suite, e.g. extends = \"digits\".")
+    base_path = find_suite(base_name)
+    if base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: a suite cannot extend itself.")
+    base = _read(base_path)
+    if "extends" in base:
+        raise ConfigError(f"{path}: extends '{base_name}', which extends another suite; extend the first one.")
+    methods = [*_table(base, "methods", str(base_path), list), *_table(data_file, "methods", str(path), list)]
+    return {**base, "description": data_file.get("description", base.get("description", "")), "methods": methods}, base_path
+
+
 def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...] | None,
           overrides: Mapping[str, Any] | None, params_dir: Path | None, require_params: bool) -> Suite:
     where = str(path)
-    try:
-        data_file = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"suite {where} cannot be read: {exc}.") from None
+    data_file, params_home = _with_base(path, _read(path))
     _only_keys(data_file, {"description", "seeds", "run", "settings", "methods"}, where)
     shared = {key: _convert(f"{where} [run]", key, value) for key, value in _table(data_file, "run", where, dict).items()}
     extra = dict(overrides or {})
@@ -347,7 +375,7 @@ def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...
     settings = _settings(data_file, where, shared, extra)
     entries = _method_entries(data_file, where, plugins)
     suite_seeds = seeds or _seeds(data_file.get("seeds"), where)
-    folder = params_dir or path.parent / path.stem
+    folder = params_dir or params_home.parent / params_home.stem
     cells, not_applicable, missing = [], 0, None if require_params else []
     for setting in settings:
         family = plugins.models.get(setting["model"]).family

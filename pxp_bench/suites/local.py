@@ -15,7 +15,9 @@ from typing import Callable, Mapping
 
 from pxp_bench.suites.cells import CellTask, execute_cell
 
-PRELOAD = ["pxp_bench.suites.cells", "pxp_bench.benchmark", "pxp_bench.plugins", "torchvision", "timm"]
+PRELOAD = ["pxp_bench.suites.cells", "pxp_bench.benchmark", "pxp_bench.plugins", "torchvision", "timm",
+           # what the built-in datasets and methods import when first used: scikit-learn alone takes ~2 s
+           "sklearn.datasets", "sklearn.model_selection", "zennit.composites", "captum.attr", "torch_pruning"]
 
 
 def _context():

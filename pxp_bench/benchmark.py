@@ -350,9 +350,9 @@ def run_prepared(prepared: Prepared, *, progress: Progress | None = None, starte
         scores, diagnostics, score_seconds = _own_scores(prepared, progress)
         record = {"method": plan.method.name, "variant": plan.variant, "params": plan.params}
     elapsed = time.perf_counter() - clock
-    if score_seconds is not None:  # scores from the ablation cache: the method costs what they took to compute
-        started -= score_seconds - elapsed
-    timings = {**prepared.timings, "score": round(elapsed if score_seconds is None else score_seconds, 4)}
+    score_seconds = elapsed if score_seconds is None else score_seconds  # cached ablation: what computing it took
+    started -= score_seconds - elapsed  # so the total is the method's cost, as for any other run
+    timings = {**prepared.timings, "score": round(score_seconds, 4)}
     agreement = None
     if bench.agreement:
         agreement, seconds = agreement_record(prepared, scores, lambda spec, params: score_with(prepared, spec, params))

@@ -30,18 +30,21 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info $(EXAMPLE)/build $(EXAMPLE)/src/*.egg-info
 
-# The leaderboard (leaderboard/, linked from the README): the digits-full suite's results (the digits
-# suite and captum's two slow methods), its markdown and plots. `leaderboard` runs what is missing from
-# $(LEADERBOARD)/results (resumable) and regenerates the markdown, the plots and the README's headline
-# table; `leaderboard-fresh` reruns every cell first (what CI's leaderboard workflow does). SUITE=digits
-# runs the digits suite alone; SUITE_ARGS adds `suite run` options, e.g. --only 'digits-vgg/*'.
+# The leaderboard (leaderboard/, linked from the README): the results of the digits-full suite (the digits
+# suite and captum's two slow methods) and of the lm suite (the embedded language model), its markdown and
+# plots. `leaderboard` runs what is missing from $(LEADERBOARD)/results (resumable) and regenerates the
+# markdown, the plots and the README's headline table; `leaderboard-fresh` reruns every cell first (what
+# CI's leaderboard workflow does). SUITES=digits runs the digits suite alone; SUITE_ARGS adds `suite run`
+# options, e.g. --only 'digits-vgg/*'.
 LEADERBOARD ?= leaderboard
 README_FILE ?= README.md
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-SUITE ?= digits-full
+SUITES ?= digits-full lm
 SUITE_ARGS ?=
 leaderboard: $(STAMP)
-	$(BIN)/pxp-bench suite run $(SUITE) --jobs $(JOBS) --out $(LEADERBOARD)/results $(SUITE_ARGS)
+	for suite in $(SUITES); do \
+		$(BIN)/pxp-bench suite run $$suite --jobs $(JOBS) --out $(LEADERBOARD)/results $(SUITE_ARGS) || exit 1; \
+	done
 	$(BIN)/pxp-bench leaderboard $(LEADERBOARD)/results --out $(LEADERBOARD) --readme $(README_FILE)
 
 leaderboard-fresh: $(STAMP)

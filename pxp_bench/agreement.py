@@ -9,6 +9,8 @@ of the components the method prunes that ablation prunes as well (the same per-l
 
 from __future__ import annotations
 
+import re
+
 import fcntl
 import hashlib
 import json
@@ -71,7 +73,8 @@ def _cache_path(prepared: Prepared, params: Mapping[str, Any]) -> Path:
                 "reference": index_hash(sets.reference), "image_size": prepared.bench.image_size,
                 "params": dict(params)}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return Path(prepared.bench.ablation_cache) / f"{plan.model.name}_{plan.components}_{digest}.safetensors"
+    model = re.sub(r"[^A-Za-z0-9._-]+", "-", plan.model.name)  # hf:ORG/NAME is no file name
+    return Path(prepared.bench.ablation_cache) / f"{model}_{plan.components}_{digest}.safetensors"
 
 
 @contextmanager

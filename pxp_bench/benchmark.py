@@ -22,11 +22,11 @@ from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.batch_size import batch_size_for
 from pxp_bench.collapse import layer_collapse
 from pxp_bench.components import Components, discover_components
-from pxp_bench.data.protocol import ProtocolSets, draw_sets, index_hash, method_seeds
+from pxp_bench.data.protocol import ProtocolSets, index_hash, method_seeds
 from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
 from pxp_bench.device import channels_last_suits, device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
-from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, prune_curve
+from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, perplexity_metrics, prune_curve
 from pxp_bench.guards import check_items, check_readable, check_scores, model_state, state_changes
 from pxp_bench.masking import rank_components
 from pxp_bench.outcomes import outcomes_record
@@ -37,7 +37,9 @@ from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import efficiency_metrics
-from pxp_bench.specs import DatasetSplits, LoadedModel, MethodSpec
+from pxp_bench.specs import CLASSIFICATION, DatasetSplits, LoadedModel, MethodSpec
+from pxp_bench.tasks.base import Task
+from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
 __all__ = ["Benchmark", "Prepared", "Scored", "evaluate", "plan_benchmark", "prepare", "run_benchmark", "score"]
 SPLITS = ("eval", "tune")
@@ -66,6 +68,8 @@ class Prepared:
     loaded: LoadedModel
     sets: ProtocolSets
     components: Components
+    task: Task = CLASSIFICATION_TASK
+    """What evaluation means for this model and dataset (`pxp_bench.tasks`)."""
     timings: dict[str, float] = field(default_factory=dict)
     memos: dict[str, EvaluationMemo] = field(default_factory=dict)
     """Per split, the evaluations of pruned sets seen so far (exact reuse)."""
@@ -103,13 +107,21 @@ class Scored:
     diagnostics: dict[str, Any]
 
 
+def _check_task(model_name: str, model_task: str, dataset_name: str, dataset_task: str) -> None:
+    if dataset_task != model_task:
+        task = model_task.replace("_", " ")
+        raise DataError(f"model '{model_name}' is evaluated on {task}, dataset '{dataset_name}' serves "
+                        f"{dataset_task.replace('_', ' ')}. Choose a {task} --dataset (`pxp-bench list datasets`).")
+
+
 def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
+    _check_task(model_name, loaded.task, dataset_name, splits.task)
     if tuple(splits.input_shape) != tuple(loaded.input_shape):
         raise DataError(
             f"dataset '{dataset_name}' gives inputs of shape {tuple(splits.input_shape)}, but model "
             f"'{model_name}' expects {tuple(loaded.input_shape)}. Choose a matching model or dataset."
         )
-    if splits.num_classes != loaded.num_classes:
+    if splits.task == CLASSIFICATION and splits.num_classes != loaded.num_classes:
         raise DataError(
             f"dataset '{dataset_name}' has {splits.num_classes} classes, but model '{model_name}' has "
             f"{loaded.num_classes} outputs. Use weights trained on this dataset, or --weights none for a "
@@ -175,6 +187,7 @@ def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T
 
 def _load(plan: Plan, bench: Benchmark, plugins: Plugins):
     splits = plan.dataset.load_splits()(plan.dataset.name, bench.data_root)
+    _check_task(plan.model.name, plan.model.task, plan.dataset.name, splits.task)  # before building the model
     loaded = plan.model.load_build()(plan.model.name, weights=bench.weights, num_classes=splits.num_classes,
                                      image_size=bench.image_size)
     splits.use_transform(loaded.transform)
@@ -195,7 +208,8 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
     clock = time.perf_counter()
     splits, loaded = _load(plan, bench, plugins)
     load_s = time.perf_counter() - clock
-    sets = draw_sets(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
+    task = plugins.tasks.get(loaded.task).load()
+    sets = task.draw(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
                      tune_per_class=bench.tune_per_class, seed=bench.seed)
     # the sets read after scoring; the reference set is read first thing by scoring itself
     check_readable(splits.eval, sets.evaluation)
@@ -205,7 +219,7 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
     components = discover_components(loaded.module, plan.components, example)
     check_grid_fits(rates, components.total)
     timings = {"load": round(load_s, 4), "discover": round(time.perf_counter() - clock - load_s, 4)}
-    return Prepared(bench, plan, plugins, device, rates, splits, loaded, sets, components, timings)
+    return Prepared(bench, plan, plugins, device, rates, splits, loaded, sets, components, task, timings)
 
 
 def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
@@ -225,7 +239,7 @@ def _scored(prepared: Prepared, spec: MethodSpec, params: dict[str, Any], progre
     reference_data = prepared.samples("reference")
 
     def score_at(batch_size: int) -> Scored:
-        reference = ReferenceSet(reference_data, prepared.sets.classes, batch_size, prepared.device)
+        reference = ReferenceSet(reference_data, prepared.sets.classes, batch_size, prepared.device, prepared.task)
         context = RunContext(prepared.device, seeds)
         if progress is not None:
             progress.start("scoring", len(reference))
@@ -290,7 +304,7 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
                            loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
                            amp=bench.amp, memo=memo, on_rate=measured, slim=slim,
-                           channels_last=prepared.channels_last)
+                           channels_last=prepared.channels_last, task=prepared.task)
 
     return with_oom_backoff("evaluating", prepared.batch_size, curve_at)
 
@@ -379,6 +393,9 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
     slimmed = all(p.efficiency is not None for p in points)
     if slimmed:
         metrics.update(efficiency_metrics([p.rate for p in points], [p.efficiency for p in points], metrics["top_pr"]))
+    perplexity = points[0].nll is not None
+    if perplexity:
+        metrics.update(perplexity_metrics([p.rate for p in points], [p.perplexity for p in points]))
     return Result(
         **record,
         model=prepared.plan.model.name,
@@ -388,6 +405,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
         classes=sets.classes,
         rates=[p.rate for p in points],
         curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy,
+                **({"total": p.total, "perplexity": p.perplexity} if perplexity else {}),
                 **(p.efficiency if slimmed else {})} for p in points],
         metrics=metrics,
         evaluate="slim" if slimmed else "masked",
@@ -412,7 +430,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
         },
         diagnostics={"near_zero_logits_skipped": 0, **diagnostics},
         outcomes=outcomes_record([p.hits for p in points], [positions[int(label)] for label in points[0].labels],
-                                 index_hash(sets.evaluation)),
+                                 index_hash(sets.evaluation), points[0].units),
         scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
         scores=scores,
         scored=components,

@@ -89,6 +89,9 @@ def _render_result(result: Result, path: Path) -> None:
     curve.add_column("rate", justify="right")
     curve.add_column("pruned", justify="right")
     curve.add_column("top-1", justify="right")
+    perplexity = "perplexity" in result.curve[0]  # a language model's curve
+    if perplexity:
+        curve.add_column("perplexity", justify="right")
     slim = result.evaluate == "slim"
     batch = next((point["latency_batch_size"] for point in result.curve if "latency_batch_size" in point), None)
     if slim:
@@ -99,6 +102,8 @@ def _render_result(result: Result, path: Path) -> None:
         curve.add_column(f"ms ({batch})", justify="right")
     for point in result.curve:  # a point evaluated masked after a slimming fallback has no efficiency
         row = [f"{point['rate']:.2f}", str(point["pruned"]), f"{point['accuracy']:.4f}"]
+        if perplexity:
+            row.append(f"{point['perplexity']:.3f}")
         if slim:
             flops = point.get("flops")
             row += [_format(point.get("parameters"), "{:,}"), _format(None if flops is None else flops / 1e6, "{:,.1f}")]
@@ -139,7 +144,9 @@ DatasetOption = Annotated[Optional[str], typer.Option(help="Dataset; default: th
 DataOption = Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")]
 ComponentsOption = Annotated[Optional[str], typer.Option(help="filters, neurons or heads; default: the model family's.")]
 WeightsOption = Annotated[Optional[str], typer.Option(help="default (pretrained or packaged), none (random init; torchvision and timm models) or a checkpoint file (.safetensors or a torch state dict).")]
-ImageSizeOption = Annotated[Optional[int], typer.Option(help="Input size in pixels, for models that accept one.")]
+ImageSizeOption = Annotated[Optional[int], typer.Option(
+    "--image-size", "--seq-len",
+    help="Input size, for models that accept one: pixels per side of an image, tokens per sequence of a language model.")]
 RatesOption = Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")]
 RefPerClassOption = Annotated[int, typer.Option(help="Reference samples per class (from train).")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -488,17 +495,34 @@ def compare(
 @zoo_app.command("train")
 @user_errors
 def zoo_train(
-    model: Annotated[str, typer.Argument(help="Zoo model name, e.g. digits-vgg.")],
+    model: Annotated[str, typer.Argument(help="Zoo model name, e.g. digits-vgg or tiny-llama.")],
     out: Annotated[Path, typer.Option(help="Folder for MODEL.safetensors and its manifest MODEL.json.")],
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the model's, 30 or 40).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps of tiny-llama (default 2000).")] = None,
     seed: Annotated[int, typer.Option(help="Training seed (0 to 4294967295).")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace MODEL.safetensors and MODEL.json if --out has them.")] = False,
 ) -> None:
-    """Train a zoo model on digits' train split, reproducibly, and write checkpoint + manifest."""
+    """Train a zoo model (digits' train split; tiny-llama: the generated corpus' train split), reproducibly,
+    and write checkpoint + manifest."""
     from rich.progress import Progress
 
+    from pxp_bench.lm.embedded import DEFAULT_STEPS, EMBEDDED_LM, train_embedded_lm
     from pxp_bench.models.training import DEFAULT_EPOCHS, train_zoo_model
 
+    if model == EMBEDDED_LM:
+        if epochs is not None:
+            raise ConfigError(f"{model} trains in steps: pass --steps, not --epochs.")
+        steps = DEFAULT_STEPS if steps is None else steps
+        command = f"pxp-bench zoo train {model} --out {out} --steps {steps} --seed {seed}"
+        with Progress(console=err_console) as bars:
+            task = bars.add_task(f"training {model}", total=steps)
+            trained = train_embedded_lm(out, steps=steps, seed=seed, command=command, force=force,
+                                        on_step=lambda step, loss: bars.update(task, completed=step))
+        console.print(f"eval next-token accuracy {trained.eval_accuracy:.4f}; wrote {trained.checkpoint} "
+                      f"(sha256 {trained.sha256[:12]}...) and {trained.manifest}", highlight=False)
+        return
+    if steps is not None:
+        raise ConfigError(f"{model} trains in epochs: pass --epochs, not --steps.")
     epochs = DEFAULT_EPOCHS.get(model, 30) if epochs is None else epochs
     command = f"pxp-bench zoo train {model} --out {out} --epochs {epochs} --seed {seed}"
     with Progress(console=err_console) as bars:

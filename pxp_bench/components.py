@@ -11,6 +11,8 @@ A component is scored and masked at the same tensor, its *site*:
   every block's MLP;
 - ``heads``: the input of each attention module's output projection, the concatenated per-head
   outputs (under `explicit_attention`, which the probe, masking and capture switch on themselves).
+- decoder LMs (`pxp_bench.lm.model.CausalLM`): query heads and MLP neurons by structure
+  (`pxp_bench.lm.architecture`); they have no filters.
   An attention module that falls back to its fused path (masks, separate key / value inputs) has no
   per-head tensor: it is excluded with a warning naming it, and recorded in ``Components.excluded``.
 Only modules that actually ran in the probe are returned, so a module that is never called can never
@@ -29,6 +31,8 @@ from torch import nn
 
 from pxp_bench.attention import attention_modules, explicit_attention_active, output_projection
 from pxp_bench.errors import ComponentError
+from pxp_bench.lm.architecture import lm_sites
+from pxp_bench.lm.model import is_causal_lm
 from pxp_bench.specs import COMPONENT_KINDS
 
 
@@ -188,7 +192,11 @@ def find_components(model: nn.Module, kind: str, example: torch.Tensor) -> Compo
         raise ComponentError(f"unknown component kind '{kind}'; choose one of {', '.join(COMPONENT_KINDS)}.")
     calls, output = _probe(model, example)
     excluded: tuple[str, ...] = ()
-    if kind == "filters":
+    if is_causal_lm(model):  # decoder LMs: by structure (`pxp_bench.lm.architecture`)
+        groups = [ComponentGroup(name, site, size, channel_dim=-1, unit=unit, at_input=True)
+                  for name, site, size, unit in lm_sites(model, kind, {name for name, *_ in calls})]
+        _refuse_shared(calls, [group.site for group in groups])
+    elif kind == "filters":
         groups = _filters(calls)
     elif kind == "heads":
         groups, excluded = _heads(model, calls)
@@ -214,7 +222,8 @@ def discover_components(model: nn.Module, kind: str, example: torch.Tensor) -> C
                 "neurons": "no hidden fully connected layer (a Linear on flat features before the logits "
                            "layer, or a transformer MLP; Linear layers inside conv blocks, such as "
                            "ConvNeXt's channels-last MLP, are not classifier neurons)",
-                "heads": "no attention module (torchvision MultiheadAttention or timm Attention)"}[kind]
+                "heads": "no attention module (torchvision MultiheadAttention, timm Attention, or a Llama-family or "
+                         "GPT-2 attention)"}[kind]
         raise ComponentError(
             f"the model has {what} that ran in a forward pass, so it has no '{kind}' to prune. "
             "Choose another --components."

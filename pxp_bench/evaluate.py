@@ -1,4 +1,5 @@
-"""Top-1 accuracy over the restricted classes, the pruning curve, and its metrics (PROTOCOL section 4)."""
+"""The pruning curve of a task's accuracy (`pxp_bench.tasks`: top-1 over the restricted classes, or next
+tokens) and its metrics (PROTOCOL sections 4 and 12)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pxp_bench.device import in_layout
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
 from pxp_bench.slim.efficiency import BatchTimes, Stopwatch
+from pxp_bench.tasks.base import BatchOutcome, Task
+from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
 if TYPE_CHECKING:
     from pxp_bench.slim.curve import SlimCurve
@@ -37,52 +40,54 @@ def correct_predictions(
     class_ids: Sequence[int],
     device: torch.device,
     *,
+    task: Task = CLASSIFICATION_TASK,
     amp: str | None = None,
     on_first_batch: Callable[[], None] | None = None,
     batch_times: BatchTimes | None = None,
     channels_last: bool = False,
-    per_sample: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    per_sample: list[BatchOutcome] | None = None,
 ) -> tuple[int, int]:
-    """(correct, seen): top-1 hits over the logits restricted to ``class_ids``; labels are original ids.
+    """(correct, predictions): the ``task``'s hits over the loader (classification: top-1 over the logits
+    restricted to ``class_ids``, labels are original ids; language modelling: next tokens).
 
     ``amp`` (``bf16`` / ``fp16``) runs the forward passes under autocast. Counts, not a ratio, so that
     thresholds such as Top-PR's 95 % compare exactly. ``batch_times`` receives each batch's
     forward pass, timed (device-synchronised), and keeps the first batch: the evaluation is its own
     latency measurement. ``channels_last`` feeds image batches in that layout (`pxp_bench.device`).
-    ``per_sample`` receives each batch's ``(hits, labels)`` on the CPU, in the loader's order.
+    ``per_sample`` receives each batch's `BatchOutcome` on the CPU, in the loader's order.
     """
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
+    seen = torch.zeros((), dtype=torch.long, device=device)
     autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
     try:
         for inputs, labels in loader:
             inputs = in_layout(inputs.to(device, non_blocking=True), channels_last)
+            labels = labels.to(device, non_blocking=True)
             clock = Stopwatch(device) if batch_times is not None else None
             with autocast:
-                logits = restricted_logits(model, inputs, ids)
+                outcome = task.outcome(model, inputs, labels, ids)
             if clock is not None:
                 batch_times.add(inputs, clock.milliseconds())
-            labels = labels.to(device, non_blocking=True)
-            hits = ids[logits.argmax(dim=1)] == labels
-            correct += hits.sum()
+            correct += outcome.hits.sum()
+            seen += outcome.units.sum()
             if per_sample is not None:
-                per_sample.append((hits.cpu(), labels.cpu()))
-            seen += len(labels)
+                per_sample.append(BatchOutcome(*(None if value is None else value.cpu() for value in
+                                                 (outcome.hits, outcome.units, outcome.strata, outcome.nll))))
             if on_first_batch is not None:
                 on_first_batch()
                 on_first_batch = None
     except PxpBenchError as exc:  # e.g. an unreadable image, raised inside a loader worker
         raise unwrap_worker_error(exc) from None
-    if seen == 0:
+    if int(seen) == 0:
         raise ValueError("the evaluation set is empty")
-    return int(correct.item()), seen
+    return int(correct.item()), int(seen.item())
 
 
 def accuracy(model: nn.Module, loader: Iterable, class_ids: Sequence[int], device: torch.device, *,
-             amp: str | None = None) -> float:
-    """Top-1 over the logits restricted to ``class_ids`` (see `correct_predictions`)."""
-    correct, seen = correct_predictions(model, loader, class_ids, device, amp=amp)
+             amp: str | None = None, task: Task = CLASSIFICATION_TASK) -> float:
+    """The task's accuracy (see `correct_predictions`)."""
+    correct, seen = correct_predictions(model, loader, class_ids, device, amp=amp, task=task)
     return correct / seen
 
 
@@ -96,9 +101,13 @@ class EvaluationMemo:
     def __init__(self) -> None:
         self._counts: dict[bytes, tuple[int, int]] = {}
         self.correct_samples: dict[bytes, np.ndarray] = {}
-        """Per pruned set, which samples were classified correctly (in the loader's order)."""
+        """Per pruned set, each sample's correct predictions (in the loader's order): 0 / 1 for a classifier."""
+        self.nll: dict[bytes, float] = {}
+        """Per pruned set, the summed negative log-likelihood, for tasks that have one (perplexity)."""
         self.labels: np.ndarray | None = None
-        """Each sample's label (original class id), in the loader's order: the same for every pruned set."""
+        """Each sample's stratum (original class id), in the loader's order: the same for every pruned set."""
+        self.units: np.ndarray | None = None
+        """Each sample's predictions (1 for a classifier, L - 1 for a sequence), in the loader's order."""
         self.latencies: dict[bytes, dict[str, Any]] = {}
         """Per pruned set, the slimmed model's latencies (batch 1 and the evaluation batch, the latter timed
         on the evaluation's own forward passes): the same pruned set gives the same slimmed model."""
@@ -117,11 +126,14 @@ class EvaluationMemo:
             self.hits += 1
         else:
             self.misses += 1
-            per_sample: list[tuple[torch.Tensor, torch.Tensor]] = []
+            per_sample: list[BatchOutcome] = []
             self._counts[key] = evaluate(per_sample)
-            self.correct_samples[key] = torch.cat([hits for hits, _ in per_sample]).numpy()
+            self.correct_samples[key] = torch.cat([batch.hits for batch in per_sample]).numpy()
+            if per_sample[0].nll is not None:
+                self.nll[key] = float(torch.cat([batch.nll for batch in per_sample]).double().sum())
             if self.labels is None:
-                self.labels = torch.cat([labels for _, labels in per_sample]).numpy()
+                self.labels = torch.cat([batch.strata for batch in per_sample]).numpy()
+                self.units = torch.cat([batch.units for batch in per_sample]).numpy()
         return self._counts[key]
 
     @property
@@ -142,13 +154,21 @@ class CurvePoint:
     """Parameters and FLOPs of the slimmed model at this rate, and at rate 0 and Top-PR its latencies
     (`pxp_bench.slim.efficiency`)."""
     hits: np.ndarray | None = field(default=None, repr=False, compare=False)
-    """Which samples were classified correctly, in the loader's order."""
+    """Each sample's correct predictions, in the loader's order."""
     labels: np.ndarray | None = field(default=None, repr=False, compare=False)
-    """Each sample's label (original class id), in the same order (one array shared by a curve's points)."""
+    """Each sample's stratum (original class id), in the same order (one array shared by a curve's points)."""
+    units: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Each sample's predictions, in the same order (all 1 for a classifier)."""
+    nll: float | None = None
+    """The summed negative log-likelihood over all predictions, for tasks that have one."""
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.total
+
+    @property
+    def perplexity(self) -> float | None:
+        return None if self.nll is None else float(np.exp(self.nll / self.total))
 
 
 def prune_curve(
@@ -165,6 +185,7 @@ def prune_curve(
     memo: EvaluationMemo | None = None,
     slim: SlimCurve | None = None,
     channels_last: bool = False,
+    task: Task = CLASSIFICATION_TASK,
 ) -> list[CurvePoint]:
     """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` pruned (all of
     ``order`` where it is shorter: a per-layer cap, `pxp_bench.masking.capped_order`): masked,
@@ -190,7 +211,7 @@ def prune_curve(
 
         def count(per_sample, target=target, target_masks=target_masks, batch_times=batch_times) -> tuple[int, int]:
             with masked(target, components, target_masks) as handle:
-                return correct_predictions(target, loader, class_ids, device, amp=amp,
+                return correct_predictions(target, loader, class_ids, device, amp=amp, task=task,
                                            on_first_batch=handle.check_all_fired, batch_times=batch_times,
                                            channels_last=channels_last, per_sample=per_sample)
 
@@ -198,7 +219,7 @@ def prune_curve(
         baseline = correct if baseline is None else baseline
         was_within, within_top_pr = within_top_pr, within_top_pr and keeps_top_pr_accuracy(correct, baseline)
         points.append(CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record,
-                                 memo.correct_samples[key], memo.labels))
+                                 memo.correct_samples[key], memo.labels, memo.units, memo.nll.get(key)))
         if batch_times is not None and within_top_pr:
             candidate = _TopPrCandidate(len(points) - 1, key, target, target_masks, batch_times)
             if len(points) == 1:  # rate 0 is always read; a later rate waits until Top-PR is known
@@ -242,6 +263,14 @@ def _interpolated(rates: np.ndarray, accs: np.ndarray, at: float) -> float | Non
     if at < rates[0] - 1e-9 or at > rates[-1] + 1e-9:
         return None
     return float(np.interp(at, rates, accs))
+
+
+def perplexity_metrics(rates: Sequence[float], perplexities: Sequence[float]) -> dict[str, float | None]:
+    """Perplexity at rate 0 and at 25/50/75 % (interpolated as accuracy is), reported beside A_PR."""
+    order = np.argsort(rates, kind="stable")
+    r = np.asarray(rates, dtype=float)[order]
+    p = np.asarray(perplexities, dtype=float)[order]
+    return {"ppl_0": float(p[0]), **{f"ppl_{at}": _interpolated(r, p, at / 100) for at in (25, 50, 75)}}
 
 
 def keeps_top_pr_accuracy(correct: int, baseline: int) -> bool:

@@ -13,7 +13,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from pxp_bench.specs import DatasetSpec, ExecutorSpec, MethodSpec, ModelSpec, OptimizerSpec
+    from pxp_bench.specs import DatasetSpec, ExecutorSpec, MethodSpec, ModelSpec, OptimizerSpec, TaskSpec
 
 PROJECT = "pxp_bench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -43,6 +43,11 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
 @hookspec
 def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
     """Register suite executors: call ``register(ExecutorSpec(...))`` once per executor."""
+
+
+@hookspec
+def register_tasks(register: Callable[[TaskSpec], None]) -> None:
+    """Register task kinds (what evaluation means): call ``register(TaskSpec(...))`` once per task."""
 
 
 @hookspec

@@ -3,7 +3,7 @@ parameters typed by the method's space, every option checked before any heavy wo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,8 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
     """Resolve names and parameters; raises a `PxpBenchError` naming the first problem."""
     plugins = plugins or get_plugins()
     model = plugins.models.get(bench.model)
+    if model.name != bench.model:  # a family of names (hf:ORG/NAME): the spec, named as asked
+        model = replace(model, name=bench.model)
     dataset_name = bench.dataset or model.default_dataset
     if dataset_name is None:
         raise ConfigError(f"model '{model.name}' has no default dataset; pass --dataset (and --data PATH).")

@@ -39,6 +39,8 @@ BUILTIN_PLUGINS = (
     "pxp_bench.data.builtin",
     "pxp_bench.optimize.builtin",
     "pxp_bench.suites.builtin",
+    "pxp_bench.tasks.builtin",
+    "pxp_bench.lm.builtin",
 )
 BUILTIN_DISTRIBUTION = "pxp-bench"
 REGISTRIES = {  # registry attribute: (kind of name, hook that fills it)
@@ -47,6 +49,7 @@ REGISTRIES = {  # registry attribute: (kind of name, hook that fills it)
     "datasets": ("dataset", "register_datasets"),
     "optimizers": ("optimizer", "register_optimizers"),
     "executors": ("executor", "register_executors"),
+    "tasks": ("task", "register_tasks"),
 }
 
 T = TypeVar("T")
@@ -88,6 +91,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name in self._items:
             return self._items[name]
+        prefix = name.partition(":")[0] + ":"
+        if ":" in name and prefix in self._items:  # a family of names, e.g. the model "hf:" for hf:ORG/NAME
+            return self._items[prefix]
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         failed = f" ({'; '.join(self.failed)})" if self.failed else ""
@@ -232,6 +238,10 @@ class Plugins:
     @property
     def executors(self) -> Registry:
         return self._registry("executors")
+
+    @property
+    def tasks(self) -> Registry:
+        return self._registry("tasks")
 
     def collect_all(self) -> None:
         """Fill every registry now (``pxp-bench plugins`` shows what each plugin registered, and which

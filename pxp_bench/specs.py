@@ -18,14 +18,24 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
 COMPONENT_KINDS = ("filters", "neurons", "heads")
-FAMILIES = ("cnn", "transformer")
-DEFAULT_COMPONENTS = {"cnn": "filters", "transformer": "heads"}
+FAMILIES = ("cnn", "transformer", "lm")
+"""``lm``: a decoder language model (`pxp_bench.lm`); methods support it only where they say so."""
+VISION_FAMILIES = frozenset({"cnn", "transformer"})
+"""What a method supports unless it declares ``families``: language models need methods that know them."""
+DEFAULT_COMPONENTS = {"cnn": "filters", "transformer": "heads", "lm": "heads"}
+CLASSIFICATION = "classification"
+"""The task of image classifiers (`pxp_bench.tasks`), every model's and dataset's unless they say otherwise."""
+LANGUAGE_MODELLING = "language_modelling"
+"""The task of decoder language models (`pxp_bench.lm`)."""
 
 
 def resolve_callable(ref: Callable | str, owner: str) -> Callable:
     """Return ``ref`` itself, or import it from a ``"module:attribute"`` string."""
-    if callable(ref):
-        return ref
+    return ref if callable(ref) else import_reference(ref, owner)
+
+
+def import_reference(ref: str, owner: str) -> Any:
+    """The attribute a ``"module:attribute"`` string names."""
     module_name, _, attribute = ref.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attribute)
@@ -51,8 +61,8 @@ class MethodSpec:
     """One line for ``pxp-bench list methods``."""
     components: frozenset[str] = frozenset(COMPONENT_KINDS)
     """The component kinds it can score (`COMPONENT_KINDS`)."""
-    families: frozenset[str] = frozenset(FAMILIES)
-    """The model families it supports (`FAMILIES`)."""
+    families: frozenset[str] = VISION_FAMILIES
+    """The model families it supports (`FAMILIES`; ``lm`` only where declared)."""
     params: ParamSpace = field(default_factory=dict)
     """Its parameters: name -> ``Categorical`` / ``IntRange`` / ``FloatRange`` (``searched`` ones are optimised)."""
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -86,7 +96,10 @@ class LoadedModel:
     weights: str
     """Identity of the weights: ``packaged:<sha256>``, ``file:<sha256>``, ``random:seed0`` ..."""
     transform: Callable | None = None
-    """Preprocessing of a PIL image into the model's input tensor, for image-folder datasets."""
+    """Preprocessing of a PIL image into the model's input tensor, for image-folder datasets; for a language
+    model its tokenizer (`pxp_bench.lm.text.TextEncoder`), which text datasets use."""
+    task: str = CLASSIFICATION
+    """The task it is evaluated on (`TaskSpec`); must equal the dataset's."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,8 @@ class ModelSpec:
     ``transformer``; must match `LoadedModel.family`."""
     default_dataset: str | None = None
     """The dataset the model is built for (`pxp_bench.testing.check_model` builds it for that one)."""
+    task: str = CLASSIFICATION
+    """The task its models are evaluated on (`TaskSpec`): a dataset of another task is refused before building."""
 
     def load_build(self) -> Callable:
         return resolve_callable(self.build, f"model '{self.name}'")
@@ -136,6 +151,9 @@ class DatasetSplits:
     (`use_transform` then records it). The run checks item 0 of every split against it."""
     tune: Dataset | None = None
     """A dedicated tuning split, when the dataset has one."""
+    task: str = CLASSIFICATION
+    """The task its items serve (`TaskSpec`): ``classification`` labels items by class; ``language_modelling``
+    items are ``(token ids, token ids)`` of one sequence, ``num_classes`` 1."""
 
     def use_transform(self, transform: Callable | None) -> None:
         """Give image datasets the model's preprocessing, then record the resulting input shape.
@@ -164,6 +182,24 @@ class DatasetSpec:
 
     def load_splits(self) -> Callable:
         return resolve_callable(self.load, f"dataset '{self.name}'")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What evaluation means: how a batch is scored, which samples a run draws, what a method explains.
+
+    ``implementation`` is a `pxp_bench.tasks.Task` instance or a ``"module:attribute"`` string naming one
+    (imported on first use).
+    """
+
+    name: str
+    """What models (`LoadedModel.task`) and datasets (`DatasetSplits.task`) name."""
+    implementation: Any
+    summary: str
+
+    def load(self):
+        ref = self.implementation
+        return import_reference(ref, f"task '{self.name}'") if isinstance(ref, str) else ref
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from pxp_bench.errors import ComponentError, DataError, PxpBenchError
 from pxp_bench.guards import check_items, check_scores, model_state, state_changes
 from pxp_bench.params import Categorical, FloatRange, IntRange, ParamSpace, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
-from pxp_bench.specs import COMPONENT_KINDS, FAMILIES, DatasetSpec, MethodSpec, ModelSpec, OptimizerSpec
+from pxp_bench.specs import COMPONENT_KINDS, FAMILIES, LANGUAGE_MODELLING, DatasetSpec, MethodSpec, ModelSpec, OptimizerSpec
 
-KIT_MODELS = {"cnn": "digits-vgg", "transformer": "digits-vit"}
+KIT_MODELS = {"cnn": "digits-vgg", "transformer": "digits-vit", "lm": "tiny-llama"}
 """The embedded models a method is checked on, per family it declares."""
-FAMILY_KINDS = {"cnn": ("filters", "neurons"), "transformer": ("heads", "neurons")}
+FAMILY_KINDS = {"cnn": ("filters", "neurons"), "transformer": ("heads", "neurons"), "lm": ("heads", "neurons")}
 """The component kinds a model of each family can have (a CNN without Conv2d, an MLP, has neurons only)."""
 
 
@@ -132,7 +132,8 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
     for family in sorted(method.families):
         for kind in [kind for kind in FAMILY_KINDS[family] if kind in method.components]:
             owner = f"method '{method.name}' on {KIT_MODELS[family]} {kind}"
-            prepared = prepare(Benchmark(method=method.name, model=KIT_MODELS[family], components=kind, n_classes=3,
+            prepared = prepare(Benchmark(method=method.name, model=KIT_MODELS[family], components=kind,
+                                         n_classes=None if family == "lm" else 3,
                                          ref_per_class=3, tune_per_class=0, params=dict(params or {})),
                                plugins=plugins)
             model, components = prepared.model, prepared.components
@@ -140,7 +141,7 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
             data = Subset(prepared.splits.train, prepared.sets.reference)
 
             def run(dataset: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
-                reference = ReferenceSet(dataset, prepared.sets.classes, 4, prepared.device)
+                reference = ReferenceSet(dataset, prepared.sets.classes, 4, prepared.device, prepared.task)
                 return score(model, components, reference, RunContext.seeded(seed, prepared.device), **values)
 
             before = model_state(model, exact=True)
@@ -221,15 +222,18 @@ def check_model(model: ModelSpec | str, *, weights: str | None = None, plugins: 
     if num_classes is not None and loaded.num_classes != num_classes:
         _fail(owner, f"has {loaded.num_classes} classes; its default dataset '{spec.default_dataset}' has {num_classes}.")
     module = loaded.module.eval()
+    sequences = loaded.task == LANGUAGE_MODELLING  # token ids in, (batch, tokens, vocabulary) out
+    example = torch.zeros(2, *loaded.input_shape, dtype=torch.long if sequences else torch.float32)
     with torch.no_grad():
-        logits = module(torch.zeros(2, *loaded.input_shape))
-    if tuple(logits.shape) != (2, loaded.num_classes) or not torch.isfinite(logits).all():
+        logits = module(example)
+    expected = (2, *loaded.input_shape) if sequences else (2, loaded.num_classes)
+    if tuple(logits.shape[:len(expected)]) != expected or not torch.isfinite(logits).all():
         _fail(owner, f"maps a batch of 2 inputs of shape {tuple(loaded.input_shape)} to {tuple(logits.shape)}; "
-                     f"expected (2, {loaded.num_classes}) finite logits.")
+                     f"expected {expected}{' x vocabulary' if sequences else ''} finite logits.")
     reasons = []
     for kind in FAMILY_KINDS[spec.family]:  # an MLP registered as a CNN has neurons, not filters
         try:
-            discover_components(module, kind, torch.zeros(1, *loaded.input_shape))
+            discover_components(module, kind, example[:1])
             break
         except ComponentError as exc:
             reasons.append(str(exc))
@@ -256,6 +260,10 @@ def check_dataset(dataset: DatasetSpec | str, *, root: str | None = None, plugin
     splits = load(spec.name, root)
     if not isinstance(splits, DatasetSplits):
         _fail(owner, f"load returned {type(splits).__name__}; return a pxp_bench.DatasetSplits.")
+    if splits.task not in plugins.tasks:
+        _fail(owner, f"declares task '{splits.task}', which no plugin registers ({', '.join(plugins.tasks.names())}).")
+    if splits.task == LANGUAGE_MODELLING:
+        return _check_sequences(owner, splits, lambda: load(spec.name, root))
     if splits.num_classes < 2 or len(splits.class_names) != splits.num_classes:
         _fail(owner, f"declares {splits.num_classes} classes and {len(splits.class_names)} class names; "
                      "at least 2, one name each.")
@@ -285,6 +293,30 @@ def check_dataset(dataset: DatasetSpec | str, *, root: str | None = None, plugin
     again = load(spec.name, root)
     if list(again.train.targets) != list(splits.train.targets) or list(again.eval.targets) != list(splits.eval.targets):
         _fail(owner, "two loads give different splits; split with a fixed seed.")
+    return splits
+
+
+def _check_sequences(owner: str, splits, load_again):
+    """A language-modelling dataset: items ``(token ids, the same ids)`` of integer dtype, of ``input_shape``
+    once it has one (text files take the model's tokenizer first), the same on a second load."""
+    for name in ("train", "eval", "tune"):
+        split = getattr(splits, name)
+        if split is None and name != "tune":
+            _fail(owner, f"has no '{name}' split.")
+        if split is None or not splits.input_shape:
+            continue
+        if len(split) == 0:
+            _fail(owner, f"split '{name}' holds no sequence.")
+        tokens, labels = split[0]
+        if tokens.is_floating_point() or not torch.equal(tokens, labels):
+            _fail(owner, f"split '{name}' item 0 is not (token ids, the same token ids) of an integer dtype.")
+    if splits.input_shape:
+        try:
+            check_items(splits, owner)
+        except DataError as exc:
+            raise ConformanceError(str(exc)) from None
+        if not torch.equal(load_again().eval[0][0], splits.eval[0][0]):
+            _fail(owner, "two loads give different splits; split with a fixed seed.")
     return splits
 
 

@@ -151,3 +151,50 @@ method = "magnitude"
 method = "random"
 """
 """A suite of 4 cheap cells: magnitude and random on digits-vgg filters, seeds 0 and 1, 3 rates, no timing."""
+
+
+LM_TEXT = ("the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs. "
+           "how vexingly quick daft zebras jump! sphinx of black quartz, judge my vow. ")
+
+
+def lm_tokenizer():
+    """A byte-level BPE tokenizer trained here on `LM_TEXT` (no download), as Hugging Face saves one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator([LM_TEXT * 20], trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<eos>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>")
+
+
+def save_random_lm(folder: Path, architecture: str, *, tokenizer: bool = True) -> Path:
+    """A random-weight causal LM (llama, qwen2, gpt2, mistral) of 2 layers, 4 query heads (2 key/value
+    heads where the architecture has grouped-query attention), saved with ``save_pretrained``."""
+    import transformers
+
+    vocab = len(lm_tokenizer())
+    shared = dict(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64)
+    configs = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM, shared),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, shared),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM, shared),
+        "gpt2": (transformers.GPT2Config, transformers.GPT2LMHeadModel,
+                 dict(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64)),
+    }
+    config_class, model_class, values = configs[architecture]
+    torch.manual_seed(0)
+    model_class(config_class(**values)).save_pretrained(folder)
+    if tokenizer:
+        lm_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def write_text_folder(root: Path, repeats: tuple[int, int] = (12, 6)) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train.txt").write_text(LM_TEXT * repeats[0])
+    (root / "val.txt").write_text(LM_TEXT * repeats[1])
+    return root

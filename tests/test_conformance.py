@@ -25,7 +25,7 @@ def test_every_builtin_method_passes(method):
     check_method(method, params=KIT_PARAMS.get(method), plugins=BUILTINS)
 
 
-@pytest.mark.parametrize("model", BUILTINS.models.names("digits-*"))
+@pytest.mark.parametrize("model", [*BUILTINS.models.names("digits-*"), "tiny-llama"])
 def test_every_zoo_model_passes(model):
     check_model(model, plugins=BUILTINS)
 
@@ -33,6 +33,7 @@ def test_every_zoo_model_passes(model):
 def test_builtin_datasets_pass(imagenet_like):
     assert check_dataset("digits", plugins=BUILTINS).num_classes == 10
     assert check_dataset("imagenet", root=str(imagenet_like), plugins=BUILTINS).num_classes == 3
+    assert check_dataset("lm-corpus", plugins=BUILTINS).input_shape == (64,)
 
 
 @pytest.mark.parametrize("optimizer", BUILTINS.optimizers.names())

@@ -27,7 +27,10 @@ def test_builtins_register_through_the_same_hooks(plugins):
                                        "group_taylor", "hessian", "ig", "l1", "l2", "lamp", "lrp", "magnitude",
                                        "random", "smoothgrad", "taylor"]
     assert plugins.models.names("digits-*") == ["digits-resnet", "digits-vgg", "digits-vit"]
-    assert plugins.datasets.names() == ["digits", "imagefolder", "imagenet"]
+    assert plugins.datasets.names() == ["digits", "imagefolder", "imagenet", "lm-corpus", "text"]
+    assert plugins.tasks.names() == ["classification", "language_modelling"]
+    assert plugins.models.get("tiny-llama").family == "lm"
+    assert plugins.models.get("hf:Qwen/Qwen2.5-0.5B") is plugins.models.get("hf:")  # one spec for every hf: name
     assert {"resnet18", "vgg11_bn", "vit_b_16", "timm/resnet10t"} <= set(plugins.models.names())
     assert plugins.models.get("vit_b_16").family == "transformer" and plugins.models.get("resnet50").family == "cnn"
     assert {info.source for info in plugins.infos.values()} == {"builtin"}

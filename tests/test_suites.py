@@ -72,10 +72,10 @@ def test_the_committed_suites_are_valid_and_as_large_as_their_matrix(monkeypatch
     plugins = Plugins()
     digits = load_suite("digits", plugins)
     # 5 settings (vgg filters + neurons, resnet filters, vit heads + neurons); 5 methods + magnitude's layer
-    # preset + 3 LRP presets + optimised LRP + wanda's 2 presets (not on heads) + 7 Torch-Pruning criteria
+    # preset + 3 LRP presets + optimised LRP + wanda's 2 presets + 7 Torch-Pruning criteria
     # (not on heads; bn_scale on CNN filters only) + deeplift (CNNs) + ablation
     per_setting = {"vgg filters": 6 + 3 + 1 + 2 + 7 + 1 + 1, "vgg neurons": 6 + 3 + 1 + 2 + 6 + 1 + 1,
-                   "resnet filters": 6 + 3 + 1 + 2 + 7 + 1 + 1, "vit heads": 6 + 3 + 1 + 1,
+                   "resnet filters": 6 + 3 + 1 + 2 + 7 + 1 + 1, "vit heads": 6 + 3 + 1 + 2 + 1,
                    "vit neurons": 6 + 3 + 1 + 2 + 6 + 1}
     assert len(digits.cells) == sum(per_setting.values()) * 3 and digits.not_applicable == 12
     assert all(cell.config["agreement"] for cell in digits.cells)
@@ -89,6 +89,10 @@ def test_the_committed_suites_are_valid_and_as_large_as_their_matrix(monkeypatch
     optimised = [c for c in digits.cells if c.config.get("variant") == "optimised"]
     stored = json.loads((ROOT / "benchmarks/suites/digits/digits-vit_heads_lrp_seeds0-1-2.best.json").read_text())
     assert next(c for c in optimised if c.label.startswith("digits-vit/heads")).config["params"] == stored
+    # lm: tiny-llama heads and neurons x (5 methods + magnitude's layer preset + 2 more LRP presets + optimised
+    # LRP + ablation + wanda's 2 presets), seeds 0-2, with the stored composites
+    lm = load_suite("lm", plugins)
+    assert len(lm.cells) == 2 * 13 * 3 and not lm.missing and all(cell.config["agreement"] for cell in lm.cells)
     paper = load_suite("imagenet-paper", plugins, require_params=False)
     assert len(paper.cells) == 6 * 7 * 20 and len(paper.missing) == 6  # its composites come from ImageNet studies
     assert {c.config["model"] for c in paper.cells} == {"vgg16", "vgg16_bn", "resnet18", "resnet50", "vit_b_16"}

@@ -12,23 +12,27 @@ import torch
 
 from pxp_bench.components import Components
 from pxp_bench.errors import ConfigError
+from pxp_bench.tasks.base import Task
+from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
 NEAR_ZERO_LOGIT = 0.01
 """``init=one`` skips a sample whose |true-class logit| is below this fraction of its largest |logit|
 over the run's classes: dividing by it would let one sample outweigh all the others."""
 
 
-def init_weights(logits: torch.Tensor, targets: torch.Tensor, class_ids: Sequence[int], init: str) -> torch.Tensor | None:
+def init_weights(logits: torch.Tensor, targets: torch.Tensor, class_ids: Sequence[int], init: str,
+                 task: Task = CLASSIFICATION_TASK) -> torch.Tensor | None:
     """Per-sample factors that turn logit-carrying relevances into ``init``'s; 0 marks a skipped sample.
 
-    ``logits`` are the model's full logits, ``targets`` original class ids. None for ``init=logit``
-    (nothing to change). The rule is per sample, so scores do not depend on the batch size.
+    ``logits`` are the model's full logits, ``targets`` original class ids (token ids for language
+    modelling, ``task``). None for ``init=logit`` (nothing to change). The rule is per sample, so scores
+    do not depend on the batch size.
     """
     if init == "logit":
         return None
     logits = logits.detach()
-    target = logits.gather(1, targets[:, None]).squeeze(1)
-    scale = logits[:, torch.as_tensor(list(class_ids), device=logits.device)].abs().amax(dim=1)
+    target = task.target_outputs(logits, targets)
+    scale = task.output_scale(logits, torch.as_tensor(list(class_ids), device=logits.device))
     usable = target.abs() >= NEAR_ZERO_LOGIT * scale
     usable &= target != 0
     return torch.where(usable, 1.0 / torch.where(usable, target, torch.ones_like(target)), torch.zeros_like(target))

@@ -15,6 +15,10 @@ Gradient x Input); timm's ``qkv`` Linear follows its group's rule.
 
 lxt is BSD-3-Clause, but its authors state that LRP is patented and free only for personal and
 scientific use. lxt patches classes globally; every patch here is undone when scoring returns.
+
+Decoder LMs (`pxp_bench.lm`) take lxt's efficient rules for their architecture (`pxp_bench.lm.lxt_rules`);
+their depth groups run over the decoder layers and ``fc`` is the LM head; the target output is the summed
+logits of the true next tokens (`pxp_bench.tasks.language_modelling`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from pxp_bench.attribution.lrp import depth_groups, rule_for
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import GELU_NAMES, Components
 from pxp_bench.errors import ComponentError
+from pxp_bench.lm.architecture import decoder_blocks
+from pxp_bench.lm.lxt_rules import lxt_lm_rules
+from pxp_bench.lm.model import is_causal_lm
 
 _MISSING = object()
 
@@ -70,9 +77,6 @@ def lxt_rules(model: nn.Module) -> Iterator[None]:
     refused: lxt's rule would silently compute a different function.
     """
     from lxt.efficient.patches import layer_norm_forward, non_linear_forward
-    from lxt.efficient.zennit_patches import backward as gi_backward
-    from lxt.efficient.zennit_patches import forward as gi_forward
-    from zennit.core import BasicHook
 
     classes = {type(module) for module in model.modules()}
     other_norms = sorted(cls.__name__ for cls in classes if issubclass(cls, nn.LayerNorm) and not _lxt_layer_norm(cls))
@@ -82,13 +86,29 @@ def lxt_rules(model: nn.Module) -> Iterator[None]:
             "rule normalises the last axis, these norms normalise another one. Use another --method "
             "(taylor, ig, smoothgrad, magnitude) for this model."
         )
-    changes: list[tuple[type, str, object]] = [(BasicHook, "forward", gi_forward), (BasicHook, "backward", gi_backward)]
+    changes = _gradient_x_input_changes()
     for cls in classes:
         if issubclass(cls, nn.LayerNorm):
             changes.append((cls, "forward", layer_norm_forward))
         elif issubclass(cls, nn.GELU) or cls.__name__ in GELU_NAMES:
             changes += [(cls, "original_forward", cls.forward), (cls, "forward", non_linear_forward)]
     with _class_attributes(changes):
+        yield
+
+
+def _gradient_x_input_changes() -> list[tuple[type, str, object]]:
+    from lxt.efficient.zennit_patches import backward as gi_backward
+    from lxt.efficient.zennit_patches import forward as gi_forward
+    from zennit.core import BasicHook
+
+    return [(BasicHook, "forward", gi_forward), (BasicHook, "backward", gi_backward)]
+
+
+@contextmanager
+def gradient_x_input_hooks() -> Iterator[None]:
+    """zennit's rule hooks in lxt's Gradient x Input form only (language models: lxt's own patches handle
+    their norms and activations, `pxp_bench.lm.lxt_rules`)."""
+    with _class_attributes(_gradient_x_input_changes()):
         yield
 
 
@@ -100,11 +120,11 @@ def _block_names(model: nn.Module) -> list[str]:
 def transformer_composite(model: nn.Module, rules: dict[str, str], *, epsilon: float, gamma_linear: float):
     from zennit.composites import NameMapComposite
 
-    blocks = _block_names(model)
+    blocks = decoder_blocks(model) if is_causal_lm(model) else _block_names(model)
     group_of_block = {block: group for group, names in depth_groups(blocks).items() for block in names}
     names: dict[str, list[str]] = {group: [] for group in ("low", "mid", "high", "fc")}
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":  # GPT-2's Linear, transposed
             block = next((b for b in blocks if name.startswith(b + ".")), None)
             names[group_of_block[block] if block is not None else "fc"].append(name)
     name_map = [(tuple(members), rule_for(rules[group], linear=True, epsilon=epsilon, gamma_conv=0.0,
@@ -123,18 +143,22 @@ def attnlrp_scores(
                                       epsilon=epsilon, gamma_linear=gamma_linear)
     aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with ExitStack() as stack:
-        stack.enter_context(lxt_rules(model))
-        stack.enter_context(explicit_attention(model, rule=attention))
+        if is_causal_lm(model):  # lxt's efficient rules for the architecture; its attention is eager already
+            stack.enter_context(gradient_x_input_hooks())
+            stack.enter_context(lxt_lm_rules(model.lm, attention))
+        else:
+            stack.enter_context(lxt_rules(model))
+            stack.enter_context(explicit_attention(model, rule=attention))
         stack.enter_context(composite.context(model))
         sites = stack.enter_context(captured_sites(model, components))
         stack.enter_context(torch.enable_grad())
         for inputs, targets in context.track(reference.batches()):
             sites.clear()
-            logits = model(inputs.detach().requires_grad_(True))
-            target_logits = logits.gather(1, targets[:, None]).squeeze(1)
+            logits = model(inputs.detach().requires_grad_(inputs.is_floating_point()))
+            target_logits = reference.target_outputs(logits, targets)
             activations = sites.flat()
             gradients = torch.autograd.grad(target_logits.sum(), activations)
             relevances = sites.per_sample([a.detach() * g for a, g in zip(activations, gradients)],
                                           aggregator.per_position)
-            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init))
+            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init, reference.task))
     return aggregator.scores()

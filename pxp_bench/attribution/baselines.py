@@ -7,6 +7,7 @@ from torch import nn
 
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components
+from pxp_bench.lm.architecture import producing_weights as lm_producing_weights
 
 
 def random_scores(model: nn.Module, components: Components, reference: ReferenceSet,
@@ -17,7 +18,10 @@ def random_scores(model: nn.Module, components: Components, reference: Reference
 
 
 def producing_weights(module: nn.Module, size: int) -> torch.Tensor:
-    """(components, ...) weights; attention's packed q/k/v rows are regrouped per head."""
+    """(components, ...) weights; attention's packed q/k/v rows are regrouped per head (LM heads and neurons:
+    `pxp_bench.lm.architecture.producing_weights`)."""
+    if (lm_weights := lm_producing_weights(module)) is not None:
+        return lm_weights
     if isinstance(module, nn.MultiheadAttention):
         packed = module.in_proj_weight
     elif hasattr(module, "qkv"):

@@ -18,7 +18,10 @@ from pxp_bench.attribution.options import (
 )
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.params import Categorical, FloatRange, IntRange
-from pxp_bench.specs import MethodSpec
+from pxp_bench.specs import FAMILIES, MethodSpec
+
+ALL_FAMILIES = frozenset(FAMILIES)
+"""The built-in methods below know language models too (`pxp_bench.lm`)."""
 
 
 def _lrp_params() -> dict:
@@ -40,6 +43,7 @@ def register_methods(register) -> None:
         name="random",
         score="pxp_bench.attribution.baselines:random_scores",
         summary="uniform random scores from the run's seed (the baseline every method must beat)",
+        families=ALL_FAMILIES,
     ))
     register(MethodSpec(
         name="magnitude",
@@ -47,20 +51,23 @@ def register_methods(register) -> None:
         summary="mean |w| of the weights producing each component (data-free; ranks layers by fan-in, see lamp / l1)",
         params={"normalize": NORMALIZE},
         presets={"layer": {"normalize": "layer"}},
+        families=ALL_FAMILIES,
     ))
     register(MethodSpec(
         name="taylor",
         score="pxp_bench.attribution.gradients:taylor_scores",
         summary="first-order Taylor: activation x gradient of the true-class logit (Molchanov et al.)",
         params=GRADIENT_OPTIONS,
-        family_params={"transformer": TRANSFORMER_OPTIONS},
+        family_params={"transformer": TRANSFORMER_OPTIONS, "lm": TRANSFORMER_OPTIONS},
+        families=ALL_FAMILIES,
     ))
     register(MethodSpec(
         name="ig",
         score="pxp_bench.attribution.gradients:ig_scores",
         summary="latent Integrated Gradients at each component, zero input baseline",
         params={"n_steps": IntRange(1, 1000, 20, searched=False), **GRADIENT_OPTIONS},
-        family_params={"transformer": TRANSFORMER_OPTIONS},
+        family_params={"transformer": TRANSFORMER_OPTIONS, "lm": TRANSFORMER_OPTIONS},
+        families=ALL_FAMILIES,
     ))
     register(MethodSpec(
         name="smoothgrad",
@@ -68,14 +75,17 @@ def register_methods(register) -> None:
         summary="SmoothGrad of activation x gradient: mean over Gaussian-noised inputs",
         params={"sigma": FloatRange(0.0, 1.0, 0.15, searched=False),
                 "n_samples": IntRange(1, 1000, 20, searched=False), **GRADIENT_OPTIONS},
-        family_params={"transformer": TRANSFORMER_OPTIONS},
+        family_params={"transformer": TRANSFORMER_OPTIONS, "lm": TRANSFORMER_OPTIONS},
+        families=ALL_FAMILIES,
     ))
     register(MethodSpec(
         name="lrp",
         score="pxp_bench.attribution.lrp:lrp_scores",
         summary="LRP with one rule per depth group (zennit for CNNs, lxt AttnLRP for transformers)",
         params=_lrp_params(),
-        family_params={"transformer": {**TRANSFORMER_OPTIONS, "attention": Categorical(ATTENTION_RULES, "attnlrp")}},
+        family_params={family: {**TRANSFORMER_OPTIONS, "attention": Categorical(ATTENTION_RULES, "attnlrp")}
+                       for family in ("transformer", "lm")},
+        families=ALL_FAMILIES,
         presets={
             "epsilon": {group: "epsilon" for group in LRP_GROUPS},
             "yeom": {**{group: "zplus" for group in LRP_GROUPS}, "normalize": "layer"},

@@ -60,13 +60,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pxp_bench.attention import explicit_attention_active
 from pxp_bench.attribution.aggregate import RelevanceAggregator
 from pxp_bench.attribution.capture import per_component
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
+from pxp_bench.tasks.base import Task
 from pxp_bench.components import ComponentGroup, Components, is_activation
 from pxp_bench.errors import ConfigError
 from pxp_bench.masking import site_hook
@@ -312,19 +312,18 @@ class _Quantity(nn.Module):
     restricted to the run's classes. The targets travel as a forward argument, which captum expands for
     ``perturbations_per_eval`` (captum 0.9.0's LayerFeatureAblation does not expand a tensor ``target``)."""
 
-    def __init__(self, model: nn.Module, quantity: str, class_ids) -> None:
+    def __init__(self, model: nn.Module, quantity: str, class_ids, task: Task) -> None:
         super().__init__()
         self.model = model
         self.quantity = quantity
         self.class_ids = torch.as_tensor(list(class_ids))
+        self.task = task
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self.model(inputs)
         if self.quantity == "logit":
-            return logits.gather(1, targets[:, None]).squeeze(1)
-        class_ids = self.class_ids.to(logits.device)
-        positions = (targets[:, None] == class_ids[None, :]).int().argmax(dim=1)
-        return -F.cross_entropy(logits[:, class_ids], positions, reduction="none")
+            return self.task.target_outputs(logits, targets)
+        return self.task.log_likelihood(logits, targets, self.class_ids.to(logits.device))
 
 
 def ablation_scores(
@@ -341,7 +340,7 @@ def ablation_scores(
     context = context or RunContext.seeded(0, reference.device)
     aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     modules = dict(model.named_modules())
-    forward = _Quantity(model, quantity, reference.class_ids)
+    forward = _Quantity(model, quantity, reference.class_ids, reference.task)
     ranks: dict[str, int] | None = None
     with captum_ready(model), torch.no_grad():
         for inputs, targets in context.track(reference.batches()):

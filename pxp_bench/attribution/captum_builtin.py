@@ -9,7 +9,7 @@ from __future__ import annotations
 from pxp_bench.attribution.options import AGGREGATION, NORMALIZE, TRANSFORMER_OPTIONS
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.params import Categorical, FloatRange, IntRange
-from pxp_bench.specs import MethodSpec
+from pxp_bench.specs import FAMILIES, MethodSpec
 
 BRIDGE = "pxp_bench.attribution.captum_bridge"
 LAYER_OPTIONS = {"aggregation": AGGREGATION, "normalize": NORMALIZE}
@@ -43,6 +43,7 @@ def register_methods(register) -> None:
         name="ablation",
         score=f"{BRIDGE}:ablation_scores",
         summary="measured drop of the true-class logit when each component alone is zeroed (captum, exact, costly)",
+        families=frozenset(FAMILIES),
         params={"quantity": Categorical(("logit", "loss"), "logit"),
                 "aggregation": Categorical(("signed", "abs"), "signed"),
                 "normalize": NORMALIZE,

@@ -1,6 +1,8 @@
 """Gradient x activation scores at the components' sites: ``taylor``, latent ``ig`` and ``smoothgrad``.
 
-PROTOCOL section 3, with y the true-class logit and a the component's tensor:
+PROTOCOL section 3, with y the true-class logit (a language model's: the summed logits of the true next
+tokens, and its token embeddings are the input x that ig and smoothgrad scale and perturb) and a the
+component's tensor:
 - taylor:     r_i(c) = sum_pos a * dy/da                              at x_i
 - ig:         r_i(c) = sum_pos a(x_i) * mean_k dy/da at (k/m) x_i     k = 1..m (zero baseline)
 - smoothgrad: r_i(c) = mean_k sum_pos (a * dy/da) at x_i + noise_k     noise ~ N(0, (sigma * range(x_i))^2)
@@ -24,15 +26,19 @@ from pxp_bench.attribution.aggregate import RelevanceAggregator, init_weights
 from pxp_bench.attribution.capture import SiteTensors, captured_sites
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components
+from pxp_bench.tasks.base import Task
+from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
 
 def site_gradients(
-    model: nn.Module, sites: SiteTensors, inputs: torch.Tensor, targets: torch.Tensor
+    model: nn.Module, sites: SiteTensors, inputs: torch.Tensor, targets: torch.Tensor,
+    task: Task = CLASSIFICATION_TASK,
 ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...], torch.Tensor]:
-    """One forward + backward: the site activations, dy/da at each, and the (detached) logits."""
+    """One forward + backward: the site activations, dy/da at each, and the (detached) logits; y is the
+    ``task``'s target output (`pxp_bench.attribution.reference.ReferenceSet.target_outputs`)."""
     sites.clear()
-    logits = model(inputs.detach().requires_grad_(True))
-    target_logits = logits.gather(1, targets[:, None]).squeeze(1)
+    logits = model(inputs.detach().requires_grad_(inputs.is_floating_point()))
+    target_logits = task.target_outputs(logits, targets)
     activations = sites.flat()
     gradients = torch.autograd.grad(target_logits.sum(), activations)
     return [a.detach() for a in activations], gradients, logits.detach()
@@ -46,9 +52,9 @@ def taylor_scores(
     aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
         for inputs, targets in context.track(reference.batches()):
-            activations, gradients, logits = site_gradients(model, sites, inputs, targets)
+            activations, gradients, logits = site_gradients(model, sites, inputs, targets, reference.task)
             relevances = sites.per_sample([a * g for a, g in zip(activations, gradients)], aggregator.per_position)
-            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init))
+            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init, reference.task))
     return aggregator.scores()
 
 
@@ -60,14 +66,16 @@ def ig_scores(
     aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
         for inputs, targets in context.track(reference.batches()):
+            inputs = reference.task.continuous_inputs(model, inputs).detach()  # token ids: their embeddings
             summed: list[torch.Tensor] | None = None
             for step in range(1, n_steps + 1):
-                activations, gradients, logits = site_gradients(model, sites, inputs * (step / n_steps), targets)
+                activations, gradients, logits = site_gradients(model, sites, inputs * (step / n_steps), targets,
+                                                                reference.task)
                 summed = list(gradients) if summed is None else [s + g for s, g in zip(summed, gradients)]
             # the last step is x_i itself: its activations and logits are a(x_i) and y(x_i)
             relevances = sites.per_sample([a * s / n_steps for a, s in zip(activations, summed)],
                                           aggregator.per_position)
-            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init))
+            aggregator.add(relevances, init_weights(logits, targets, reference.class_ids, init, reference.task))
     return aggregator.scores()
 
 
@@ -89,17 +97,18 @@ def smoothgrad_scores(
     aggregator = RelevanceAggregator(components, aggregation, normalize, context.diagnostics)
     with captured_sites(model, components) as sites, torch.enable_grad():
         for start, inputs, targets in context.track(reference.indexed_batches()):
+            inputs = reference.task.continuous_inputs(model, inputs).detach()  # token ids: their embeddings
             flat = inputs.flatten(1)
             scale = sigma * (flat.max(dim=1).values - flat.min(dim=1).values)
             scale = scale.view(-1, *([1] * (inputs.dim() - 1)))
             noise = _noise(context, start, inputs, n_samples)
             summed: list[torch.Tensor] | None = None
             for draw in noise:
-                activations, gradients, _ = site_gradients(model, sites, inputs + scale * draw, targets)
+                activations, gradients, _ = site_gradients(model, sites, inputs + scale * draw, targets, reference.task)
                 products = [a * g for a, g in zip(activations, gradients)]
                 summed = products if summed is None else [s + p for s, p in zip(summed, products)]
             relevances = sites.per_sample([s / n_samples for s in summed], aggregator.per_position)
             with torch.no_grad():
                 clean_logits = model(inputs)
-            aggregator.add(relevances, init_weights(clean_logits, targets, reference.class_ids, init))
+            aggregator.add(relevances, init_weights(clean_logits, targets, reference.class_ids, init, reference.task))
     return aggregator.scores()

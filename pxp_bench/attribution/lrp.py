@@ -25,6 +25,7 @@ from pxp_bench.attribution.capture import captured_sites
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import Components, find_components
 from pxp_bench.errors import ConfigError
+from pxp_bench.lm.model import is_causal_lm
 
 
 def depth_groups(conv_names: list[str]) -> dict[str, list[str]]:
@@ -130,7 +131,7 @@ def lrp_scores(
     the true class is ``init=one``; seeding it with one-hot x logit is ``init=logit``. The modified
     gradient at a tensor *is* its relevance.
     """
-    if attention_modules(model):
+    if attention_modules(model) or is_causal_lm(model):
         from pxp_bench.attribution.attnlrp import attnlrp_scores
 
         return attnlrp_scores(model, components, reference, context, low=low, mid=mid, high=high, fc=fc,

@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pxp_bench.data.protocol import method_seeds
+from pxp_bench.tasks.base import Task
+from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
 Batch = TypeVar("Batch", bound=tuple)
 
@@ -18,15 +20,23 @@ Batch = TypeVar("Batch", bound=tuple)
 class ReferenceSet:
     """The reference samples (PROTOCOL section 1), delivered in batches on ``device``.
 
-    ``targets`` are original class ids: the restricted logit of the true class equals the full logit
-    at that id, so ``model(x).gather(1, target)`` is the protocol's target output. ``class_ids`` are
-    the run's classes (the logits the evaluation compares).
+    For classification ``targets`` are original class ids: the restricted logit of the true class equals
+    the full logit at that id, so ``model(x).gather(1, target)`` is the protocol's target output.
+    ``class_ids`` are the run's classes (the logits the evaluation compares). For language modelling
+    targets are the sequences' token ids. `target_outputs` gives the target output of either ``task``.
     """
 
     dataset: Dataset
     class_ids: Sequence[int]
     batch_size: int
     device: torch.device
+    task: Task = CLASSIFICATION_TASK
+    """What the run evaluates (`pxp_bench.tasks`): it defines the target output a method explains."""
+
+    def target_outputs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per sample, the output a method explains: the true class's logit, or the summed logits of the
+        true next tokens (`pxp_bench.tasks.Task.target_outputs`)."""
+        return self.task.target_outputs(logits, targets)
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pxp_bench.attention import is_timm_attention
+from pxp_bench.lm.slim import is_lm_attention, remove_lm_heads
 
 
 class SlimSelfAttention(nn.Module):
@@ -55,6 +56,8 @@ class SlimSelfAttention(nn.Module):
 def convertible(attention: nn.Module) -> bool:
     """Whether heads of this attention module can be removed (plain self-attention, no per-channel
     layer between the heads and the output projection)."""
+    if is_lm_attention(attention):
+        return True
     if isinstance(attention, nn.MultiheadAttention):
         return (attention.batch_first and attention._qkv_same_embed_dim and attention.bias_k is None
                 and not attention.add_zero_attn)
@@ -67,10 +70,14 @@ def slimmable(attention: nn.Module) -> nn.Module:
     return SlimSelfAttention(attention) if isinstance(attention, nn.MultiheadAttention) else attention
 
 
-def remove_heads(attention: nn.Module, positions: Sequence[int]) -> None:
-    """Remove the heads at ``positions`` (among those present) from a `slimmable` module."""
+def remove_heads(attention: nn.Module, positions: Sequence[int], present: Sequence[int]) -> list[int]:
+    """Remove the heads at ``positions`` (among those ``present``: their original indices) from a `slimmable`
+    module; return the positions removed (a decoder LM's grouped-query attention may keep some,
+    `pxp_bench.lm.slim`)."""
     import torch_pruning as tp
 
+    if is_lm_attention(attention):
+        return remove_lm_heads(attention, positions, present)
     present, size = attention.num_heads, attention.head_dim
     channels = [position * size + offset for position in positions for offset in range(size)]
     rows = [block * present * size + channel for block in range(3) for channel in channels]  # q, k and v
@@ -80,3 +87,4 @@ def remove_heads(attention: nn.Module, positions: Sequence[int]) -> None:
     attention.num_heads = present - len(positions)
     if hasattr(attention, "attn_dim"):  # timm
         attention.attn_dim = attention.num_heads * size
+    return list(positions)

@@ -8,7 +8,8 @@ block's last conv, with their BatchNorms) form one cluster: a channel leaves the
 once every one of them has it pruned, for only then is the stream's channel zero everywhere; until
 then it stays in the copy and is masked there exactly as in the masked evaluation, so the curve is
 unchanged. A layer tied to anything that is not a component (an embedding, a parameter) stays whole.
-Attention heads are removed by `pxp_bench.slim.heads` (Torch-Pruning does not remove whole heads).
+Attention heads are removed by `pxp_bench.slim.heads` (Torch-Pruning does not remove whole heads);
+a decoder LM's heads and MLP neurons by `pxp_bench.lm.slim`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 from torch import nn
 
 from pxp_bench.components import ComponentGroup, Components
+from pxp_bench.lm.model import is_causal_lm
+from pxp_bench.lm.slim import remove_lm_neurons
 from pxp_bench.slim.heads import convertible, remove_heads, slimmable
 
 
@@ -65,8 +68,11 @@ class Slimmer:
         shared by the groups of a cluster)."""
         self.clusters: list[list[str]] = []
         """Groups whose channels leave together (one group where nothing ties a layer to others)."""
+        self.lm = is_causal_lm(model)
         if components.kind == "heads":
             self._convert_attention(example)
+        elif self.lm:  # an LM's MLPs are cut by structure (`pxp_bench.lm.slim`), each on its own
+            self.present = {group.name: list(range(group.size)) for group in components.groups}
         else:
             self._build_graph(example)
         self.clusters = self.clusters or [[name] for name in self.present]
@@ -174,7 +180,9 @@ class Slimmer:
                 continue
             first = modules[cluster[0]]
             if self.components.kind == "heads":
-                remove_heads(first, doomed)
+                doomed = remove_heads(first, doomed, present)  # grouped-query attention may keep some
+            elif self.lm:
+                remove_lm_neurons(first, doomed)
             else:
                 self.graph.get_pruning_group(first, _out_pruner(first), idxs=doomed).prune()
             dropped = set(doomed)

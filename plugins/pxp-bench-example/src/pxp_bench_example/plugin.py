@@ -12,7 +12,8 @@ def register_methods(register) -> None:
         name="wanda",
         score="pxp_bench_example.wanda:wanda_scores",
         summary="Wanda-style structured importance: |W| x input activation norm summed per unit, compared within each layer",
-        components=frozenset({"filters", "neurons"}),
+        components=frozenset({"filters", "neurons", "heads"}),
+        families=frozenset({"cnn", "transformer", "lm"}),
         params={
             "exponent": FloatRange(0.0, 2.0, 1.0),
             "compare": Categorical(("layer", "global"), "layer", searched=False),

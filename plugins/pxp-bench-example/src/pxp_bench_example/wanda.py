@@ -10,6 +10,10 @@ layer's size, so pxp-bench's global ranking removes the same share of every laye
 ranks the raw sums across layers instead: those grow with a layer's fan-in and its input's scale, so a
 global ranking then empties the layers with the smallest sums first (on the digits CNNs, the first conv
 at 5-10 %), which is not Wanda.
+
+Units that live in a layer's *input* (a language model's heads and MLP neurons: the columns of the output
+or down projection that read them, pxp-bench's ``at_input`` groups) weigh sum_i |W_ic| * ||X_c|| over the
+rows i of that layer and their channels c, X its input: Wanda's score of the weights that read the unit.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import torch
 from torch import nn
 
 from pxp_bench import ComponentError
-from pxp_bench.api import Components, ReferenceSet, RunContext
+from pxp_bench.api import Components, ReferenceSet, RunContext, captured_sites
 
 
-def _input_norms(model: nn.Module, layers: dict[str, nn.Module], reference: ReferenceSet,
+def _input_norms(model: nn.Module, components: Components, layers: dict[str, nn.Module], reference: ReferenceSet,
                  context: RunContext) -> dict[str, torch.Tensor]:
-    """||X_j||_2 of each layer's input features over all samples and positions."""
+    """||X_j||_2 of each layer's input features over all samples and positions (the passes run inside
+    `captured_sites`, under which a vision transformer's attention calls its output projection as a module)."""
     squares: dict[str, torch.Tensor] = {}
 
     def recorder(name: str, layer: nn.Module):
@@ -37,8 +42,9 @@ def _input_norms(model: nn.Module, layers: dict[str, nn.Module], reference: Refe
 
     handles = [layer.register_forward_pre_hook(recorder(name, layer)) for name, layer in layers.items()]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), captured_sites(model, components) as sites:
             for inputs, _targets in context.track(reference.batches()):
+                sites.clear()
                 model(inputs)
     finally:  # the kit checks that no hook is left behind, also when scoring raises
         for handle in handles:
@@ -46,24 +52,34 @@ def _input_norms(model: nn.Module, layers: dict[str, nn.Module], reference: Refe
     return {name: value.sqrt() for name, value in squares.items()}
 
 
+def _read_weights(layer: nn.Module) -> torch.Tensor:
+    """|W| as (out, in) of a layer that reads units in its input: a Linear, or transformers' Conv1D (in, out)."""
+    weight = layer.weight.detach().double().abs()
+    return weight.t() if type(layer).__name__ == "Conv1D" else weight
+
+
 def wanda_scores(model: nn.Module, components: Components, reference: ReferenceSet, context: RunContext,
                  exponent: float = 1.0, compare: str = "layer") -> dict[str, torch.Tensor]:
     modules = dict(model.named_modules())
-    layers = {group.name: modules[group.name] for group in components.groups}
+    groups = {group.name: group for group in components.groups}
+    layers = {name: modules[group.site if group.at_input else name] for name, group in groups.items()}
     for name, layer in layers.items():
-        if not isinstance(layer, (nn.Conv2d, nn.Linear)):
+        if not isinstance(layer, (nn.Conv2d, nn.Linear)) and type(layer).__name__ != "Conv1D":
             raise ComponentError(f"wanda scores Conv2d and Linear units; '{name}' is a {type(layer).__name__}.")
-    norms = _input_norms(model, layers, reference, context)
+    norms = _input_norms(model, components, layers, reference, context)
     scores = {}
     for name, layer in layers.items():
-        weight = layer.weight.detach().double().abs()  # (out, in [/ groups], *kernel)
         scale = norms[name].pow(exponent)
-        if isinstance(layer, nn.Conv2d):
+        if groups[name].at_input:  # the unit's input channels, as the layer reads them
+            per_channel = _read_weights(layer).sum(dim=0) * scale
+            score = per_channel.view(groups[name].size, -1).sum(dim=1)
+        elif isinstance(layer, nn.Conv2d):
+            weight = layer.weight.detach().double().abs()  # (out, in / groups, *kernel)
             per_group = scale.view(layer.groups, -1)  # each output channel sees its group's inputs
             scale = per_group[torch.arange(weight.shape[0]) // (weight.shape[0] // layer.groups)]
             score = (weight * scale[:, :, None, None]).flatten(1).sum(dim=1)
         else:
-            score = weight @ scale
+            score = layer.weight.detach().double().abs() @ scale
         if compare == "layer":  # the within-layer rank, 1/size .. 1 (ties keep the channel order)
             ranks = torch.empty_like(score)
             ranks[torch.sort(score, stable=True).indices] = torch.arange(1, len(score) + 1, dtype=score.dtype)

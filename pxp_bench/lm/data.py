@@ -1,0 +1,98 @@
+"""Language-modelling datasets: token sequences of fixed length, from the generated corpus or text files.
+
+Items are ``(token ids, token ids)`` of one sequence (the labels are the sequence itself: the task reads
+the next tokens from it). A text dataset holds raw text until the model's `TextEncoder` is given to it
+(`pxp_bench.specs.DatasetSplits.use_transform`, as image folders get a classifier's preprocessing): it
+then tokenizes each split once and cuts the token stream into non-overlapping sequences of the model's
+length, dropping the incomplete tail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from pxp_bench.data.tensors import LabelledTensors
+from pxp_bench.errors import DataError
+from pxp_bench.specs import LANGUAGE_MODELLING, DatasetSplits
+
+TEXT_FILES = {"train": "train.txt", "eval": "val.txt", "tune": "tune.txt"}
+"""A text dataset's files in its root; ``tune.txt`` is optional (tuning sequences then come from train)."""
+
+
+class TokenSequences(LabelledTensors):
+    """Sequences ``(N, L)`` of token ids; item i is ``(sequence i, sequence i)``, every target 0 (one stratum)."""
+
+    def __init__(self, sequences: torch.Tensor) -> None:
+        super().__init__(sequences.long(), [0] * len(sequences))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.inputs[index]
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """A language model's tokenizer and sequence length: what a text dataset needs from the model."""
+
+    encode: Callable[[str], list[int]]
+    length: int
+    vocab_size: int
+
+    def sequences(self, text: str, source: str) -> torch.Tensor:
+        ids = self.encode(text)
+        count = len(ids) // self.length
+        if count == 0:
+            raise DataError(f"{source} has {len(ids)} tokens, fewer than one sequence of {self.length}. Give it more "
+                            "text, or choose a shorter --seq-len.")
+        return torch.tensor(ids[:count * self.length], dtype=torch.long).view(count, self.length)
+
+
+class TextSplit(TokenSequences):
+    """One text file's split: empty until `transform` (a `TextEncoder`) is set, then its sequences."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(torch.zeros((0, 0), dtype=torch.long))
+        self.path = path
+        self._encoder: TextEncoder | None = None
+
+    @property
+    def transform(self) -> TextEncoder | None:
+        return self._encoder
+
+    @transform.setter
+    def transform(self, encoder: TextEncoder) -> None:
+        if not isinstance(encoder, TextEncoder):
+            raise DataError(f"the text dataset needs a language model's tokenizer, and the model gave "
+                            f"{type(encoder).__name__}. Choose a language model (--model tiny-llama or hf:NAME).")
+        self._encoder = encoder
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"cannot read {self.path}: {exc.strerror or exc}.") from None
+        self.inputs = encoder.sequences(text, str(self.path))
+        self.targets = [0] * len(self.inputs)
+
+
+def load_text_folder(name: str, root: Path | None) -> DatasetSplits:
+    """ROOT/train.txt and ROOT/val.txt (and ROOT/tune.txt when present), tokenized by the model."""
+    root = Path(root)
+    missing = [TEXT_FILES[split] for split in ("train", "eval") if not (root / TEXT_FILES[split]).is_file()]
+    if missing:
+        raise DataError(f"text dataset root {root} has no {' or '.join(missing)}; it needs train.txt and val.txt "
+                        "(and optionally tune.txt), UTF-8 text.")
+    tune = root / TEXT_FILES["tune"]
+    return DatasetSplits(TextSplit(root / TEXT_FILES["train"]), TextSplit(root / TEXT_FILES["eval"]), 1, ["text"],
+                         (), tune=TextSplit(tune) if tune.is_file() else None, task=LANGUAGE_MODELLING)
+
+
+def load_corpus_splits(name: str, root: Path | None = None) -> DatasetSplits:
+    """The embedded generated corpus (`pxp_bench.lm.corpus`), byte tokens, the embedded LM's length."""
+    from pxp_bench.lm.corpus import corpus_splits
+    from pxp_bench.lm.embedded import SEQUENCE_LENGTH
+
+    train, tune, evaluation = corpus_splits(0, length=SEQUENCE_LENGTH)
+    return DatasetSplits(TokenSequences(train), TokenSequences(evaluation), 1, ["text"], (SEQUENCE_LENGTH,),
+                         tune=TokenSequences(tune), task=LANGUAGE_MODELLING)

@@ -1,0 +1,179 @@
+"""The embedded language model: a tiny Llama trained offline, deterministically, on the generated corpus.
+
+``tiny-llama`` is a `transformers.LlamaForCausalLM` (rotary positions, grouped-query attention, gated MLP)
+over bytes (`ByteTokenizer`), small enough to train in minutes on two CPU cores and to prune in seconds.
+Its corpus (`pxp_bench.lm.corpus`) holds a copy segment in every sequence, so besides next-token accuracy
+it is scored on copy accuracy, which only induction heads provide: pruning them visibly breaks it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from pxp_bench.errors import ConfigError
+from pxp_bench.lm.corpus import copy_positions, corpus_splits
+from pxp_bench.lm.tokenizer import ByteTokenizer
+from pxp_bench.models.checkpoints import apply_state_dict, file_sha256, load_state_dict, manifest_path
+from pxp_bench.models.training import TrainedCheckpoint
+from pxp_bench.plan import check_seed
+from pxp_bench.results import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+
+EMBEDDED_LM = "tiny-llama"
+SEQUENCE_LENGTH = 64
+DEFAULT_STEPS = 2000
+DEFAULT_SEED = 0
+CORPUS_SEED = 0
+"""The corpus is the same for every training seed, so eval scores of different runs compare."""
+BATCH_SIZE = 32
+LEARNING_RATE = 3e-3
+WARMUP_STEPS = 100
+EVAL_BATCH_SIZE = 256
+
+
+def embedded_config() -> LlamaConfig:
+    """2 layers of 4 query heads sharing 2 key/value heads (head size 16), hidden 64, gated MLP of 192."""
+    return LlamaConfig(
+        vocab_size=ByteTokenizer.vocab_size,
+        hidden_size=64,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        hidden_act="silu",
+        max_position_embeddings=SEQUENCE_LENGTH,
+        rope_theta=10000.0,
+        attention_bias=False,
+        attention_dropout=0.0,
+        mlp_bias=False,
+        tie_word_embeddings=False,
+        use_cache=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
+
+
+def build_embedded(weights: Path | None = None) -> LlamaForCausalLM:
+    """The model in eval mode with eager attention (its weights visible to hooks), loaded from the
+    safetensors file (or state dict) ``weights`` when given, else freshly initialised."""
+    config = embedded_config()
+    config._attn_implementation = "eager"
+    model = LlamaForCausalLM(config)
+    if weights is not None:
+        apply_state_dict(model, load_state_dict(Path(weights)), Path(weights), EMBEDDED_LM)
+    return model.eval()
+
+
+def _scored_logits(model: torch.nn.Module, sequences: torch.Tensor):
+    """Per batch, the logits predicting positions 1.. and those targets (positions 0..length-2 predict)."""
+    device = next(model.parameters()).device
+    for batch in sequences.split(EVAL_BATCH_SIZE):
+        batch = batch.to(device)
+        yield model(input_ids=batch).logits[:, :-1].float(), batch[:, 1:]
+
+
+@torch.no_grad()
+def next_token_accuracy(model: torch.nn.Module, sequences: torch.Tensor,
+                        positions: torch.Tensor | None = None) -> float:
+    """Top-1 accuracy of predicting byte t+1 from bytes 0..t, over positions 0..length-2 or, given a
+    (n, length) bool mask ``positions``, over those only (`copy_positions` gives copy accuracy)."""
+    scored = (torch.ones_like(sequences, dtype=torch.bool) if positions is None else positions)[:, :-1]
+    hits = torch.cat([(logits.argmax(-1) == targets).cpu() for logits, targets in _scored_logits(model, sequences)])
+    counted = int(scored.sum())
+    return float(hits[scored].sum()) / counted if counted else math.nan
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, sequences: torch.Tensor) -> float:
+    """exp of the mean next-token cross-entropy over positions 0..length-2."""
+    total = sum(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+                for logits, targets in _scored_logits(model, sequences))
+    return math.exp(total / sequences[:, 1:].numel())
+
+
+def _warmup_cosine(step: int, steps: int) -> float:
+    """The learning-rate factor: a linear warmup, then a cosine decay to zero."""
+    warmup = max(1, min(WARMUP_STEPS, steps // 10))
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def train_embedded_lm(
+    out_dir: Path,
+    *,
+    steps: int = DEFAULT_STEPS,
+    seed: int = DEFAULT_SEED,
+    command: str = "",
+    force: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainedCheckpoint:
+    """Train ``tiny-llama`` on the corpus' train split; write ``tiny-llama.safetensors`` + manifest, replacing
+    earlier ones only with ``force`` (checked before training, so a refusal costs nothing). ``on_step``
+    receives each step's number and training loss."""
+    from safetensors.torch import save
+
+    if steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {steps}.")
+    check_seed(seed)
+    checkpoint = Path(out_dir) / f"{EMBEDDED_LM}.safetensors"
+    if not force:
+        for path in (checkpoint, manifest_path(checkpoint)):
+            if path.exists():
+                raise ConfigError(f"{path} exists; pass --force to replace it, or choose another --out.")
+    out_dir = ensure_writable_dir(Path(out_dir))
+    splits = corpus_splits(CORPUS_SEED, length=SEQUENCE_LENGTH)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        model = build_embedded().train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.98), weight_decay=0.01)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _warmup_cosine(step, steps))
+        for step in range(steps):
+            batch = splits.train[torch.randint(len(splits.train), (BATCH_SIZE,), generator=generator)]
+            logits = model(input_ids=batch).logits[:, :-1]
+            loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            if on_step is not None:
+                on_step(step + 1, loss.item())
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    model.eval()
+    eval_accuracy = next_token_accuracy(model, splits.eval)
+    copy_accuracy = next_token_accuracy(model, splits.eval, copy_positions(splits.eval))
+    atomic_write_bytes(checkpoint, save({k: v.contiguous() for k, v in model.state_dict().items()}))
+    sha = file_sha256(checkpoint)
+    manifest = {
+        "model": EMBEDDED_LM,
+        "file": checkpoint.name,
+        "sha256": sha,
+        "eval_accuracy": round(eval_accuracy, 6),
+        "eval_copy_accuracy": round(copy_accuracy, 6),
+        "eval_perplexity": round(perplexity(model, splits.eval), 6),
+        "dataset": "generated corpus (pxp_bench.lm.corpus)",
+        "trained_on": "train split",
+        "steps": steps,
+        "seed": seed,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "command": command or f"pxp-bench zoo train {EMBEDDED_LM} --steps {steps} --seed {seed}",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": sys.platform,
+    }
+    atomic_write_text(manifest_path(checkpoint), json.dumps(manifest, indent=2) + "\n")
+    return TrainedCheckpoint(checkpoint, manifest_path(checkpoint), eval_accuracy, sha)

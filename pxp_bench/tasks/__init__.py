@@ -1,0 +1,12 @@
+"""Task kinds: what evaluating a pruned model means (PROTOCOL section 4, and section 12 for language models).
+
+A task decides which samples a run draws (reference, tuning, evaluation), how one batch is scored (the
+correct predictions out of how many, per sample), what a method explains (the target output per sample),
+and which extra curve a result carries (perplexity for language models). Tasks are plugins
+(``register_tasks``); a model (`LoadedModel.task`) and a dataset (`DatasetSplits.task`) name theirs, and a
+run refuses a pair whose tasks differ.
+"""
+
+from pxp_bench.tasks.base import BatchOutcome, Task
+
+__all__ = ["BatchOutcome", "Task"]

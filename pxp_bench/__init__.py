@@ -29,6 +29,7 @@ from pxp_bench.specs import (
     MethodSpec,
     ModelSpec,
     OptimizerSpec,
+    TaskSpec,
 )
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "MethodSpec",
     "ModelSpec",
     "OptimizerSpec",
+    "TaskSpec",
     "PluginError",
     "PxpBenchError",
     "StorageError",

@@ -46,7 +46,7 @@ zoo_app = typer.Typer(help="The embedded model zoo: train a zoo model's checkpoi
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(suite_app, name="suite")
 
-LIST_KINDS = ("models", "methods", "datasets", "optimizers", "executors")
+LIST_KINDS = ("models", "methods", "datasets", "optimizers", "executors", "tasks")
 
 
 def _version_callback(value: bool) -> None:
@@ -353,7 +353,7 @@ def optimize(
 @app.command("list")
 @user_errors
 def list_names(
-    kind: Annotated[str, typer.Argument(help="models, methods, datasets, optimizers or executors.")],
+    kind: Annotated[str, typer.Argument(help="models, methods, datasets, optimizers, executors or tasks.")],
     pattern: Annotated[Optional[str], typer.Argument(help="fnmatch wildcard, e.g. 'digits-*'.")] = None,
 ) -> None:
     """List registered names of one kind, optionally filtered by a wildcard."""

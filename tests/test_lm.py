@@ -280,3 +280,15 @@ def test_lrp_ranks_the_copy_circuit_most_relevant(copy_circuit):
     scores = torch.cat([score(prepared).scores[g.name] for g in prepared.components.groups])
     assert 1 <= len(circuit) < len(scores)
     assert set(torch.argsort(scores, descending=True)[:len(circuit)].tolist()) == circuit
+
+
+def test_zoo_train_trains_the_embedded_lm_in_steps(tmp_path):
+    done = invoke("zoo", "train", "tiny-llama", "--out", tmp_path, "--steps", "2")
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((tmp_path / "tiny-llama.json").read_text())
+    assert manifest["steps"] == 2 and "--steps 2" in manifest["command"]
+    run = invoke("run", "--model", "tiny-llama", "--weights", tmp_path / "tiny-llama.safetensors", "--method", "random",
+                 "--rates", "0,0.5", "--latency-repeats", "0", "--out", tmp_path / "out")
+    assert run.exit_code == 0, run.output
+    wrong = invoke("zoo", "train", "tiny-llama", "--out", tmp_path / "x", "--epochs", "2")
+    assert wrong.exit_code == 2 and "pass --steps" in wrong.output

@@ -12,6 +12,7 @@ import json
 import math
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from pxp_bench.errors import ConfigError
+from pxp_bench.lm.builtin import EMBEDDED_LM
 from pxp_bench.lm.corpus import copy_positions, corpus_splits
 from pxp_bench.lm.tokenizer import ByteTokenizer
 from pxp_bench.models.checkpoints import apply_state_dict, file_sha256, load_state_dict, manifest_path
@@ -27,7 +29,6 @@ from pxp_bench.models.training import TrainedCheckpoint
 from pxp_bench.plan import check_seed
 from pxp_bench.results import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 
-EMBEDDED_LM = "tiny-llama"
 SEQUENCE_LENGTH = 64
 DEFAULT_STEPS = 2000
 DEFAULT_SEED = 0
@@ -73,31 +74,52 @@ def build_embedded(weights: Path | None = None) -> LlamaForCausalLM:
     return model.eval()
 
 
-def _scored_logits(model: torch.nn.Module, sequences: torch.Tensor):
-    """Per batch, the logits predicting positions 1.. and those targets (positions 0..length-2 predict)."""
+@torch.no_grad()
+def _predict(model: torch.nn.Module, sequences: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """One pass: which bytes t+1 the model predicts top-1 from bytes 0..t, shape (n, length - 1), and the
+    summed cross-entropy of those predictions."""
     device = next(model.parameters()).device
+    hits, loss = [], 0.0
     for batch in sequences.split(EVAL_BATCH_SIZE):
         batch = batch.to(device)
-        yield model(input_ids=batch).logits[:, :-1].float(), batch[:, 1:]
+        logits, targets = model(input_ids=batch).logits[:, :-1].float(), batch[:, 1:]
+        hits.append((logits.argmax(-1) == targets).cpu())
+        loss += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+    return torch.cat(hits), loss
 
 
-@torch.no_grad()
-def next_token_accuracy(model: torch.nn.Module, sequences: torch.Tensor,
-                        positions: torch.Tensor | None = None) -> float:
-    """Top-1 accuracy of predicting byte t+1 from bytes 0..t, over positions 0..length-2 or, given a
-    (n, length) bool mask ``positions``, over those only (`copy_positions` gives copy accuracy)."""
-    scored = (torch.ones_like(sequences, dtype=torch.bool) if positions is None else positions)[:, :-1]
-    hits = torch.cat([(logits.argmax(-1) == targets).cpu() for logits, targets in _scored_logits(model, sequences)])
+def _accuracy(hits: torch.Tensor, positions: torch.Tensor | None) -> float:
+    scored = torch.ones_like(hits) if positions is None else positions[:, :-1].cpu()
     counted = int(scored.sum())
     return float(hits[scored].sum()) / counted if counted else math.nan
 
 
-@torch.no_grad()
+def next_token_accuracy(model: torch.nn.Module, sequences: torch.Tensor,
+                        positions: torch.Tensor | None = None) -> float:
+    """Top-1 accuracy of predicting byte t+1 from bytes 0..t, over positions 0..length-2 or, given a
+    (n, length) bool mask ``positions``, over those only (`copy_positions` gives copy accuracy)."""
+    return _accuracy(_predict(model, sequences)[0], positions)
+
+
 def perplexity(model: torch.nn.Module, sequences: torch.Tensor) -> float:
     """exp of the mean next-token cross-entropy over positions 0..length-2."""
-    total = sum(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
-                for logits, targets in _scored_logits(model, sequences))
-    return math.exp(total / sequences[:, 1:].numel())
+    return math.exp(_predict(model, sequences)[1] / sequences[:, 1:].numel())
+
+
+@dataclass(frozen=True)
+class LMScores:
+    """A language model's scores on a set of sequences (see `evaluate_lm`)."""
+
+    accuracy: float
+    copy_accuracy: float
+    perplexity: float
+
+
+def evaluate_lm(model: torch.nn.Module, sequences: torch.Tensor) -> LMScores:
+    """Next-token accuracy, copy accuracy and perplexity of ``model`` on ``sequences``, in one pass."""
+    hits, loss = _predict(model, sequences)
+    return LMScores(_accuracy(hits, None), _accuracy(hits, copy_positions(sequences)),
+                    math.exp(loss / hits.numel()))
 
 
 def _warmup_cosine(step: int, steps: int) -> float:
@@ -154,17 +176,16 @@ def train_embedded_lm(
     finally:
         torch.use_deterministic_algorithms(deterministic)
     model.eval()
-    eval_accuracy = next_token_accuracy(model, splits.eval)
-    copy_accuracy = next_token_accuracy(model, splits.eval, copy_positions(splits.eval))
+    scores = evaluate_lm(model, splits.eval)
     atomic_write_bytes(checkpoint, save({k: v.contiguous() for k, v in model.state_dict().items()}))
     sha = file_sha256(checkpoint)
     manifest = {
         "model": EMBEDDED_LM,
         "file": checkpoint.name,
         "sha256": sha,
-        "eval_accuracy": round(eval_accuracy, 6),
-        "eval_copy_accuracy": round(copy_accuracy, 6),
-        "eval_perplexity": round(perplexity(model, splits.eval), 6),
+        "eval_accuracy": round(scores.accuracy, 6),
+        "eval_copy_accuracy": round(scores.copy_accuracy, 6),
+        "eval_perplexity": round(scores.perplexity, 6),
         "dataset": "generated corpus (pxp_bench.lm.corpus)",
         "trained_on": "train split",
         "steps": steps,
@@ -176,4 +197,4 @@ def train_embedded_lm(
         "platform": sys.platform,
     }
     atomic_write_text(manifest_path(checkpoint), json.dumps(manifest, indent=2) + "\n")
-    return TrainedCheckpoint(checkpoint, manifest_path(checkpoint), eval_accuracy, sha)
+    return TrainedCheckpoint(checkpoint, manifest_path(checkpoint), scores.accuracy, sha)

@@ -12,7 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from helpers import save_random_lm, write_text_folder
-from pxp_bench.benchmark import evaluate, prepare, run_benchmark, score
+from pxp_bench.benchmark import prepare, run_benchmark, score
 from pxp_bench.cli import app
 from pxp_bench.errors import ComponentError
 from pxp_bench.masking import keep_masks, masked

@@ -39,25 +39,7 @@ from pxp_bench.errors import ComponentError
 from pxp_bench.lm.architecture import decoder_blocks
 from pxp_bench.lm.lxt_rules import lxt_lm_rules
 from pxp_bench.lm.model import is_causal_lm
-
-_MISSING = object()
-
-
-@contextmanager
-def _class_attributes(changes: list[tuple[type, str, object]]) -> Iterator[None]:
-    """Set class attributes inside the block and restore each one exactly (or delete it) on exit."""
-    saved = [(cls, name, cls.__dict__.get(name, _MISSING)) for cls, name, _ in changes]
-    try:
-        for cls, name, value in changes:
-            setattr(cls, name, value)
-        yield
-    finally:
-        for cls, name, value in reversed(saved):
-            if value is _MISSING:
-                delattr(cls, name)
-            else:
-                setattr(cls, name, value)
-
+from pxp_bench.patching import patched_attributes
 
 LAST_AXIS_NORMS = {"timm.layers.norm.LayerNorm", "timm.layers.norm.LayerNormFp32"}
 """LayerNorm subclasses with their own forward that still normalise the last axis, like lxt's rule."""
@@ -92,7 +74,7 @@ def lxt_rules(model: nn.Module) -> Iterator[None]:
             changes.append((cls, "forward", layer_norm_forward))
         elif issubclass(cls, nn.GELU) or cls.__name__ in GELU_NAMES:
             changes += [(cls, "original_forward", cls.forward), (cls, "forward", non_linear_forward)]
-    with _class_attributes(changes):
+    with patched_attributes(changes):
         yield
 
 
@@ -108,7 +90,7 @@ def _gradient_x_input_changes() -> list[tuple[type, str, object]]:
 def gradient_x_input_hooks() -> Iterator[None]:
     """zennit's rule hooks in lxt's Gradient x Input form only (language models: lxt's own patches handle
     their norms and activations, `pxp_bench.lm.lxt_rules`)."""
-    with _class_attributes(_gradient_x_input_changes()):
+    with patched_attributes(_gradient_x_input_changes()):
         yield
 
 

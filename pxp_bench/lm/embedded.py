@@ -8,10 +8,7 @@ it is scored on copy accuracy, which only induction heads provide: pruning them 
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,10 +21,10 @@ from pxp_bench.errors import ConfigError
 from pxp_bench.lm.builtin import EMBEDDED_LM
 from pxp_bench.lm.corpus import copy_positions, corpus_splits
 from pxp_bench.lm.tokenizer import ByteTokenizer
-from pxp_bench.models.checkpoints import apply_state_dict, file_sha256, load_state_dict, manifest_path
-from pxp_bench.models.training import TrainedCheckpoint
+from pxp_bench.models.checkpoints import apply_state_dict, load_state_dict
+from pxp_bench.models.training import TrainedCheckpoint, checkpoint_target, write_checkpoint
 from pxp_bench.plan import check_seed
-from pxp_bench.results import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from pxp_bench.results import ensure_writable_dir
 
 SEQUENCE_LENGTH = 64
 DEFAULT_STEPS = 2000
@@ -142,17 +139,11 @@ def train_embedded_lm(
     """Train ``tiny-llama`` on the corpus' train split; write ``tiny-llama.safetensors`` + manifest, replacing
     earlier ones only with ``force`` (checked before training, so a refusal costs nothing). ``on_step``
     receives each step's number and training loss."""
-    from safetensors.torch import save
-
     if steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {steps}.")
     check_seed(seed)
-    checkpoint = Path(out_dir) / f"{EMBEDDED_LM}.safetensors"
-    if not force:
-        for path in (checkpoint, manifest_path(checkpoint)):
-            if path.exists():
-                raise ConfigError(f"{path} exists; pass --force to replace it, or choose another --out.")
-    out_dir = ensure_writable_dir(Path(out_dir))
+    checkpoint = checkpoint_target(out_dir, EMBEDDED_LM, force)
+    ensure_writable_dir(Path(out_dir))
     splits = corpus_splits(CORPUS_SEED, length=SEQUENCE_LENGTH)
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -177,12 +168,7 @@ def train_embedded_lm(
         torch.use_deterministic_algorithms(deterministic)
     model.eval()
     scores = evaluate_lm(model, splits.eval)
-    atomic_write_bytes(checkpoint, save({k: v.contiguous() for k, v in model.state_dict().items()}))
-    sha = file_sha256(checkpoint)
-    manifest = {
-        "model": EMBEDDED_LM,
-        "file": checkpoint.name,
-        "sha256": sha,
+    return write_checkpoint(model, checkpoint, scores.accuracy, {
         "eval_accuracy": round(scores.accuracy, 6),
         "eval_copy_accuracy": round(scores.copy_accuracy, 6),
         "eval_perplexity": round(scores.perplexity, 6),
@@ -192,9 +178,5 @@ def train_embedded_lm(
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
         "command": command or f"pxp-bench zoo train {EMBEDDED_LM} --steps {steps} --seed {seed}",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": sys.platform,
-    }
-    atomic_write_text(manifest_path(checkpoint), json.dumps(manifest, indent=2) + "\n")
-    return TrainedCheckpoint(checkpoint, manifest_path(checkpoint), scores.accuracy, sha)
+    })
+

@@ -22,9 +22,9 @@ from typing import Iterator
 from torch import nn
 
 from pxp_bench.errors import ConfigError
+from pxp_bench.patching import restored_attributes
 
 MODULE_GLOBALS = ("eager_attention_forward", "ALL_ATTENTION_FUNCTIONS")
-_MISSING = object()
 
 
 def patch_map(model: nn.Module, attention: str) -> dict:
@@ -49,19 +49,11 @@ def patch_map(model: nn.Module, attention: str) -> dict:
 def lxt_lm_rules(model: nn.Module, attention: str) -> Iterator[None]:
     """lxt's rules for ``model`` (the Hugging Face model) inside the block; every patched attribute restored."""
     rules = patch_map(model, attention)
-    saved = []
-    for target in rules:
-        names = MODULE_GLOBALS if isinstance(target, types.ModuleType) else ("forward",)
-        saved += [(target, name, vars(target).get(name, _MISSING)) for name in names]
-    try:
+    touched = [(target, name) for target in rules
+               for name in (MODULE_GLOBALS if isinstance(target, types.ModuleType) else ("forward",))]
+    with restored_attributes(touched):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lxt warns about what it patched before; we restore it all
             for target, patch in rules.items():
                 patch(target)
         yield
-    finally:
-        for target, name, value in reversed(saved):
-            if value is _MISSING:
-                delattr(target, name)
-            else:
-                setattr(target, name, value)

@@ -33,6 +33,29 @@ class TrainedCheckpoint:
     sha256: str
 
 
+def checkpoint_target(out_dir: Path, name: str, force: bool) -> Path:
+    """``out_dir/name.safetensors``; an existing checkpoint or manifest is refused unless ``force`` (checked
+    before training, so a refusal costs nothing)."""
+    checkpoint = Path(out_dir) / f"{name}.safetensors"
+    if not force:
+        for path in (checkpoint, manifest_path(checkpoint)):
+            if path.exists():
+                raise ConfigError(f"{path} exists; pass --force to replace it, or choose another --out.")
+    return checkpoint
+
+
+def write_checkpoint(model: torch.nn.Module, checkpoint: Path, eval_accuracy: float, fields: dict) -> TrainedCheckpoint:
+    """Write ``model``'s weights and the manifest beside them: ``fields`` plus sha256 and the environment."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(checkpoint, save({k: v.contiguous() for k, v in model.state_dict().items()}))
+    sha = file_sha256(checkpoint)
+    manifest = {"model": checkpoint.stem, "file": checkpoint.name, "sha256": sha, **fields,
+                "torch": torch.__version__, "python": platform.python_version(), "platform": sys.platform}
+    atomic_write_text(manifest_path(checkpoint), json.dumps(manifest, indent=2) + "\n")
+    return TrainedCheckpoint(checkpoint, manifest_path(checkpoint), eval_accuracy, sha)
+
+
 def _shifted(images: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Random translations of up to ``max_shift`` pixels (zero-padded): cheap augmentation."""
     padded = F.pad(images, [max_shift] * 4)
@@ -53,20 +76,14 @@ def train_zoo_model(
 ) -> TrainedCheckpoint:
     """Train zoo model ``name`` on digits' train split only; write ``name.safetensors`` + manifest, replacing
     earlier ones only with ``force`` (checked before training, so a refusal costs nothing)."""
-    from safetensors.torch import save
-
     if name not in ARCHITECTURES:
         raise ConfigError(f"'{name}' is not a zoo model; zoo models: {', '.join(sorted(ARCHITECTURES))}.")
     epochs = DEFAULT_EPOCHS[name] if epochs is None else epochs
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}.")
     check_seed(seed)
-    checkpoint = Path(out_dir) / f"{name}.safetensors"
-    if not force:
-        for path in (checkpoint, manifest_path(checkpoint)):
-            if path.exists():
-                raise ConfigError(f"{path} exists; pass --force to replace it, or choose another --out.")
-    out_dir = ensure_writable_dir(Path(out_dir))
+    checkpoint = checkpoint_target(out_dir, name, force)
+    ensure_writable_dir(Path(out_dir))
     splits = load_digits_splits()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -93,21 +110,11 @@ def train_zoo_model(
         torch.use_deterministic_algorithms(deterministic)
     model.eval()
     eval_accuracy = accuracy(model, DataLoader(splits.eval, batch_size=256), list(range(10)), torch.device("cpu"))
-    atomic_write_bytes(checkpoint, save({k: v.contiguous() for k, v in model.state_dict().items()}))
-    sha = file_sha256(checkpoint)
-    manifest = {
-        "model": name,
-        "file": checkpoint.name,
-        "sha256": sha,
+    return write_checkpoint(model, checkpoint, eval_accuracy, {
         "eval_accuracy": round(eval_accuracy, 6),
         "dataset": "digits",
         "trained_on": "train split (60 %)",
         "epochs": epochs,
         "seed": seed,
         "command": command or f"pxp-bench zoo train {name} --epochs {epochs} --seed {seed}",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": sys.platform,
-    }
-    atomic_write_text(manifest_path(checkpoint), json.dumps(manifest, indent=2) + "\n")
-    return TrainedCheckpoint(checkpoint, manifest_path(checkpoint), eval_accuracy, sha)
+    })

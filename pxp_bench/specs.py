@@ -188,7 +188,7 @@ class DatasetSpec:
 class TaskSpec:
     """What evaluation means: how a batch is scored, which samples a run draws, what a method explains.
 
-    ``implementation`` is a `pxp_bench.tasks.Task` instance or a ``"module:attribute"`` string naming one
+    ``implementation`` is a `pxp_bench.tasks.base.Task` instance or a ``"module:attribute"`` string naming one
     (imported on first use).
     """
 

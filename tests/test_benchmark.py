@@ -139,7 +139,7 @@ def test_python_api_rates_are_normalised_and_checked(plugins):
     (Benchmark(n_classes=1), "--classes 1 is out of range.*use 2..10"),
     (Benchmark(ref_per_class="10"), "ref_per_class must be an integer"),
     (Benchmark(rates=tuple(i / 500 for i in range(500))), "499 rates above 0, but the model has only 160"),
-    (Benchmark(param_texts={"attention": "cp"}), "'attention' of method 'lrp' exists only for transformer models"),
+    (Benchmark(param_texts={"attention": "cp"}), "'attention' of method 'lrp' exists only for transformer and lm models"),
 ])
 def test_python_api_bad_values_raise_our_config_error(plugins, bench, message):
     with pytest.raises(ConfigError, match=message):

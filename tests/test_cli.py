@@ -65,7 +65,7 @@ def test_plugins_json():
     assert {p["name"] for p in plugins} == {"pxp_bench.attribution.builtin", "pxp_bench.attribution.torch_pruning_builtin",
                                            "pxp_bench.attribution.captum_builtin", "pxp_bench.models.builtin",
                                            "pxp_bench.data.builtin", "pxp_bench.optimize.builtin",
-                                           "pxp_bench.suites.builtin"}
+                                           "pxp_bench.suites.builtin", "pxp_bench.tasks.builtin", "pxp_bench.lm.builtin"}
     assert all(p["distribution"] == "pxp-bench" and p["version"] and p["status"] == "loaded" for p in plugins)
     assert "plugins" in invoke("plugins").output
 
@@ -91,7 +91,7 @@ def test_plugins_json():
     (["run", "--device", "gpu"], "unknown device 'gpu'"),
     (["run", "--data", "/tmp"], "takes no --data"),
     (["run", "--model", "digits-resnet", "--components", "neurons"], "no hidden fully connected"),
-    (["run", "--param", "attention=cp"], "exists only for transformer models"),
+    (["run", "--param", "attention=cp"], "exists only for transformer and lm models"),
     (["run", "--rates", "0"], "no rate above 0"),
     (["run", "--rates", "0:1:1e-9"], "at most 1,000 are allowed"),
     (["run", "--rates", "0:1:0.001"], "999 rates above 0, but the model has only 160 components"),

@@ -35,7 +35,7 @@ class ReferenceSet:
 
     def target_outputs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per sample, the output a method explains: the true class's logit, or the summed logits of the
-        true next tokens (`pxp_bench.tasks.Task.target_outputs`)."""
+        true next tokens (`pxp_bench.tasks.base.Task.target_outputs`)."""
         return self.task.target_outputs(logits, targets)
 
     def __len__(self) -> int:

@@ -66,10 +66,6 @@ def query_heads(attention: nn.Module) -> int:
     return heads
 
 
-def head_dim(attention: nn.Module) -> int:
-    return attention.head_dim
-
-
 def output_projection(name: str, attention: nn.Module) -> str:
     return f"{name}.c_proj" if is_gpt2_attention(attention) else f"{name}.o_proj"
 
@@ -86,7 +82,7 @@ def lm_sites(model: nn.Module, kind: str, ran: set[str]) -> list[tuple[str, str,
     """``(module, site, size, channels per component)`` of the ``heads`` or ``neurons`` of a causal LM whose
     sites ran (``ran``: module names called); each site carries its components in its input's last axis."""
     if kind == "heads":
-        return [(name, output_projection(name, m), query_heads(m), head_dim(m))
+        return [(name, output_projection(name, m), query_heads(m), m.head_dim)
                 for name, m in attention_layers(model) if output_projection(name, m) in ran]
     if kind == "neurons":
         return [(name, down_projection(name, m), intermediate_size(m), 1)

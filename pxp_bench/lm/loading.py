@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pxp_bench.errors import CheckpointError, ConfigError
+from pxp_bench.errors import CheckpointError, ConfigError, first_line
 from pxp_bench.lm.data import TextEncoder
 from pxp_bench.lm.model import CausalLM
 from pxp_bench.specs import LANGUAGE_MODELLING, LoadedModel
@@ -52,11 +52,6 @@ def build_embedded_lm(name: str, weights: str | None = None, num_classes: int | 
                        task=LANGUAGE_MODELLING)
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _weights_identity(source: str, config) -> str:
     """``file:<sha256>`` of a local folder's weight files, or ``hf:<name>@<commit>`` of a Hub model."""
     folder = Path(source)
@@ -86,7 +81,7 @@ def build_huggingface(name: str, weights: str | None = None, num_classes: int | 
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local)
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, HTTP errors ...
-        raise ConfigError(f"cannot load the config of '{source}': {_first_line(exc)}. Check the name (or that the "
+        raise ConfigError(f"cannot load the config of '{source}': {first_line(exc)}. Check the name (or that the "
                           "folder holds a save_pretrained model).") from None
     try:
         model_class = AutoModelForCausalLM._model_mapping[type(config)]
@@ -96,7 +91,7 @@ def build_huggingface(name: str, weights: str | None = None, num_classes: int | 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"the tokenizer of '{source}' cannot be loaded: {_first_line(exc)}. Save it beside the "
+        raise ConfigError(f"the tokenizer of '{source}' cannot be loaded: {first_line(exc)}. Save it beside the "
                           "model (tokenizer.save_pretrained(folder)).") from None
     try:
         if weights == "none":
@@ -108,7 +103,7 @@ def build_huggingface(name: str, weights: str | None = None, num_classes: int | 
                                              dtype=torch.float32)
             identity = _weights_identity(source, config)
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot load the weights of '{source}': {_first_line(exc)}.") from None
+        raise CheckpointError(f"cannot load the weights of '{source}': {first_line(exc)}.") from None
     context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     length = _sequence_length(image_size, context, name)
     encoder = TextEncoder(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"], length,

@@ -13,6 +13,7 @@ scientific use.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 import warnings
@@ -39,9 +40,8 @@ def patch_map(model: nn.Module, attention: str) -> dict:
             f"lxt {getattr(lxt, '__version__', '')} has no efficient LRP rules for {type(model).__name__} (it has "
             f"them for {supported}); use --method taylor, ig, smoothgrad or magnitude for this model."
         )
-    rules = sys.modules[next(name for name, module in sys.modules.items()
-                             if name.startswith("lxt.efficient.models.") and getattr(module, "attnLRP", None)
-                             is DEFAULT_MAP[modeling])]
+    # lxt names its rule module after the transformers module: modeling_llama -> lxt.efficient.models.llama
+    rules = importlib.import_module(f"lxt.efficient.models.{modeling.__name__.rpartition('modeling_')[2]}")
     return rules.cp_LRP if attention == "cp" else rules.attnLRP
 
 

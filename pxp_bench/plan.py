@@ -123,6 +123,8 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
     if dataset_name is None:
         raise ConfigError(f"model '{model.name}' has no default dataset; pass --dataset (and --data PATH).")
     dataset = plugins.datasets.get(dataset_name)
+    if dataset.name != dataset_name:  # a family of names (hf:ORG/NAME), as for models
+        dataset = replace(dataset, name=dataset_name)
     components = bench.components or DEFAULT_COMPONENTS.get(model.family, "filters")
     if components not in COMPONENT_KINDS:
         raise ConfigError(
@@ -186,9 +188,10 @@ def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
     if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
         raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
     if dataset.needs_root and bench.data_root is None:
-        raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH (a folder with "
-                          "train/ and val/, one sub-folder per class), or choose another --dataset.")
+        raise ConfigError(f"dataset '{dataset.name}' needs its files: pass --data PATH ({dataset.summary}), or "
+                          "choose another --dataset.")
     if not dataset.needs_root and bench.data_root is not None:
-        raise ConfigError(f"dataset '{dataset.name}' is embedded and takes no --data; drop it.")
+        raise ConfigError(f"dataset '{dataset.name}' takes no --data (it is embedded, or its name says where it "
+                          "is); drop --data.")
     if bench.data_root is not None and not Path(bench.data_root).exists():
         raise DataError(f"data root {bench.data_root} does not exist.")

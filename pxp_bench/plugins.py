@@ -88,12 +88,18 @@ class Registry(Generic[T]):
         self._items[name] = item
         self._owners[name] = owner
 
-    def get(self, name: str) -> T:
+    def _registered(self, name: str) -> str | None:
+        """The registered name that serves ``name``: itself, or a family's prefix (the model "hf:" serves
+        hf:ORG/NAME)."""
         if name in self._items:
-            return self._items[name]
+            return name
         prefix = name.partition(":")[0] + ":"
-        if ":" in name and prefix in self._items:  # a family of names, e.g. the model "hf:" for hf:ORG/NAME
-            return self._items[prefix]
+        return prefix if ":" in name and prefix in self._items else None
+
+    def get(self, name: str) -> T:
+        registered = self._registered(name)
+        if registered is not None:
+            return self._items[registered]
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         failed = f" ({'; '.join(self.failed)})" if self.failed else ""
@@ -110,7 +116,7 @@ class Registry(Generic[T]):
         return names
 
     def owner(self, name: str) -> str:
-        return self._owners[name]
+        return self._owners[self._registered(name) or name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -27,7 +27,8 @@ def test_builtins_register_through_the_same_hooks(plugins):
                                        "group_taylor", "hessian", "ig", "l1", "l2", "lamp", "lrp", "magnitude",
                                        "random", "smoothgrad", "taylor"]
     assert plugins.models.names("digits-*") == ["digits-resnet", "digits-vgg", "digits-vit"]
-    assert plugins.datasets.names() == ["digits", "imagefolder", "imagenet", "lm-corpus", "text"]
+    assert plugins.datasets.names() == ["digits", "hf:", "imagefolder", "imagenet", "lm-corpus", "text"]
+    assert plugins.datasets.owner("hf:Salesforce/wikitext") == plugins.datasets.owner("hf:") == "pxp_bench.lm.builtin"
     assert plugins.tasks.names() == ["classification", "language_modelling"]
     assert plugins.models.get("tiny-llama").family == "lm"
     assert plugins.models.get("hf:Qwen/Qwen2.5-0.5B") is plugins.models.get("hf:")  # one spec for every hf: name

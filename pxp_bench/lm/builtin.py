@@ -1,5 +1,5 @@
 """Built-in language-model plugin: the embedded ``tiny-llama``, any Hugging Face causal LM (``hf:``), the
-generated corpus and text-file datasets."""
+generated corpus, text files and Hugging Face text datasets (``hf:``)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,6 @@ def register_datasets(register) -> None:
                          summary="generated text with copy patterns, byte tokens, 64 per sequence (the embedded LM's)"))
     register(DatasetSpec(name="text", load="pxp_bench.lm.data:load_text_folder", needs_root=True,
                          summary="ROOT/train.txt and ROOT/val.txt (+ tune.txt), tokenized by the model"))
+    register(DatasetSpec(name="hf:", load="pxp_bench.lm.hf_datasets:load_hf_text",
+                         summary="a Hugging Face text dataset: hf:NAME[:CONFIG][#COLUMN] or hf:/path/to/folder "
+                                 "(needs the datasets package)"))

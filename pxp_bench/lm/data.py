@@ -51,11 +51,13 @@ class TextEncoder:
 
 
 class TextSplit(TokenSequences):
-    """One text file's split: empty until `transform` (a `TextEncoder`) is set, then its sequences."""
+    """One split of text: empty until `transform` (a `TextEncoder`) is set, then the sequences of
+    ``read()``'s text. ``source`` names the text in errors (a file, a Hugging Face dataset's split)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, read: Callable[[], str], source: str) -> None:
         super().__init__(torch.zeros((0, 0), dtype=torch.long))
-        self.path = path
+        self.read = read
+        self.source = source
         self._encoder: TextEncoder | None = None
 
     @property
@@ -68,12 +70,21 @@ class TextSplit(TokenSequences):
             raise DataError(f"the text dataset needs a language model's tokenizer, and the model gave "
                             f"{type(encoder).__name__}. Choose a language model (--model tiny-llama or hf:NAME).")
         self._encoder = encoder
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise DataError(f"cannot read {self.path}: {exc.strerror or exc}.") from None
-        self.inputs = encoder.sequences(text, str(self.path))
+        self.inputs = encoder.sequences(self.read(), self.source)
         self.targets = [0] * len(self.inputs)
+
+
+def _file_text(path: Path) -> Callable[[], str]:
+    def read() -> str:
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    return read
+
+
+def _file_split(path: Path) -> TextSplit:
+    return TextSplit(_file_text(path), str(path))
 
 
 def load_text_folder(name: str, root: Path | None) -> DatasetSplits:
@@ -84,8 +95,8 @@ def load_text_folder(name: str, root: Path | None) -> DatasetSplits:
         raise DataError(f"text dataset root {root} has no {' or '.join(missing)}; it needs train.txt and val.txt "
                         "(and optionally tune.txt), UTF-8 text.")
     tune = root / TEXT_FILES["tune"]
-    return DatasetSplits(TextSplit(root / TEXT_FILES["train"]), TextSplit(root / TEXT_FILES["eval"]), 1, ["text"],
-                         (), tune=TextSplit(tune) if tune.is_file() else None, task=LANGUAGE_MODELLING)
+    return DatasetSplits(_file_split(root / TEXT_FILES["train"]), _file_split(root / TEXT_FILES["eval"]), 1, ["text"],
+                         (), tune=_file_split(tune) if tune.is_file() else None, task=LANGUAGE_MODELLING)
 
 
 def load_corpus_splits(name: str, root: Path | None = None) -> DatasetSplits:

@@ -26,7 +26,14 @@ from pxp_bench.data.protocol import ProtocolSets, index_hash, method_seeds
 from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
 from pxp_bench.device import channels_last_suits, device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
-from pxp_bench.evaluate import CurvePoint, EvaluationMemo, curve_metrics, perplexity_metrics, prune_curve
+from pxp_bench.evaluate import (
+    CurvePoint,
+    EvaluationMemo,
+    curve_metrics,
+    perplexity_metrics,
+    probe_metrics,
+    prune_curve,
+)
 from pxp_bench.guards import check_items, check_readable, check_scores, model_state, state_changes
 from pxp_bench.masking import rank_components
 from pxp_bench.outcomes import outcomes_record
@@ -304,7 +311,8 @@ def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str 
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
                            loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
                            amp=bench.amp, memo=memo, on_rate=measured, slim=slim,
-                           channels_last=prepared.channels_last, task=prepared.task)
+                           channels_last=prepared.channels_last, task=prepared.task,
+                           probe=prepared.splits.probe if split == "eval" else None)  # tuning reads A_PR only
 
     return with_oom_backoff("evaluating", prepared.batch_size, curve_at)
 
@@ -396,6 +404,9 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
     perplexity = points[0].nll is not None
     if perplexity:
         metrics.update(perplexity_metrics([p.rate for p in points], [p.perplexity for p in points]))
+    probe = prepared.splits.probe.name if points[0].probe is not None else None
+    if probe:
+        metrics.update(probe_metrics(probe, [p.rate for p in points], [p.probe_accuracy for p in points]))
     return Result(
         **record,
         model=prepared.plan.model.name,
@@ -406,6 +417,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
         rates=[p.rate for p in points],
         curve=[{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy,
                 **({"total": p.total, "perplexity": p.perplexity} if perplexity else {}),
+                **({f"{probe}_accuracy": p.probe_accuracy} if probe else {}),
                 **(p.efficiency if slimmed else {})} for p in points],
         metrics=metrics,
         evaluate="slim" if slimmed else "masked",
@@ -427,6 +439,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
             "amp": bench.amp,
             "image_size": bench.image_size,
             "max_layer_rate": bench.max_layer_rate,
+            **({"probe": probe, "probe_predictions": points[0].probe[1]} if probe else {}),
         },
         diagnostics={"near_zero_logits_skipped": 0, **diagnostics},
         outcomes=outcomes_record([p.hits for p in points], [positions[int(label)] for label in points[0].labels],

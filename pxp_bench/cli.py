@@ -92,6 +92,9 @@ def _render_result(result: Result, path: Path) -> None:
     perplexity = "perplexity" in result.curve[0]  # a language model's curve
     if perplexity:
         curve.add_column("perplexity", justify="right")
+    probe = result.samples.get("probe")  # a dataset's probe, e.g. the corpus' copied bytes
+    if probe:
+        curve.add_column(f"{probe} acc", justify="right")
     slim = result.evaluate == "slim"
     batch = next((point["latency_batch_size"] for point in result.curve if "latency_batch_size" in point), None)
     if slim:
@@ -104,6 +107,8 @@ def _render_result(result: Result, path: Path) -> None:
         row = [f"{point['rate']:.2f}", str(point["pruned"]), f"{point['accuracy']:.4f}"]
         if perplexity:
             row.append(f"{point['perplexity']:.3f}")
+        if probe:
+            row.append(f"{point[f'{probe}_accuracy']:.4f}")
         if slim:
             flops = point.get("flops")
             row += [_format(point.get("parameters"), "{:,}"), _format(None if flops is None else flops / 1e6, "{:,.1f}")]
@@ -112,11 +117,12 @@ def _render_result(result: Result, path: Path) -> None:
         curve.add_row(*row)
     console.print(curve)
     metrics = Table(title=f"metrics (evaluated {result.evaluate})")
-    for column in ("A_PR", "Top-PR", "AUC", "acc@25%", "acc@50%", "acc@75%"):
+    for column in ("A_PR", "Top-PR", "AUC", "acc@25%", "acc@50%", "acc@75%", *([f"{probe} A_PR"] if probe else [])):
         metrics.add_column(column, justify="right")
     m = result.metrics
     metrics.add_row(_format(m["a_pr"]), _format(m["top_pr"], "{:.2f}"), _format(m["auc"]),
-                    _format(m["acc_25"]), _format(m["acc_50"]), _format(m["acc_75"]))
+                    _format(m["acc_25"]), _format(m["acc_50"]), _format(m["acc_75"]),
+                    *([_format(m[f"{probe}_apr"])] if probe else []))
     console.print(metrics)
     if slim:
         gains = Table(title="at Top-PR, of the unpruned model")

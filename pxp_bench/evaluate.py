@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -17,7 +17,7 @@ from pxp_bench.device import in_layout
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
 from pxp_bench.slim.efficiency import BatchTimes, Stopwatch
-from pxp_bench.tasks.base import BatchOutcome, Task
+from pxp_bench.tasks.base import BatchOutcome, Probe, Task
 from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def correct_predictions(
     batch_times: BatchTimes | None = None,
     channels_last: bool = False,
     per_sample: list[BatchOutcome] | None = None,
+    probe: Probe | None = None,
 ) -> tuple[int, int]:
     """(correct, predictions): the ``task``'s hits over the loader (classification: top-1 over the logits
     restricted to ``class_ids``, labels are original ids; language modelling: next tokens).
@@ -54,26 +55,28 @@ def correct_predictions(
     thresholds such as Top-PR's 95 % compare exactly. ``batch_times`` receives each batch's
     forward pass, timed (device-synchronised), and keeps the first batch: the evaluation is its own
     latency measurement. ``channels_last`` feeds image batches in that layout (`pxp_bench.device`).
-    ``per_sample`` receives each batch's `BatchOutcome` on the CPU, in the loader's order.
+    ``per_sample`` receives each batch's `BatchOutcome` on the CPU, in the loader's order, with the
+    ``probe``'s counts where the dataset has one.
     """
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = torch.zeros((), dtype=torch.long, device=device)
     autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
+    probed = {"probe": probe} if probe is not None else {}  # a task without probes need not take the keyword
     try:
         for inputs, labels in loader:
             inputs = in_layout(inputs.to(device, non_blocking=True), channels_last)
             labels = labels.to(device, non_blocking=True)
             clock = Stopwatch(device) if batch_times is not None else None
             with autocast:
-                outcome = task.outcome(model, inputs, labels, ids)
+                outcome = task.outcome(model, inputs, labels, ids, **probed)
             if clock is not None:
                 batch_times.add(inputs, clock.milliseconds())
             correct += outcome.hits.sum()
             seen += outcome.units.sum()
             if per_sample is not None:
-                per_sample.append(BatchOutcome(*(None if value is None else value.cpu() for value in
-                                                 (outcome.hits, outcome.units, outcome.strata, outcome.nll))))
+                per_sample.append(BatchOutcome(**{item.name: _on_cpu(getattr(outcome, item.name))
+                                                  for item in fields(BatchOutcome)}))
             if on_first_batch is not None:
                 on_first_batch()
                 on_first_batch = None
@@ -82,6 +85,10 @@ def correct_predictions(
     if int(seen) == 0:
         raise ValueError("the evaluation set is empty")
     return int(correct.item()), int(seen.item())
+
+
+def _on_cpu(value: torch.Tensor | None) -> torch.Tensor | None:
+    return None if value is None else value.cpu()
 
 
 def accuracy(model: nn.Module, loader: Iterable, class_ids: Sequence[int], device: torch.device, *,
@@ -104,6 +111,8 @@ class EvaluationMemo:
         """Per pruned set, each sample's correct predictions (in the loader's order): 0 / 1 for a classifier."""
         self.nll: dict[bytes, float] = {}
         """Per pruned set, the summed negative log-likelihood, for tasks that have one (perplexity)."""
+        self.probe: dict[bytes, tuple[int, int]] = {}
+        """Per pruned set, the correct predictions among the dataset's `Probe`'s and their number."""
         self.labels: np.ndarray | None = None
         """Each sample's stratum (original class id), in the loader's order: the same for every pruned set."""
         self.units: np.ndarray | None = None
@@ -131,6 +140,9 @@ class EvaluationMemo:
             self.correct_samples[key] = torch.cat([batch.hits for batch in per_sample]).numpy()
             if per_sample[0].nll is not None:
                 self.nll[key] = float(torch.cat([batch.nll for batch in per_sample]).double().sum())
+            if per_sample[0].probe_hits is not None:
+                self.probe[key] = (int(sum(batch.probe_hits.sum() for batch in per_sample)),
+                                   int(sum(batch.probe_units.sum() for batch in per_sample)))
             if self.labels is None:
                 self.labels = torch.cat([batch.strata for batch in per_sample]).numpy()
                 self.units = torch.cat([batch.units for batch in per_sample]).numpy()
@@ -161,6 +173,8 @@ class CurvePoint:
     """Each sample's predictions, in the same order (all 1 for a classifier)."""
     nll: float | None = None
     """The summed negative log-likelihood over all predictions, for tasks that have one."""
+    probe: tuple[int, int] | None = None
+    """The correct predictions among the dataset's `Probe`'s and their number, where it has one."""
 
     @property
     def accuracy(self) -> float:
@@ -169,6 +183,10 @@ class CurvePoint:
     @property
     def perplexity(self) -> float | None:
         return None if self.nll is None else float(np.exp(self.nll / self.total))
+
+    @property
+    def probe_accuracy(self) -> float | None:
+        return None if self.probe is None else self.probe[0] / max(1, self.probe[1])
 
 
 def prune_curve(
@@ -186,6 +204,7 @@ def prune_curve(
     slim: SlimCurve | None = None,
     channels_last: bool = False,
     task: Task = CLASSIFICATION_TASK,
+    probe: Probe | None = None,
 ) -> list[CurvePoint]:
     """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` pruned (all of
     ``order`` where it is shorter: a per-layer cap, `pxp_bench.masking.capped_order`): masked,
@@ -194,7 +213,7 @@ def prune_curve(
     Rates (and, with a shared ``memo``, other scorings) that prune the same set are evaluated once.
     ``channels_last`` feeds image batches in that layout (`pxp_bench.device.channels_last_suits`).
     Latencies (slim) are timed where the speedup is read only: at rate 0 and at Top-PR (``rates`` ascend
-    from 0). Top-PR is known once a rate falls below it (or the grid ends), so the slimmed copy of the
+    from 0). ``probe`` (the dataset's) adds its accuracy to each point. Top-PR is known once a rate falls below it (or the grid ends), so the slimmed copy of the
     last rate within it is kept until then; ``on_rate`` sees that point before its latencies are added.
     """
     memo = memo if memo is not None else EvaluationMemo()
@@ -213,13 +232,14 @@ def prune_curve(
             with masked(target, components, target_masks) as handle:
                 return correct_predictions(target, loader, class_ids, device, amp=amp, task=task,
                                            on_first_batch=handle.check_all_fired, batch_times=batch_times,
-                                           channels_last=channels_last, per_sample=per_sample)
+                                           channels_last=channels_last, per_sample=per_sample, probe=probe)
 
         correct, total = memo.counts(key, count)
         baseline = correct if baseline is None else baseline
         was_within, within_top_pr = within_top_pr, within_top_pr and keeps_top_pr_accuracy(correct, baseline)
         points.append(CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record,
-                                 memo.correct_samples[key], memo.labels, memo.units, memo.nll.get(key)))
+                                 memo.correct_samples[key], memo.labels, memo.units, memo.nll.get(key),
+                                 memo.probe.get(key)))
         if batch_times is not None and within_top_pr:
             candidate = _TopPrCandidate(len(points) - 1, key, target, target_masks, batch_times)
             if len(points) == 1:  # rate 0 is always read; a later rate waits until Top-PR is known
@@ -265,12 +285,22 @@ def _interpolated(rates: np.ndarray, accs: np.ndarray, at: float) -> float | Non
     return float(np.interp(at, rates, accs))
 
 
-def perplexity_metrics(rates: Sequence[float], perplexities: Sequence[float]) -> dict[str, float | None]:
-    """Perplexity at rate 0 and at 25/50/75 % (interpolated as accuracy is), reported beside A_PR."""
+def _at_quartiles(prefix: str, rates: Sequence[float], values: Sequence[float]) -> dict[str, float | None]:
     order = np.argsort(rates, kind="stable")
     r = np.asarray(rates, dtype=float)[order]
-    p = np.asarray(perplexities, dtype=float)[order]
-    return {"ppl_0": float(p[0]), **{f"ppl_{at}": _interpolated(r, p, at / 100) for at in (25, 50, 75)}}
+    v = np.asarray(values, dtype=float)[order]
+    return {f"{prefix}_0": float(v[0]), **{f"{prefix}_{at}": _interpolated(r, v, at / 100) for at in (25, 50, 75)}}
+
+
+def perplexity_metrics(rates: Sequence[float], perplexities: Sequence[float]) -> dict[str, float | None]:
+    """Perplexity at rate 0 and at 25/50/75 % (interpolated as accuracy is), reported beside A_PR."""
+    return _at_quartiles("ppl", rates, perplexities)
+
+
+def probe_metrics(name: str, rates: Sequence[float], accuracies: Sequence[float]) -> dict[str, float | None]:
+    """A dataset probe's accuracy averaged over the grid (``<name>_apr``, as A_PR averages accuracy) and at
+    rate 0 and 25/50/75 %."""
+    return {f"{name}_apr": float(np.mean(accuracies)), **_at_quartiles(name, rates, accuracies)}
 
 
 def keeps_top_pr_accuracy(correct: int, baseline: int) -> bool:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import Dataset
 
+    from pxp_bench.tasks.base import Probe
+
 COMPONENT_KINDS = ("filters", "neurons", "heads")
 FAMILIES = ("cnn", "transformer", "lm")
 """``lm``: a decoder language model (`pxp_bench.lm`); methods support it only where they say so."""
@@ -154,6 +156,9 @@ class DatasetSplits:
     task: str = CLASSIFICATION
     """The task its items serve (`TaskSpec`): ``classification`` labels items by class; ``language_modelling``
     items are ``(token ids, token ids)`` of one sequence, ``num_classes`` 1."""
+    probe: Probe | None = None
+    """A subset of the evaluation's predictions scored on its own beside the whole (the corpus' copied bytes),
+    where the dataset has one (`pxp_bench.tasks.base.Probe`)."""
 
     def use_transform(self, transform: Callable | None) -> None:
         """Give image datasets the model's preprocessing, then record the resulting input shape.

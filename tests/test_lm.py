@@ -282,6 +282,30 @@ def test_lrp_ranks_the_copy_circuit_most_relevant(copy_circuit):
     assert set(torch.argsort(scores, descending=True)[:len(circuit)].tolist()) == circuit
 
 
+def test_runs_on_the_corpus_record_copy_accuracy_per_rate(copy_circuit, tmp_path):
+    """Scores that prune the induction head first: the record's copy accuracy at each rate is the one
+    computed here by masking (unpruned, then that head alone), and the corpus' probe is named."""
+    from pxp_bench.scores import encode_scores
+
+    (copy, _), alone = copy_circuit
+    induction = min(range(len(alone)), key=lambda head: alone[head][0])
+    prepared = prepare(Benchmark(model="tiny-llama", method="random", components="heads"))
+    flat = torch.ones(prepared.components.total)
+    flat[induction] = 0.0
+    scores = dict(zip([g.name for g in prepared.components.groups], flat.split([g.size for g in prepared.components.groups])))
+    path = tmp_path / "induction-first.safetensors"
+    path.write_bytes(encode_scores(prepared.components, scores, {
+        "model": "tiny-llama", "weights": prepared.loaded.weights, "classes": prepared.sets.classes,
+        "components": "heads", "method": "handmade", "variant": "induction-first", "params": {}}))
+    record = run_benchmark(Benchmark(model="tiny-llama", components="heads", scores_file=path, rates=(0.0, 0.125),
+                                     latency_repeats=0)).to_dict()
+    assert record["samples"]["probe"] == "copy" and record["samples"]["probe_predictions"] > 0
+    measured = [point["copy_accuracy"] for point in record["curve"]]
+    assert measured == pytest.approx([copy, alone[induction][0]], abs=1e-6)
+    assert measured[1] < 0.2 and record["metrics"]["copy_apr"] == pytest.approx(sum(measured) / 2)
+    assert record["metrics"]["copy_0"] == measured[0]
+
+
 def test_zoo_train_trains_the_embedded_lm_in_steps(tmp_path):
     done = invoke("zoo", "train", "tiny-llama", "--out", tmp_path, "--steps", "2")
     assert done.exit_code == 0, done.output

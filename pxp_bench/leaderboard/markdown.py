@@ -49,6 +49,11 @@ EFFICIENCY_COLUMNS = (
     _Metric("FLOPs @ Top-PR", "flops", 1, scale=100, suffix=" %"),
     _Metric("params @ Top-PR", "params", 1, scale=100, suffix=" %"),
 )
+PERPLEXITY_COLUMNS = (
+    _Metric("ppl @ 0 %", "ppl_0", 2),
+    _Metric("ppl @ 50 %", "ppl_50", 2),
+)
+"""Language models' perplexity beside their accuracy: means over seeds, no interval, no ranking."""
 NOISY_SPREAD = 0.2
 """A speedup whose relative spread (`speedup_at_top_pr_spread`) exceeds this is shown as noisy."""
 
@@ -173,6 +178,18 @@ def _paper_column(table: Table) -> _Column:
     return _Column("paper A_PR", [MISSING if value is None else f"{value:.2f}" for value in values], numeric=True)
 
 
+def _task_columns(table: Table) -> list[_Column]:
+    """A language model's perplexity and its dataset probe's A_PR (the corpus' copy accuracy), where the
+    runs recorded them: means over seeds, no interval."""
+    runs = [run for row in table.rows for run in row.runs]
+    columns = []
+    if any("ppl_0" in run["metrics"] for run in runs):
+        columns += [_metric_column(table, spec) for spec in PERPLEXITY_COLUMNS]
+    probes = sorted({run["samples"]["probe"] for run in runs if run["samples"].get("probe")})
+    columns += [_metric_column(table, _Metric(f"{probe} A_PR", f"{probe}_apr", 3)) for probe in probes]
+    return columns
+
+
 def _columns(table: Table) -> list[_Column]:
     """rank, method, variant, the fields that differ, params (where they split a method and variant), the
     metrics with their intervals (the paper's A_PR beside ours in ImageNet tables), efficiency, seeds, time."""
@@ -188,6 +205,7 @@ def _columns(table: Table) -> list[_Column]:
     if shows_paper(table.dataset):
         columns.append(_paper_column(table))
     columns += metrics[1:]
+    columns += _task_columns(table)
     columns += [_metric_column(table, spec) for spec in EFFICIENCY_COLUMNS]
     columns.append(_Column("speedup @ Top-PR", [_speedup_cell(row) for row in rows], numeric=True))
     columns.append(_Column("layer collapse", [_collapse_cell(row) for row in rows], numeric=True))
@@ -243,6 +261,11 @@ def _conventions(collection: Collection) -> str:
         "columns, bold marks the rows whose paired interval of their difference to the column's best includes 0.",
         f"Rows without per-sample outcomes (older records) or on other seeds or samples than the rest show "
         f"means only and rank {MISSING}.",
+        *(["ppl @ 0 / 50 % (language models) is the perplexity of the evaluation sequences unpruned and at 50 % "
+           "(interpolated); copy A_PR (the lm-corpus' probe) is the mean over the grid of next-byte accuracy on "
+           "the copied bytes, which only induction heads predict. Both are means over seeds, without intervals; "
+           "no rank or bold reads them."] if any("ppl_0" in result["metrics"] for result in collection.results)
+          else []),
         "FLOPs and params @ Top-PR are the fractions of the dense model's left at Top-PR, measured on slimmed "
         f"runs (`evaluate: slim`); {MISSING} where a run of the row was masked. speedup @ Top-PR is the dense "
         "evaluation batch's median latency over the pruned one's, marked noisy when its relative spread "

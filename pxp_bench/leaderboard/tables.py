@@ -86,8 +86,8 @@ class Row:
         return [run["seed"] for run in self.runs]
 
     def stat(self, metric: str) -> tuple[float | None, float | None]:
-        """Mean and SEM over the seeds of one of `METRICS`."""
-        section, key = METRICS[metric]
+        """Mean and SEM over the seeds of one of `METRICS`, or of another key of the runs' ``metrics``."""
+        section, key = METRICS.get(metric, ("metrics", metric))
         return mean_sem([run[section].get(key) for run in self.runs])
 
     @property

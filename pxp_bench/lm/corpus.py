@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from pxp_bench.errors import ConfigError
+from pxp_bench.tasks.base import Probe
 
 LETTERS = b"abcdefghijklmnopqrstuvwxyz"
 OPEN, MARKER, CLOSE = b"[", b"|", b"]"
@@ -127,6 +128,10 @@ def copy_positions(sequences: torch.Tensor) -> torch.Tensor:
             marker = found.end() - 1
             mask[row, marker:min(marker + len(found.group(1)), last)] = True
     return mask
+
+
+COPY_PROBE = Probe("copy", copy_positions)
+"""Copy accuracy: next-byte accuracy on the copied bytes, recorded per rate beside the whole's."""
 
 
 def corpus_splits(seed: int = 0, *, length: int = 64, n_train: int = 8192, n_tune: int = 256,

@@ -100,10 +100,11 @@ def load_text_folder(name: str, root: Path | None) -> DatasetSplits:
 
 
 def load_corpus_splits(name: str, root: Path | None = None) -> DatasetSplits:
-    """The embedded generated corpus (`pxp_bench.lm.corpus`), byte tokens, the embedded LM's length."""
-    from pxp_bench.lm.corpus import corpus_splits
+    """The embedded generated corpus (`pxp_bench.lm.corpus`), byte tokens, the embedded LM's length; its probe
+    is copy accuracy (`COPY_PROBE`)."""
+    from pxp_bench.lm.corpus import COPY_PROBE, corpus_splits
     from pxp_bench.lm.embedded import SEQUENCE_LENGTH
 
     train, tune, evaluation = corpus_splits(0, length=SEQUENCE_LENGTH)
     return DatasetSplits(TokenSequences(train), TokenSequences(evaluation), 1, ["text"], (SEQUENCE_LENGTH,),
-                         tune=TokenSequences(tune), task=LANGUAGE_MODELLING)
+                         tune=TokenSequences(tune), task=LANGUAGE_MODELLING, probe=COPY_PROBE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 from torch import nn
@@ -26,6 +26,24 @@ class BatchOutcome:
     units: torch.Tensor
     strata: torch.Tensor
     nll: torch.Tensor | None = None
+    probe_hits: torch.Tensor | None = None
+    """Per sample, the correct predictions among the `Probe`'s, where the dataset has a probe."""
+    probe_units: torch.Tensor | None = None
+    """Per sample, the predictions the `Probe` marks."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A dataset's named subset of predictions, scored on its own beside the whole: the generated corpus'
+    copied bytes, which only induction heads predict ("copy accuracy", a ground truth of what pruning broke).
+
+    ``positions(labels)`` marks per sample the predictions in the subset: for language modelling a boolean
+    ``(batch, L)`` whose position t marks the prediction of token t + 1 (`pxp_bench.lm.corpus.copy_positions`).
+    """
+
+    name: str
+    """Names the record's keys: ``<name>_accuracy`` per curve point, ``<name>_apr`` and ``<name>_0/25/50/75``."""
+    positions: Callable[[torch.Tensor], torch.Tensor]
 
 
 class Task(Protocol):
@@ -39,7 +57,8 @@ class Task(Protocol):
 
     def outcome(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                 class_ids: torch.Tensor) -> BatchOutcome:
-        """One batch's forward pass and its per-sample outcome."""
+        """One batch's forward pass and its per-sample outcome. A task whose datasets have a `Probe` also
+        takes ``probe=`` (passed only when there is one) and fills ``probe_hits`` / ``probe_units``."""
 
     def target_outputs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per sample, the model output a method explains (differentiable): ``(batch,)``."""

@@ -17,7 +17,7 @@ from torch import nn
 from pxp_bench.data.protocol import ProtocolSets, seed_streams
 from pxp_bench.errors import ConfigError
 from pxp_bench.specs import DatasetSplits
-from pxp_bench.tasks.base import BatchOutcome
+from pxp_bench.tasks.base import BatchOutcome, Probe
 
 TEXT_CLASS = 0
 """The one "class" of a language-modelling dataset: every label's stratum."""
@@ -58,13 +58,18 @@ class LanguageModelling:
         return ProtocolSets([TEXT_CLASS], reference, tuning, tuning_split, list(range(len(splits.eval))))
 
     def outcome(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
-                class_ids: torch.Tensor) -> BatchOutcome:
+                class_ids: torch.Tensor, probe: Probe | None = None) -> BatchOutcome:
         logits = model(inputs)[:, :-1]
         following = labels[:, 1:]
-        hits = (logits.argmax(dim=-1) == following).sum(dim=1)
+        correct = logits.argmax(dim=-1) == following
+        hits = correct.sum(dim=1)
         nll = F.cross_entropy(logits.float().transpose(1, 2), following, reduction="none").sum(dim=1)
         units = torch.full_like(hits, following.shape[1])
-        return BatchOutcome(hits, units, torch.full_like(hits, TEXT_CLASS), nll)
+        probed = {}
+        if probe is not None:
+            marked = probe.positions(labels)[:, :-1].to(correct.device)
+            probed = {"probe_hits": (correct & marked).sum(dim=1), "probe_units": marked.sum(dim=1)}
+        return BatchOutcome(hits, units, torch.full_like(hits, TEXT_CLASS), nll, **probed)
 
     def target_outputs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return logits[:, :-1].gather(-1, targets[:, 1:, None]).squeeze(-1).sum(dim=1)

@@ -213,8 +213,9 @@ def prune_curve(
     Rates (and, with a shared ``memo``, other scorings) that prune the same set are evaluated once.
     ``channels_last`` feeds image batches in that layout (`pxp_bench.device.channels_last_suits`).
     Latencies (slim) are timed where the speedup is read only: at rate 0 and at Top-PR (``rates`` ascend
-    from 0). ``probe`` (the dataset's) adds its accuracy to each point. Top-PR is known once a rate falls below it (or the grid ends), so the slimmed copy of the
+    from 0). Top-PR is known once a rate falls below it (or the grid ends), so the slimmed copy of the
     last rate within it is kept until then; ``on_rate`` sees that point before its latencies are added.
+    ``probe`` (the dataset's, `pxp_bench.tasks.base.Probe`) adds its accuracy to each point.
     """
     memo = memo if memo is not None else EvaluationMemo()
     points: list[CurvePoint] = []

@@ -5,7 +5,7 @@
 ``DatasetDict.save_to_disk``, or a folder of data files ``datasets.load_dataset`` reads (``.txt``, ``.json``,
 ``.parquet``...). ``HF_DATASETS_OFFLINE=1`` keeps it to the cache.
 
-Splits (the honesty rule of PROTOCOL section 5: tuned on one split, reported on another): reference sequences
+Splits (the honesty rule of PROTOCOL section 7: tuned on one split, reported on another): reference sequences
 come from ``train``; the evaluation split is ``test`` where the dataset has one, else ``validation``; tuning
 sequences come from ``validation`` when evaluation is ``test``, else from ``train`` (apart from the reference).
 

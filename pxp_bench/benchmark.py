@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Mapping, Protocol, TypeVar
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
@@ -36,7 +37,7 @@ from pxp_bench.evaluate import (
 )
 from pxp_bench.guards import check_items, check_readable, check_scores, model_state, state_changes
 from pxp_bench.masking import rank_components
-from pxp_bench.outcomes import outcomes_record
+from pxp_bench.outcomes import ProbeOutcomes, outcomes_record
 from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark
 from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import check_grid_fits, normalise_rates
@@ -404,7 +405,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
     perplexity = points[0].nll is not None
     if perplexity:
         metrics.update(perplexity_metrics([p.rate for p in points], [p.perplexity for p in points]))
-    probe = prepared.splits.probe.name if points[0].probe is not None else None
+    probe = prepared.splits.probe.name if points[0].probe_hits is not None else None
     if probe:
         metrics.update(probe_metrics(probe, [p.rate for p in points], [p.probe_accuracy for p in points]))
     return Result(
@@ -439,11 +440,13 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
             "amp": bench.amp,
             "image_size": bench.image_size,
             "max_layer_rate": bench.max_layer_rate,
-            **({"probe": probe, "probe_predictions": points[0].probe[1]} if probe else {}),
+            **({"probe": probe, "probe_predictions": int(points[0].probe_units.sum())} if probe else {}),
         },
         diagnostics={"near_zero_logits_skipped": 0, **diagnostics},
         outcomes=outcomes_record([p.hits for p in points], [positions[int(label)] for label in points[0].labels],
-                                 index_hash(sets.evaluation), points[0].units),
+                                 index_hash(sets.evaluation), points[0].units,
+                                 ProbeOutcomes(probe, np.stack([p.probe_hits for p in points]), points[0].probe_units)
+                                 if probe else None),
         scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
         scores=scores,
         scored=components,

@@ -111,8 +111,10 @@ class EvaluationMemo:
         """Per pruned set, each sample's correct predictions (in the loader's order): 0 / 1 for a classifier."""
         self.nll: dict[bytes, float] = {}
         """Per pruned set, the summed negative log-likelihood, for tasks that have one (perplexity)."""
-        self.probe: dict[bytes, tuple[int, int]] = {}
-        """Per pruned set, the correct predictions among the dataset's `Probe`'s and their number."""
+        self.probe_hits: dict[bytes, np.ndarray] = {}
+        """Per pruned set, each sample's correct predictions among the dataset's `Probe`'s, where it has one."""
+        self.probe_units: np.ndarray | None = None
+        """Each sample's predictions that the `Probe` marks, in the loader's order."""
         self.labels: np.ndarray | None = None
         """Each sample's stratum (original class id), in the loader's order: the same for every pruned set."""
         self.units: np.ndarray | None = None
@@ -141,8 +143,9 @@ class EvaluationMemo:
             if per_sample[0].nll is not None:
                 self.nll[key] = float(torch.cat([batch.nll for batch in per_sample]).double().sum())
             if per_sample[0].probe_hits is not None:
-                self.probe[key] = (int(sum(batch.probe_hits.sum() for batch in per_sample)),
-                                   int(sum(batch.probe_units.sum() for batch in per_sample)))
+                self.probe_hits[key] = torch.cat([batch.probe_hits for batch in per_sample]).numpy()
+                if self.probe_units is None:
+                    self.probe_units = torch.cat([batch.probe_units for batch in per_sample]).numpy()
             if self.labels is None:
                 self.labels = torch.cat([batch.strata for batch in per_sample]).numpy()
                 self.units = torch.cat([batch.units for batch in per_sample]).numpy()
@@ -173,8 +176,10 @@ class CurvePoint:
     """Each sample's predictions, in the same order (all 1 for a classifier)."""
     nll: float | None = None
     """The summed negative log-likelihood over all predictions, for tasks that have one."""
-    probe: tuple[int, int] | None = None
-    """The correct predictions among the dataset's `Probe`'s and their number, where it has one."""
+    probe_hits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Each sample's correct predictions among the dataset's `Probe`'s, where it has one."""
+    probe_units: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Each sample's predictions that the `Probe` marks (one array shared by a curve's points)."""
 
     @property
     def accuracy(self) -> float:
@@ -186,7 +191,10 @@ class CurvePoint:
 
     @property
     def probe_accuracy(self) -> float | None:
-        return None if self.probe is None else self.probe[0] / max(1, self.probe[1])
+        """The probe's correct predictions over its predictions (a ratio of sums, as accuracy is)."""
+        if self.probe_hits is None:
+            return None
+        return int(self.probe_hits.sum()) / max(1, int(self.probe_units.sum()))
 
 
 def prune_curve(
@@ -240,7 +248,7 @@ def prune_curve(
         was_within, within_top_pr = within_top_pr, within_top_pr and keeps_top_pr_accuracy(correct, baseline)
         points.append(CurvePoint(rate, n_pruned, correct, total, pruned_fractions(masks), record,
                                  memo.correct_samples[key], memo.labels, memo.units, memo.nll.get(key),
-                                 memo.probe.get(key)))
+                                 memo.probe_hits.get(key), memo.probe_units))
         if batch_times is not None and within_top_pr:
             candidate = _TopPrCandidate(len(points) - 1, key, target, target_masks, batch_times)
             if len(points) == 1:  # rate 0 is always read; a later rate waits until Top-PR is known

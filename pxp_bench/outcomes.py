@@ -9,6 +9,10 @@ A sample that makes several predictions (a sequence of a language model: L - 1 n
 count of correct predictions instead of a bit (``counts-base64``, uint16) and its number of predictions
 (``units``); its outcome is then the fraction correct, so a resample of sequences is a cluster bootstrap
 over tokens, and the mean over sequences of equal length is the token accuracy.
+
+A dataset's probe (`pxp_bench.tasks.base.Probe`, the corpus' copied bytes) adds ``probe``: its name, each
+sample's probe predictions (``units``) and per rate each sample's correct ones (``correct``), as counts; the
+probe's accuracy at a rate is their ratio of sums, so its intervals come from the same bootstrap.
 """
 
 from __future__ import annotations
@@ -39,13 +43,23 @@ def unpack(text: str, count: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ProbeOutcomes:
+    """A probe's per-sample counts: ``correct[rate, sample]`` of ``units[sample]`` probe predictions."""
+
+    name: str
+    correct: np.ndarray
+    units: np.ndarray
+
+
+@dataclass(frozen=True)
 class Outcomes:
     """One record's per-sample outcomes: ``correct[rate, sample]`` (0 / 1, or the fraction of a sample's
-    predictions that are correct) and each sample's class position."""
+    predictions that are correct), each sample's class position, and the probe's counts where it has one."""
 
     correct: np.ndarray
     labels: np.ndarray
     evaluation_hash: str
+    probe: ProbeOutcomes | None = None
 
     @property
     def per_sample(self) -> np.ndarray:
@@ -58,10 +72,16 @@ def _encoded(values: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.asarray(values).astype(dtype).tobytes()).decode("ascii")
 
 
+def _counts(values: np.ndarray) -> str:
+    if int(np.max(values, initial=0)) >= 2**16:
+        raise ValueError("a sample makes more predictions than the outcome counts hold (65,535)")
+    return _encoded(values, COUNTS_DTYPE)
+
+
 def outcomes_record(correct: Sequence[np.ndarray], labels: np.ndarray, evaluation_hash: str,
-                    units: np.ndarray | None = None) -> dict[str, Any]:
+                    units: np.ndarray | None = None, probe: ProbeOutcomes | None = None) -> dict[str, Any]:
     """The JSON form of the outcomes of a curve: one packed vector per rate, in the curve's order (counts
-    and each sample's ``units`` where a sample makes more than one prediction)."""
+    and each sample's ``units`` where a sample makes more than one prediction), and the ``probe``'s counts."""
     labels = np.asarray(labels)
     record = {
         "encoding": ENCODING,
@@ -69,12 +89,13 @@ def outcomes_record(correct: Sequence[np.ndarray], labels: np.ndarray, evaluatio
         "evaluation_hash": evaluation_hash,
         "labels": _encoded(labels, LABELS_DTYPE),
     }
+    if probe is not None:
+        record["probe"] = {"name": probe.name, "units": _counts(probe.units),
+                           "correct": [_counts(vector) for vector in probe.correct]}
     if units is None or bool(np.all(np.asarray(units) == 1)):
         return {**record, "correct": [pack(vector) for vector in correct]}
-    if int(np.max(units)) >= 2**16:
-        raise ValueError("a sample makes more predictions than the outcome counts hold (65,535)")
-    return {**record, "encoding": COUNTS_ENCODING, "units": _encoded(units, COUNTS_DTYPE),
-            "correct": [_encoded(vector, COUNTS_DTYPE) for vector in correct]}
+    return {**record, "encoding": COUNTS_ENCODING, "units": _counts(units),
+            "correct": [_counts(vector) for vector in correct]}
 
 
 def _decoded(text: str, dtype: str) -> np.ndarray:
@@ -106,4 +127,23 @@ def read_outcomes(record: dict[str, Any]) -> Outcomes | None:
                                                  for row, point in zip(correct, curve)):
         return None
     fractions = correct if stored["encoding"] == ENCODING else correct / units
-    return Outcomes(fractions, labels, str(stored.get("evaluation_hash")))
+    return Outcomes(fractions, labels, str(stored.get("evaluation_hash")), _read_probe(stored.get("probe"), count, curve))
+
+
+def _read_probe(stored: Any, count: int, curve: list[dict[str, Any]]) -> ProbeOutcomes | None:
+    """The probe's counts, or None where there are none or they disagree with the curve's
+    ``<name>_accuracy`` (the rest of the outcomes stays usable)."""
+    if not isinstance(stored, dict):
+        return None
+    try:
+        name = str(stored["name"])
+        units = _decoded(stored["units"], COUNTS_DTYPE)
+        correct = np.stack([_decoded(text, COUNTS_DTYPE) for text in stored["correct"]])
+        recorded = [point[f"{name}_accuracy"] for point in curve]
+    except (KeyError, TypeError, ValueError):
+        return None
+    total = int(units.sum())
+    if len(units) != count or correct.shape != (len(curve), count) or total == 0 or np.any(correct > units) \
+            or any(abs(row.sum() / total - value) > 1e-12 for row, value in zip(correct, recorded)):
+        return None
+    return ProbeOutcomes(name, correct, units)

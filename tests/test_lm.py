@@ -304,6 +304,9 @@ def test_runs_on_the_corpus_record_copy_accuracy_per_rate(copy_circuit, tmp_path
     assert measured == pytest.approx([copy, alone[induction][0]], abs=1e-6)
     assert measured[1] < 0.2 and record["metrics"]["copy_apr"] == pytest.approx(sum(measured) / 2)
     assert record["metrics"]["copy_0"] == measured[0]
+    probe = read_outcomes(json.loads(json.dumps(record))).probe  # per-sequence counts, for the intervals
+    assert probe.name == "copy" and int(probe.units.sum()) == record["samples"]["probe_predictions"]
+    assert [row.sum() / probe.units.sum() for row in probe.correct] == pytest.approx(measured, abs=1e-12)
 
 
 def test_zoo_train_trains_the_embedded_lm_in_steps(tmp_path):

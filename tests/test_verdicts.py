@@ -17,7 +17,7 @@ from pxp_bench.evaluate import curve_metrics
 from pxp_bench.leaderboard import build_leaderboard
 from pxp_bench.leaderboard.findings import summary_rows
 from pxp_bench.leaderboard.tables import group_tables
-from pxp_bench.outcomes import outcomes_record, read_outcomes
+from pxp_bench.outcomes import ProbeOutcomes, outcomes_record, read_outcomes
 from pxp_bench.results import write_result
 from pxp_bench.verdicts.bootstrap import hierarchical_means
 from pxp_bench.verdicts.setting import setting_verdict
@@ -27,15 +27,28 @@ SAMPLES = 2000
 RATES = [0.0, 0.5]
 
 
-def synthetic(method: str, seed: int, hits: np.ndarray, labels: np.ndarray) -> dict:
-    """A complete record whose outcomes are ``hits`` ``[rates, samples]`` (the curve follows from them)."""
+def synthetic(method: str, seed: int, hits: np.ndarray, labels: np.ndarray,
+              probe: ProbeOutcomes | None = None) -> dict:
+    """A complete record whose outcomes are ``hits`` ``[rates, samples]`` (the curve follows from them), with
+    the dataset probe ``probe`` (its accuracies and ``<name>_apr`` follow from its counts)."""
     result = leaderboard_result(method, seed, rates=RATES).to_dict()
     correct = [int(row.sum()) for row in hits]
     result["curve"] = [{"rate": rate, "pruned": 0, "correct": c, "accuracy": c / len(labels)}
                        for rate, c in zip(RATES, correct)]
     result["metrics"] = curve_metrics(RATES, correct, len(labels))
-    result["outcomes"] = outcomes_record(hits, labels, index_hash(range(len(labels))))
+    if probe is not None:
+        accuracies = [int(row.sum()) / int(probe.units.sum()) for row in probe.correct]
+        for point, value in zip(result["curve"], accuracies):
+            point[f"{probe.name}_accuracy"] = value
+        result["metrics"][f"{probe.name}_apr"] = float(np.mean(accuracies))
+        result["samples"]["probe"] = probe.name
+    result["outcomes"] = outcomes_record(hits, labels, index_hash(range(len(labels))), probe=probe)
     return result
+
+
+def probe_draws(p: float, units: np.ndarray, rng: np.random.Generator) -> ProbeOutcomes:
+    """A ``copy`` probe whose samples each get ``units`` predictions, each correct with chance ``p``."""
+    return ProbeOutcomes("copy", rng.binomial(units, p, size=(len(RATES), len(units))), units)
 
 
 def draws(p: float, rng: np.random.Generator) -> np.ndarray:
@@ -59,6 +72,38 @@ def test_outcomes_that_disagree_with_the_curve_are_not_used():
     assert read_outcomes(record) is not None
     record["curve"][3]["correct"] -= 1
     assert read_outcomes(record) is None
+
+
+def test_probe_counts_round_trip_and_are_dropped_alone_when_they_disagree_with_the_curve():
+    rng = np.random.default_rng(3)
+    labels = np.arange(SAMPLES) % 4
+    probe = probe_draws(0.7, rng.integers(1, 9, SAMPLES), rng)
+    record = synthetic("lrp", 0, draws(0.8, rng), labels, probe)
+    outcomes = read_outcomes(json.loads(json.dumps(record)))
+    assert outcomes.probe.name == "copy" and np.array_equal(outcomes.probe.correct, probe.correct)
+    assert np.array_equal(outcomes.probe.units, probe.units)
+    record["curve"][1]["copy_accuracy"] += 0.001
+    kept = read_outcomes(record)
+    assert kept is not None and kept.probe is None  # the accuracy outcomes stay usable
+
+
+def test_the_probe_a_pr_gets_paired_intervals_that_separate_a_real_difference(tmp_path):
+    rng = np.random.default_rng(4)
+    labels = np.arange(SAMPLES) % 4
+    units = rng.integers(4, 11, SAMPLES)
+    records = [synthetic(method, seed, draws(0.8, rng), labels, probe_draws(p, units, rng))
+               for method, p in (("lrp", 0.9), ("taylor", 0.6), ("ig", 0.9)) for seed in (0, 1)]
+    verdict = setting_verdict([records[0:2], records[2:4], records[4:6]], RATES)
+    for row in range(3):
+        mean = np.mean([record["metrics"]["copy_apr"] for record in records[2 * row:2 * row + 2]])
+        assert verdict.observed["copy_apr"][row] == pytest.approx(mean, abs=1e-6)
+        low, high = verdict.interval("copy_apr", row)
+        assert low < mean < high and high - low < 0.05
+    cells = {row["method"]: row["copy A_PR (95 % CI)"] for row in build_leaderboard_of(records, tmp_path)}
+    means = {method: float(cell.strip("*").split()[0]) for method, cell in cells.items()}
+    assert means == pytest.approx({"lrp": 0.9, "ig": 0.9, "taylor": 0.6}, abs=0.01)
+    assert cells["lrp"].startswith("**") and cells["ig"].startswith("**")  # tied with the best
+    assert not cells["taylor"].startswith("**")  # apart from it
 
 
 def test_equal_methods_share_rank_1_and_a_real_difference_separates_them(tmp_path):

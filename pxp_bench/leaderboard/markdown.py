@@ -179,14 +179,15 @@ def _paper_column(table: Table) -> _Column:
 
 
 def _task_columns(table: Table) -> list[_Column]:
-    """A language model's perplexity and its dataset probe's A_PR (the corpus' copy accuracy), where the
-    runs recorded them: means over seeds, no interval."""
+    """A language model's perplexity (means over seeds, no interval) and its dataset probe's A_PR (the
+    corpus' copy accuracy, with intervals where the rows' outcomes hold the probe), where runs recorded them."""
     runs = [run for row in table.rows for run in row.runs]
     columns = []
     if any("ppl_0" in run["metrics"] for run in runs):
         columns += [_metric_column(table, spec) for spec in PERPLEXITY_COLUMNS]
     probes = sorted({run["samples"]["probe"] for run in runs if run["samples"].get("probe")})
-    columns += [_metric_column(table, _Metric(f"{probe} A_PR", f"{probe}_apr", 3)) for probe in probes]
+    columns += [_metric_column(table, _Metric(f"{probe} A_PR (95 % CI)", f"{probe}_apr", 3, with_interval=True))
+                for probe in probes]
     return columns
 
 
@@ -262,10 +263,11 @@ def _conventions(collection: Collection) -> str:
         f"Rows without per-sample outcomes (older records) or on other seeds or samples than the rest show "
         f"means only and rank {MISSING}.",
         *(["ppl @ 0 / 50 % (language models) is the perplexity of the evaluation sequences unpruned and at 50 % "
-           "(interpolated); copy A_PR (the lm-corpus' probe) is the mean over the grid of next-byte accuracy on "
-           "the copied bytes, which only induction heads predict. Both are means over seeds, without intervals; "
-           "no rank or bold reads them."] if any("ppl_0" in result["metrics"] for result in collection.results)
-          else []),
+           "(interpolated), the mean over seeds, without an interval. copy A_PR (the lm-corpus' probe) is the mean "
+           "over the grid of next-byte accuracy on the copied bytes, which only induction heads predict, with its "
+           "95 % interval from the same bootstrap; bold marks the rows whose paired interval of their difference "
+           "to the best includes 0. The rank and the sentences under a table read A_PR only."]
+          if any("ppl_0" in result["metrics"] for result in collection.results) else []),
         "FLOPs and params @ Top-PR are the fractions of the dense model's left at Top-PR, measured on slimmed "
         f"runs (`evaluate: slim`); {MISSING} where a run of the row was masked. speedup @ Top-PR is the dense "
         "evaluation batch's median latency over the pruned one's, marked noisy when its relative spread "

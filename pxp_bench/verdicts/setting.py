@@ -1,6 +1,8 @@
 """The verdict on one setting (one leaderboard table): intervals of every metric, paired differences to
 the best, ranks that only separate what the intervals separate, and each method's probability of
 improvement over a baseline — all from one hierarchical bootstrap (`pxp_bench.verdicts.bootstrap`).
+Where every compared record has the same dataset probe (the corpus' ``copy``), its A_PR (``copy_apr``) gets
+intervals from the same replicates.
 
 Rows enter the comparison when they have per-sample outcomes for the same seeds on the same evaluation
 samples (equal ``evaluation_hash`` per seed); the others keep their means and get no interval.
@@ -71,6 +73,12 @@ def curve_statistics(accuracy: np.ndarray, rates: np.ndarray) -> dict[str, np.nd
             lower, upper, weight = found
             statistics[f"acc_{at}"] = accuracy[..., lower] * (1 - weight) + accuracy[..., upper] * weight
     return {name: values.mean(axis=-2) for name, values in statistics.items()}
+
+
+def _common_probe(paired: Paired) -> str | None:
+    """The probe every compared record has (by name), or None."""
+    names = {None if outcome.probe is None else outcome.probe.name for row in paired.outcomes for outcome in row}
+    return next(iter(names)) if len(names) == 1 else None
 
 
 def _improvement(candidate: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -164,24 +172,35 @@ def setting_verdict(rows: Sequence[Sequence[dict[str, Any]]], rates: Sequence[fl
     grid = np.asarray(rates, dtype=float)
     n_rows, n_rates = len(paired.rows), len(grid)
     compared_baseline = baseline if baseline in paired.rows else None
+    probe = _common_probe(paired)
     columns, labels = [], []
     for seed_index in range(len(paired.seeds)):
         outcomes = [paired.outcomes[row][seed_index] for row in range(n_rows)]
-        hits = np.concatenate([outcome.correct.T for outcome in outcomes], axis=1)  # [samples, rows x rates]
+        blocks = [np.concatenate([outcome.correct.T for outcome in outcomes], axis=1)]  # [samples, rows x rates]
         if compared_baseline is not None:
             reference = outcomes[paired.rows.index(compared_baseline)].per_sample
-            hits = np.concatenate([hits] + [_improvement(o.per_sample, reference)[:, None] for o in outcomes], axis=1)
-        columns.append(hits.astype(np.float32))
+            blocks += [_improvement(o.per_sample, reference)[:, None] for o in outcomes]  # [samples, rows]
+        if probe is not None:  # counts, whose ratio of sums is the probe's accuracy
+            blocks += [o.probe.correct.T for o in outcomes] + [o.probe.units[:, None] for o in outcomes]
+        columns.append(np.concatenate(blocks, axis=1).astype(np.float32))
         labels.append(outcomes[0].labels)
     means = hierarchical_means(columns, labels, replicates=replicates, seed=seed)
     observed_means = np.stack([column.astype(np.float64).mean(axis=0) for column in columns])  # [seeds, K]
 
+    curves = n_rows * n_rates
+    improvements = n_rows if compared_baseline is not None else 0
+
     def split(values: np.ndarray) -> dict[str, np.ndarray]:
-        accuracy = values[..., : n_rows * n_rates].reshape(*values.shape[:-1], n_rows, n_rates)
+        accuracy = values[..., :curves].reshape(*values.shape[:-1], n_rows, n_rates)
         found = curve_statistics(accuracy, grid)
         found["curve"] = accuracy.mean(axis=-3)  # per rate, mean over the seeds: [..., rows, rates]
         if compared_baseline is not None:
-            found["improvement"] = values[..., n_rows * n_rates:].mean(axis=-2)
+            found["improvement"] = values[..., curves:curves + improvements].mean(axis=-2)
+        if probe is not None:
+            start = curves + improvements
+            hits = values[..., start:start + curves].reshape(*values.shape[:-1], n_rows, n_rates)
+            units = values[..., start + curves:start + curves + n_rows, None]
+            found[f"{probe}_apr"] = (hits / units).mean(axis=-1).mean(axis=-2)  # over rates, then seeds
         return found
 
     return SettingVerdict(paired, split(observed_means), split(means), compared_baseline)

@@ -51,7 +51,7 @@ def test_params_and_presets_set_the_variant(plugins):
     (Benchmark(dataset="imagenet"), ConfigError, "needs its files: pass --data"),
     (Benchmark(components="channels"), ConfigError, "unknown components 'channels'"),
     (Benchmark(method="magnitude", components="heads"), ComponentError, "no attention module"),
-    (Benchmark(data_root="/tmp"), ConfigError, "embedded and takes no --data"),
+    (Benchmark(data_root="/tmp"), ConfigError, "takes no --data .it is embedded"),
     (Benchmark(batch_size=0), ConfigError, "--batch-size"),
     (Benchmark(device="tpu"), ConfigError, "unknown device 'tpu'"),
     (Benchmark(model="digits-resnet", components="neurons"), ComponentError, "no hidden fully connected"),

@@ -122,6 +122,15 @@ def test_a_study_name_that_is_a_path_is_refused(tmp_path, name):
     assert list(tmp_path.iterdir()) == []  # nothing written, in --out or beside it
 
 
+@pytest.mark.parametrize(("model", "made"), [("hf:/data/models/Qwen2.5-0.5B", "hf-data-models-Qwen2.5-0.5B"),
+                                           ("hf:Qwen/Qwen2.5-0.5B", "hf-Qwen-Qwen2.5-0.5B"),
+                                           ("timm/resnet10t", "timm-resnet10t"), ("digits-vgg", "digits-vgg")])
+def test_a_made_study_name_turns_the_model_name_into_a_plain_name(model, made):
+    from pxp_bench.optimize.study import study_name
+
+    assert study_name(StudyConfig(Benchmark(model=model), seeds=(0, 1)), "heads", "lrp") == f"{made}_heads_lrp_seeds0-1"
+
+
 @pytest.mark.parametrize("timeout", [math.nan, math.inf, -math.inf])
 def test_a_timeout_that_is_not_a_positive_finite_number_is_refused(tmp_path, timeout):
     with pytest.raises(ConfigError, match="--timeout must be a positive, finite number"):

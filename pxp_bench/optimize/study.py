@@ -97,10 +97,12 @@ class StudyOutcome:
 
 
 def study_name(config: StudyConfig, plan_components: str, method: str) -> str:
-    """``--study``, or one made of the model, components, method and seeds; refused unless a plain name."""
+    """``--study``, or one made of the model (each run of other characters a ``-``), components, method and
+    seeds; refused unless a plain name."""
     seeds = "-".join(map(str, config.seeds))
     made = config.study is None
-    name = f"{config.bench.model}_{plan_components}_{method}_seeds{seeds}" if made else config.study
+    model = re.sub(r"[^A-Za-z0-9_.+=,@-]+", "-", config.bench.model)  # hf:ORG/NAME, timm/NAME: no path
+    name = f"{model}_{plan_components}_{method}_seeds{seeds}" if made else config.study
     if not STUDY_NAME.fullmatch(name):
         made = " (made from the model, components, method and seeds; give --study)" if made else ""
         raise ConfigError(f"study name '{name}'{made} is not a plain name: it names the study's files in --out, so "

@@ -3,6 +3,7 @@ parameters typed by the method's space, every option checked before any heavy wo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ MIN_LATENCY_REPEATS = 5
 
 MAX_SEED = 2**32 - 1
 """Every seed option takes 0 to this (numpy's generators refuse larger seeds)."""
+
+
+def file_safe_model(model: str) -> str:
+    """``model`` as file and study names made from it hold it: each run of characters other than letters,
+    digits and ``_ . + = , @ -`` becomes ``-`` (``hf:ORG/NAME`` -> ``hf-ORG-NAME``, never a path)."""
+    return re.sub(r"[^A-Za-z0-9_.+=,@-]+", "-", model)
 
 
 def check_seed(seed: int, option: str = "--seed") -> int:

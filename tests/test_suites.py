@@ -67,6 +67,16 @@ def test_a_bad_suite_is_one_clear_error(plugins, tmp_path, old, new, message):
     assert message in str(caught.value) and str(tmp_path) in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_parameters_file_is_named_as_optimize_names_a_model_with_a_path(plugins, tmp_path):
+    text = TINY.replace('model = "digits-vgg"', 'model = "timm/resnet10t"').replace(
+        'method = "random"', 'method = "lrp"\nvariant = "optimised"\nparams = "{model}_lrp.best.json"\n'
+                             'made_by = "pxp-bench optimize --model {model}"')
+    with pytest.raises(PxpBenchError) as caught:
+        load_suite(str(_suite(tmp_path, text)), plugins)
+    assert "timm-resnet10t_lrp.best.json for lrp (optimised) is missing" in str(caught.value)
+    assert "`pxp-bench optimize --model timm/resnet10t`" in str(caught.value)
+
+
 def test_the_committed_suites_are_valid_and_as_large_as_their_matrix(monkeypatch):
     monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", "pxp-bench-example")  # the digits suite runs its wanda
     plugins = Plugins()

@@ -28,7 +28,7 @@ from pxp_bench.benchmark import Prepared, evaluate, make_result, prepare, score
 from pxp_bench.errors import ConfigError
 from pxp_bench.evaluate import CurvePoint, curve_metrics
 from pxp_bench.params import Categorical, IntRange, ParamSpace, searched_space
-from pxp_bench.plan import MAX_SEED, Benchmark, check_seed
+from pxp_bench.plan import MAX_SEED, Benchmark, check_seed, file_safe_model
 from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.results import Result, ensure_writable_dir
 from pxp_bench.specs import OptimizerSpec
@@ -101,8 +101,7 @@ def study_name(config: StudyConfig, plan_components: str, method: str) -> str:
     seeds; refused unless a plain name."""
     seeds = "-".join(map(str, config.seeds))
     made = config.study is None
-    model = re.sub(r"[^A-Za-z0-9_.+=,@-]+", "-", config.bench.model)  # hf:ORG/NAME, timm/NAME: no path
-    name = f"{model}_{plan_components}_{method}_seeds{seeds}" if made else config.study
+    name = f"{file_safe_model(config.bench.model)}_{plan_components}_{method}_seeds{seeds}" if made else config.study
     if not STUDY_NAME.fullmatch(name):
         made = " (made from the model, components, method and seeds; give --study)" if made else ""
         raise ConfigError(f"study name '{name}'{made} is not a plain name: it names the study's files in --out, so "

@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping
 
 from pxp_bench.errors import ConfigError, UnknownNameError
 from pxp_bench.params import DEFAULT_PRESET, read_params_file
-from pxp_bench.plan import MAX_SEED, Benchmark, check_max_layer_rate
+from pxp_bench.plan import MAX_SEED, Benchmark, check_max_layer_rate, file_safe_model
 from pxp_bench.plugins import Plugins
 from pxp_bench.rates import parse_rates
 from pxp_bench.specs import COMPONENT_KINDS
@@ -311,7 +311,7 @@ def _parameters(entry: _MethodEntry, setting: Mapping[str, Any], folder: Path, w
     ``missing`` when given."""
     fill = {"model": setting["model"], "components": setting["components"], "dataset": setting.get("dataset", ""),
             "params_dir": str(folder)}
-    path = folder / entry.params.format(**fill)
+    path = folder / entry.params.format(**{**fill, "model": file_safe_model(setting["model"])})  # as optimize names it
     if not path.is_file():
         how = f"make it with `{entry.made_by.format(**fill)}`" if entry.made_by else "make it with `pxp-bench optimize`"
         message = f"the parameters file {path} for {entry.method} ({entry.variant}) is missing; {how}"

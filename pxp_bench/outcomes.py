@@ -127,23 +127,23 @@ def read_outcomes(record: dict[str, Any]) -> Outcomes | None:
                                                  for row, point in zip(correct, curve)):
         return None
     fractions = correct if stored["encoding"] == ENCODING else correct / units
-    return Outcomes(fractions, labels, str(stored.get("evaluation_hash")), _read_probe(stored.get("probe"), count, curve))
+    probe = _read_probe(stored.get("probe"), (record.get("samples") or {}).get("probe"), count, curve)
+    return Outcomes(fractions, labels, str(stored.get("evaluation_hash")), probe)
 
 
-def _read_probe(stored: Any, count: int, curve: list[dict[str, Any]]) -> ProbeOutcomes | None:
-    """The probe's counts, or None where there are none or they disagree with the curve's
-    ``<name>_accuracy`` (the rest of the outcomes stays usable)."""
-    if not isinstance(stored, dict):
+def _read_probe(stored: Any, name: Any, count: int, curve: list[dict[str, Any]]) -> ProbeOutcomes | None:
+    """The counts of the record's probe ``name`` (``samples.probe``), or None where there are none or they
+    disagree with the curve's ``<name>_accuracy`` (the rest of the outcomes stays usable)."""
+    if not isinstance(stored, dict) or not isinstance(name, str) or stored.get("name") != name:
         return None
     try:
-        name = str(stored["name"])
         units = _decoded(stored["units"], COUNTS_DTYPE)
         correct = np.stack([_decoded(text, COUNTS_DTYPE) for text in stored["correct"]])
-        recorded = [point[f"{name}_accuracy"] for point in curve]
+        recorded = np.array([point[f"{name}_accuracy"] for point in curve], dtype=float)
     except (KeyError, TypeError, ValueError):
         return None
     total = int(units.sum())
     if len(units) != count or correct.shape != (len(curve), count) or total == 0 or np.any(correct > units) \
-            or any(abs(row.sum() / total - value) > 1e-12 for row, value in zip(correct, recorded)):
+            or not np.all(np.abs(correct.sum(axis=1) / total - recorded) <= 1e-12):  # NaN fails too
         return None
     return ProbeOutcomes(name, correct, units)

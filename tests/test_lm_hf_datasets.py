@@ -118,8 +118,12 @@ def test_bad_hugging_face_datasets_are_one_line_each(folders, tmp_path):
         (f"hf:{root / 'two'}", "name one: hf:"),
         (f"hf:{root / 'two'}#missing", "no text column 'missing'"),
         (f"hf:{root / 'empty-folder'}", "cannot load the Hugging Face dataset"),
+        (f"hf:{root / 'broken-json'}", "JSON parse error"),  # the generation error's cause, not its wrapper
     ]
     (root / "empty-folder").mkdir()
+    (root / "broken-json").mkdir()
+    (root / "broken-json" / "train.json").write_text('{"text": "unclosed"')
+    (root / "broken-json" / "test.json").write_text('{"text": "fine"}')
     for name, needle in cases:
         done = invoke("run", "--model", f"hf:{folders['model']}", "--weights", "none", "--dataset", name,
                       "--method", "random", "--rates", "0,0.5", "--out", tmp_path)

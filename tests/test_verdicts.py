@@ -82,9 +82,14 @@ def test_probe_counts_round_trip_and_are_dropped_alone_when_they_disagree_with_t
     outcomes = read_outcomes(json.loads(json.dumps(record)))
     assert outcomes.probe.name == "copy" and np.array_equal(outcomes.probe.correct, probe.correct)
     assert np.array_equal(outcomes.probe.units, probe.units)
-    record["curve"][1]["copy_accuracy"] += 0.001
-    kept = read_outcomes(record)
-    assert kept is not None and kept.probe is None  # the accuracy outcomes stay usable
+    for tamper in (lambda r: r["curve"][1].update(copy_accuracy=r["curve"][1]["copy_accuracy"] + 0.001),
+                   lambda r: r["curve"][1].update(copy_accuracy=float("nan")),
+                   lambda r: r["curve"][1].update(copy_accuracy=None),
+                   lambda r: r["samples"].update(probe="other")):
+        tampered = json.loads(json.dumps(record))
+        tamper(tampered)
+        kept = read_outcomes(tampered)
+        assert kept is not None and kept.probe is None  # the accuracy outcomes stay usable
 
 
 def test_the_probe_a_pr_gets_paired_intervals_that_separate_a_real_difference(tmp_path):

@@ -263,11 +263,13 @@ def _conventions(collection: Collection) -> str:
         f"Rows without per-sample outcomes (older records) or on other seeds or samples than the rest show "
         f"means only and rank {MISSING}.",
         *(["ppl @ 0 / 50 % (language models) is the perplexity of the evaluation sequences unpruned and at 50 % "
-           "(interpolated), the mean over seeds, without an interval. copy A_PR (the lm-corpus' probe) is the mean "
-           "over the grid of next-byte accuracy on the copied bytes, which only induction heads predict, with its "
-           "95 % interval from the same bootstrap; bold marks the rows whose paired interval of their difference "
-           "to the best includes 0. The rank and the sentences under a table read A_PR only."]
+           "(interpolated), the mean over seeds, without an interval."]
           if any("ppl_0" in result["metrics"] for result in collection.results) else []),
+        *(["copy A_PR (the lm-corpus' probe) is the mean over the grid of next-byte accuracy on the copied bytes, "
+           "which only induction heads predict, with its 95 % interval from the same bootstrap where every compared "
+           "run of the table has the probe's outcomes; bold marks the rows whose paired interval of their "
+           "difference to the best includes 0. The rank and the sentences under a table read A_PR only."]
+          if any(result["samples"].get("probe") == "copy" for result in collection.results) else []),
         "FLOPs and params @ Top-PR are the fractions of the dense model's left at Top-PR, measured on slimmed "
         f"runs (`evaluate: slim`); {MISSING} where a run of the row was masked. speedup @ Top-PR is the dense "
         "evaluation batch's median latency over the pruned one's, marked noisy when its relative spread "

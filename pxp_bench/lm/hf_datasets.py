@@ -11,15 +11,16 @@ sequences come from ``validation`` when evaluation is ``test``, else from ``trai
 
 The text column is ``#COLUMN``, else ``text``, else the dataset's only string column. A split's rows are
 joined with blank lines (as perplexity evaluations of WikiText do), tokenized by the model and cut into
-sequences (`pxp_bench.lm.data.TextEncoder`); at most `MAX_CHARACTERS` of a split are read, with a warning,
-so that a corpus of gigabytes costs seconds, not hours, for the few reference sequences a run draws.
+sequences (`pxp_bench.lm.data.TextEncoder`); at most `MAX_CHARACTERS` of a split are tokenized, with a
+warning, so that a large corpus is not tokenized whole for the few reference sequences a run draws (without
+streaming, `datasets` still downloads and converts every split once, into its cache).
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from pxp_bench.errors import ConfigError, DataError, first_line
 from pxp_bench.lm.data import TextSplit
@@ -74,8 +75,21 @@ def _load(parsed: DatasetName) -> Any:
                 return datasets.load_from_disk(str(folder))
             return datasets.load_dataset(str(folder), parsed.config)
         return datasets.load_dataset(parsed.source, parsed.config)
-    except (OSError, ValueError) as exc:  # not found, offline, a config missing or unknown, unreadable files
-        raise DataError(f"cannot load {described}: {first_line(exc)}") from None
+    # not found, offline, a config missing or unknown (ValueError), unreadable files (DatasetsError), a dataset
+    # that needs a loading script (RuntimeError: datasets no longer runs them)
+    except (OSError, ValueError, RuntimeError, datasets.exceptions.DatasetsError) as exc:
+        raise DataError(f"cannot load {described}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong in one line: a generation error's cause (its own message says nothing), and the
+    available configs where a config is missing (the second line of datasets' message)."""
+    if isinstance(exc.__cause__, Exception) and "generating the dataset" in str(exc):
+        exc = exc.__cause__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and "available configs" in lines[1]:
+        return f"{lines[0]} {lines[1]} Name one: hf:NAME:CONFIG."
+    return first_line(exc)
 
 
 def _splits(loaded: Any, name: str) -> tuple[Any, Any, Any | None, str]:
@@ -110,19 +124,21 @@ def _text_column(split: Any, parsed: DatasetName, name: str) -> str:
                     f"dataset '{name}' has no text column (its columns: {', '.join(split.column_names)}).")
 
 
+def _texts(split: Any, column: str) -> Iterator[str]:
+    for batch in split.select_columns([column]).iter(batch_size=1024):
+        yield from (text for text in batch[column] if text is not None)
+
+
 def _rows_text(split: Any, column: str, source: str) -> Callable[[], str]:
     def read() -> str:
         pieces: list[str] = []
-        size = 0
-        for batch in split.select_columns([column]).iter(batch_size=1024):
-            for text in batch[column]:
-                if text is None:
-                    continue
-                pieces.append(text)
-                size += len(text) + len(ROW_SEPARATOR)
-                if size >= MAX_CHARACTERS:
-                    warnings.warn(f"{source}: read the first {MAX_CHARACTERS:,} characters only.", stacklevel=2)
-                    return ROW_SEPARATOR.join(pieces)[:MAX_CHARACTERS]
+        joined = -len(ROW_SEPARATOR)  # the length of the pieces joined
+        for text in _texts(split, column):
+            pieces.append(text)
+            joined += len(ROW_SEPARATOR) + len(text)
+            if joined > MAX_CHARACTERS:
+                warnings.warn(f"{source}: read the first {MAX_CHARACTERS:,} characters only.", stacklevel=2)
+                return ROW_SEPARATOR.join(pieces)[:MAX_CHARACTERS]
         return ROW_SEPARATOR.join(pieces)
     return read
 

@@ -200,7 +200,8 @@ def setting_verdict(rows: Sequence[Sequence[dict[str, Any]]], rates: Sequence[fl
             start = curves + improvements
             hits = values[..., start:start + curves].reshape(*values.shape[:-1], n_rows, n_rates)
             units = values[..., start + curves:start + curves + n_rows, None]
-            found[f"{probe}_apr"] = (hits / units).mean(axis=-1).mean(axis=-2)  # over rates, then seeds
+            accuracy = np.divide(hits, units, out=np.zeros_like(hits), where=units > 0)  # no probe predictions: 0
+            found[f"{probe}_apr"] = accuracy.mean(axis=-1).mean(axis=-2)  # over rates, then seeds
         return found
 
     return SettingVerdict(paired, split(observed_means), split(means), compared_baseline)

@@ -9,8 +9,6 @@ of the components the method prunes that ablation prunes as well (the same per-l
 
 from __future__ import annotations
 
-import re
-
 import fcntl
 import hashlib
 import json
@@ -26,6 +24,7 @@ from pxp_bench.data.protocol import index_hash
 from pxp_bench.errors import ConfigError
 from pxp_bench.masking import pruned_count, rank_components
 from pxp_bench.params import resolve_params
+from pxp_bench.plan import file_safe_model
 from pxp_bench.results import atomic_write_bytes
 from pxp_bench.scores import encode_scores, load_scores
 
@@ -73,8 +72,8 @@ def _cache_path(prepared: Prepared, params: Mapping[str, Any]) -> Path:
                 "reference": index_hash(sets.reference), "image_size": prepared.bench.image_size,
                 "params": dict(params)}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    model = re.sub(r"[^A-Za-z0-9._-]+", "-", plan.model.name)  # hf:ORG/NAME is no file name
-    return Path(prepared.bench.ablation_cache) / f"{model}_{plan.components}_{digest}.safetensors"
+    stem = f"{file_safe_model(plan.model.name)}_{plan.components}_{digest}"
+    return Path(prepared.bench.ablation_cache) / f"{stem}.safetensors"
 
 
 @contextmanager

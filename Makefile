@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean leaderboard leaderboard-fresh
+.PHONY: run test bench clean leaderboard leaderboard-fresh verify-added
 
 # The example plugin is installed for real (not editable), as a user installs a third-party plugin;
 # editing it reinstalls it.
@@ -50,3 +50,13 @@ leaderboard: $(STAMP)
 leaderboard-fresh: $(STAMP)
 	rm -rf $(LEADERBOARD)/results
 	$(MAKE) leaderboard
+
+# Before the leaderboard takes records from a change (CI's leaderboard workflow, on a pull request): rerun
+# the result records it adds to $(LEADERBOARD)/results against git revision BASE (a seeded sample of
+# VERIFY_SAMPLE when it adds more) and fail when one does not reproduce bit for bit or cannot be rerun here.
+BASE ?= origin/main
+VERIFY_SAMPLE ?= 20
+verify-added: $(STAMP)
+	@added=$$(git -C $(LEADERBOARD)/results diff --name-only --relative --diff-filter=A $(BASE) -- ':(glob)*.json'); \
+	if [ -z "$$added" ]; then echo "no result records added to $(LEADERBOARD)/results since $(BASE)"; exit 0; fi; \
+	cd $(LEADERBOARD)/results && $(abspath $(BIN))/pxp-bench verify --strict --sample $(VERIFY_SAMPLE) $$added

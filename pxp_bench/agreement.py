@@ -25,7 +25,7 @@ from pxp_bench.errors import ConfigError
 from pxp_bench.masking import pruned_count, rank_components
 from pxp_bench.params import resolve_params
 from pxp_bench.plan import file_safe_model
-from pxp_bench.results import atomic_write_bytes
+from pxp_bench.results import atomic_write_bytes, ensure_writable_dir
 from pxp_bench.scores import encode_scores, load_scores
 
 if TYPE_CHECKING:
@@ -74,6 +74,19 @@ def _cache_path(prepared: Prepared, params: Mapping[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     stem = f"{file_safe_model(plan.model.name)}_{plan.components}_{digest}"
     return Path(prepared.bench.ablation_cache) / f"{stem}.safetensors"
+
+
+def check_ablation_cache(folder: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an ablation cache that cannot hold files: something other than a folder
+    in its place, or a folder files cannot be created in. One not there yet is left to be made when first
+    used (its parent, ``option``'s folder, is checked writable by the caller), so a refused run leaves none."""
+    folder = Path(folder)
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder, so ablation scores cannot be cached there: move or remove "
+                          f"it, or choose another {option}.")
+    ensure_writable_dir(folder, f"{option} (its {ABLATION_CACHE} folder)")
 
 
 @contextmanager

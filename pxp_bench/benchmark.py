@@ -21,31 +21,24 @@ from torch.utils.data import Dataset, Subset
 from pxp_bench.agreement import ABLATION, agreement_record, cached_ablation
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.batch_size import batch_size_for
-from pxp_bench.collapse import layer_collapse
 from pxp_bench.components import Components, discover_components
 from pxp_bench.data.protocol import ProtocolSets, index_hash, method_seeds
 from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
 from pxp_bench.device import channels_last_suits, device_name, resolve_device
 from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
-from pxp_bench.evaluate import (
-    CurvePoint,
-    EvaluationMemo,
-    curve_metrics,
-    perplexity_metrics,
-    probe_metrics,
-    prune_curve,
-)
+from pxp_bench.evaluate import CurvePoint, EvaluationMemo, prune_curve
 from pxp_bench.guards import check_items, check_readable, check_scores, model_state, state_changes
 from pxp_bench.masking import rank_components
+from pxp_bench.metrics import record_metrics
 from pxp_bench.outcomes import ProbeOutcomes, outcomes_record
-from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark
+from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark, run_options
 from pxp_bench.plugins import Plugins, get_plugins
-from pxp_bench.rates import check_grid_fits, normalise_rates
+from pxp_bench.rates import check_grid_fits, check_grid_prunes, normalise_rates
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
 from pxp_bench.slim.curve import slim_curve
-from pxp_bench.slim.efficiency import efficiency_metrics
-from pxp_bench.specs import CLASSIFICATION, DatasetSplits, LoadedModel, MethodSpec
+from pxp_bench.specs import (CLASSIFICATION, LANGUAGE_MODELLING, DatasetSpec, DatasetSplits, LoadedModel, MethodSpec,
+                             ModelSpec)
 from pxp_bench.tasks.base import Task
 from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
@@ -124,6 +117,10 @@ def _check_task(model_name: str, model_task: str, dataset_name: str, dataset_tas
 
 def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
     _check_task(model_name, loaded.task, dataset_name, splits.task)
+    if tuple(splits.input_shape) != tuple(loaded.input_shape) and splits.task == LANGUAGE_MODELLING:
+        raise DataError(f"dataset '{dataset_name}' holds sequences of {tuple(splits.input_shape)[0]} tokens, but "
+                        f"model '{model_name}' reads {tuple(loaded.input_shape)[0]} (--seq-len); drop --seq-len, or "
+                        "choose a dataset the model tokenizes (--dataset text).")
     if tuple(splits.input_shape) != tuple(loaded.input_shape):
         raise DataError(
             f"dataset '{dataset_name}' gives inputs of shape {tuple(splits.input_shape)}, but model "
@@ -193,15 +190,17 @@ def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T
     )
 
 
-def _load(plan: Plan, bench: Benchmark, plugins: Plugins):
-    splits = plan.dataset.load_splits()(plan.dataset.name, bench.data_root)
-    _check_task(plan.model.name, plan.model.task, plan.dataset.name, splits.task)  # before building the model
-    loaded = plan.model.load_build()(plan.model.name, weights=bench.weights, num_classes=splits.num_classes,
-                                     image_size=bench.image_size)
+def load_model_and_data(model: ModelSpec, dataset: DatasetSpec, bench: Benchmark,
+                        plugins: Plugins) -> tuple[DatasetSplits, LoadedModel]:
+    """The dataset's splits, read through the model's transform, and the model, checked to fit each other."""
+    text = {} if bench.encoding is None else {"encoding": bench.encoding}  # only text datasets take it
+    splits = dataset.load_splits()(dataset.name, bench.data_root, **text)
+    _check_task(model.name, model.task, dataset.name, splits.task)  # before building the model
+    loaded = model.load_build()(model.name, weights=bench.weights, num_classes=splits.num_classes,
+                                image_size=bench.image_size)
     splits.use_transform(loaded.transform)
-    check_items(splits, _from_plugin(plugins, f"dataset '{plan.dataset.name}'",
-                                     plugins.datasets.owner(plan.dataset.name)))
-    _check_fit(plan.model.name, loaded, plan.dataset.name, splits)
+    check_items(splits, _from_plugin(plugins, f"dataset '{dataset.name}'", plugins.datasets.owner(dataset.name)))
+    _check_fit(model.name, loaded, dataset.name, splits)
     return splits, loaded
 
 
@@ -210,11 +209,11 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
     plugins = plugins or get_plugins()
     check_types(bench)
     plan = plan_benchmark(bench, plugins)
-    check_options(bench, plan.dataset)
+    check_options(bench, plan.dataset, plan.model)
     rates = normalise_rates(bench.rates)
     device = resolve_device(bench.device)
     clock = time.perf_counter()
-    splits, loaded = _load(plan, bench, plugins)
+    splits, loaded = load_model_and_data(plan.model, plan.dataset, bench, plugins)
     load_s = time.perf_counter() - clock
     task = plugins.tasks.get(loaded.task).load()
     sets = task.draw(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
@@ -226,6 +225,7 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
     example = splits.train[sets.reference[0]][0].unsqueeze(0).to(device)
     components = discover_components(loaded.module, plan.components, example)
     check_grid_fits(rates, components.total)
+    check_grid_prunes(rates, [group.size for group in components.groups], bench.max_layer_rate)
     timings = {"load": round(load_s, 4), "discover": round(time.perf_counter() - clock - load_s, 4)}
     return Prepared(bench, plan, plugins, device, rates, splits, loaded, sets, components, task, timings)
 
@@ -395,19 +395,16 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
                 diagnostics: dict[str, Any]) -> Result:
     """The `Result` of ``points`` on the evaluation set; ``record`` holds method, variant and params."""
     bench, sets, components = prepared.bench, prepared.sets, prepared.components
-    metrics = curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)
+    rates = [p.rate for p in points]
     layers = {g.name: [p.layers[g.name] for p in points] for g in components.groups}
-    metrics["collapse_rate"] = layer_collapse([p.rate for p in points], layers)[0]
     positions = {class_id: position for position, class_id in enumerate(sets.classes)}
     slimmed = all(p.efficiency is not None for p in points)
-    if slimmed:
-        metrics.update(efficiency_metrics([p.rate for p in points], [p.efficiency for p in points], metrics["top_pr"]))
     perplexity = points[0].nll is not None
-    if perplexity:
-        metrics.update(perplexity_metrics([p.rate for p in points], [p.perplexity for p in points]))
     probe = prepared.splits.probe.name if points[0].probe_hits is not None else None
-    if probe:
-        metrics.update(probe_metrics(probe, [p.rate for p in points], [p.probe_accuracy for p in points]))
+    metrics = record_metrics(rates, [p.correct for p in points], points[0].total, layers=layers,
+                             efficiency=[p.efficiency for p in points] if slimmed else None,
+                             perplexities=[p.perplexity for p in points] if perplexity else None,
+                             probe=(probe, [p.probe_accuracy for p in points]) if probe else None)
     return Result(
         **record,
         model=prepared.plan.model.name,
@@ -448,6 +445,7 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
                                  ProbeOutcomes(probe, np.stack([p.probe_hits for p in points]), points[0].probe_units)
                                  if probe else None),
         scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
+        options=run_options(bench),
         scores=scores,
         scored=components,
     )

@@ -8,6 +8,8 @@ warnings print as one ``Warning:`` line.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -28,7 +30,9 @@ from pxp_bench.cli_support import (
 )
 from pxp_bench.collapse import layer_collapse
 from pxp_bench.errors import ConfigError, PxpBenchError
+from pxp_bench.interrupts import INTERRUPTED, command_guard, guarded_command
 from pxp_bench.rates import DEFAULT_GRID
+from pxp_bench.records.cli import verify
 from pxp_bench.suites.cli import suite_app
 
 if TYPE_CHECKING:
@@ -152,19 +156,21 @@ ComponentsOption = Annotated[Optional[str], typer.Option(help="filters, neurons 
 WeightsOption = Annotated[Optional[str], typer.Option(help="default (pretrained or packaged), none (random init; torchvision and timm models) or a checkpoint file (.safetensors or a torch state dict).")]
 ImageSizeOption = Annotated[Optional[int], typer.Option(
     "--image-size", "--seq-len",
-    help="Input size, for models that accept one: pixels per side of an image, tokens per sequence of a language model.")]
+    help="Input size, for models that accept one: pixels per side of an image (16 to 4096), tokens per sequence of a language model (2 to its context).")]
+EncodingOption = Annotated[Optional[str], typer.Option(help="Text encoding of a text dataset's files (--dataset text), e.g. latin-1 or cp1252; default utf-8, read strictly.")]
 RatesOption = Annotated[str, typer.Option(help="Pruning rates: '0,0.1,0.5' or start:stop:step (stop excluded).")]
 RefPerClassOption = Annotated[int, typer.Option(help="Reference samples per class (from train).")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation (on a CPU at most what keeps the largest activation within 32 MB).")]
 AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
 EvaluateOption = Annotated[str, typer.Option(help="slim: each rate on a physically slimmed copy where the model allows (same accuracy, plus parameters, FLOPs, latency); masked: mask the original.")]
-MaxLayerRateOption = Annotated[Optional[float], typer.Option(help="Prune at most this fraction of any layer (0 < R < 1; Torch-Pruning's max pruning ratio): the global ranking skips a layer's components at its cap. Default: no cap, the paper's protocol.")]
+MaxLayerRateOption = Annotated[Optional[float], typer.Option(help="Prune at most this fraction of any layer (0 < R < 1; Torch-Pruning's max pruning ratio): the global ranking skips a layer's components at its cap (a layer of n gives up at most floor(R * n); a cap that lets no layer give up one is refused). Default: no cap, the paper's protocol.")]
 LatencyOption = Annotated[int, typer.Option(help="The fewest timed forward passes per latency (slim; at batch 1 and the evaluation batch, after a warm-up; median and IQR): at least 5, or 0 for no latency.")]
 
 
 @app.command()
 @user_errors
+@guarded_command("no result was written; rerun the same command.")
 def run(
     ctx: typer.Context,
     model: ModelOption = "digits-vgg",
@@ -174,6 +180,7 @@ def run(
     components: ComponentsOption = None,
     weights: WeightsOption = None,
     image_size: ImageSizeOption = None,
+    encoding: EncodingOption = None,
     rates: RatesOption = DEFAULT_GRID,
     classes: Annotated[str, typer.Option(help="Number of classes drawn with the seed, or 'all'.")] = "all",
     ref_per_class: RefPerClassOption = 10,
@@ -208,7 +215,7 @@ def run(
     from pxp_bench.params import parse_param_pairs, read_params_file
     from pxp_bench.rates import parse_rates
     from pxp_bench.results import ensure_writable_dir, write_result
-    from pxp_bench.agreement import ABLATION_CACHE
+    from pxp_bench.agreement import ABLATION_CACHE, check_ablation_cache
 
     bench = Benchmark(
         model=model, method=method, dataset=dataset, data_root=data, components=components,
@@ -217,7 +224,7 @@ def run(
         batch_size=batch_size, preset=preset, image_size=image_size, amp=amp, evaluate=evaluate,
         latency_repeats=latency_repeats, params=read_params_file(params) if params else {},
         param_texts=parse_param_pairs(param or []), scores_file=scores, max_layer_rate=max_layer_rate,
-        agreement=agreement, ablation_cache=out / ABLATION_CACHE if agreement else None,
+        agreement=agreement, ablation_cache=out / ABLATION_CACHE if agreement else None, encoding=encoding,
     )
     exporting = ctx.info_name == "export" or to is not None
     if ctx.info_name == "export" and to is None:
@@ -229,11 +236,14 @@ def run(
     if force and not exporting:
         raise ConfigError("--force lets --to replace an existing export; add --to FILE.pt2 (or use `pxp-bench export`).")
     plan_benchmark(bench)
+    command_guard().output_folders(bench.ablation_cache, out, to.parent if exporting else None)  # gone if left empty
     if exporting:
         from pxp_bench.slim.export import check_destination
 
         check_destination(to, force=force)
     ensure_writable_dir(out)
+    if bench.ablation_cache is not None:
+        check_ablation_cache(bench.ablation_cache)
     with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=False) as bars:
         prepared = prepare(bench)
@@ -243,6 +253,7 @@ def run(
             export_rate(list(prepared.rates), 0.0, rate)  # a rate off the grid fails before the work
         result = run_prepared(prepared, progress=RichProgress(bars))
     written = write_result(result, out, save_scores=save_scores)
+    command_guard().kept = f"the result is kept in {written}{'; the export was not written' if exporting else ''}."
     _render_result(result, written)
     if plot:
         from pxp_bench.leaderboard import curves_png, write_png
@@ -263,6 +274,7 @@ app.command("export", help="Run as `run` does, then export the slimmed model of 
 
 @app.command()
 @user_errors
+@guarded_command("the study was not opened; nothing was written.")
 def optimize(
     method: Annotated[Optional[str], typer.Option(help="Attribution method whose searched parameters are tuned.")] = None,
     model: ModelOption = "digits-vgg",
@@ -271,6 +283,7 @@ def optimize(
     components: ComponentsOption = None,
     weights: WeightsOption = None,
     image_size: ImageSizeOption = None,
+    encoding: EncodingOption = None,
     optimizer: Annotated[str, typer.Option(help="optuna-tpe, optuna-gp, grid, random, nevergrad or a plugin's.")] = "optuna-tpe",
     trials: Annotated[int, typer.Option(help="Trials the study should have in all (a rerun resumes up to this).")] = 50,
     timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
@@ -308,7 +321,8 @@ def optimize(
                       weights=weights, rates=parse_rates(rates), n_classes=_parse_classes(classes),
                       ref_per_class=ref_per_class, tune_per_class=tune_per_class, device=device,
                       batch_size=batch_size, image_size=image_size, amp=amp, max_layer_rate=max_layer_rate,
-                      params=read_params_file(params) if params else {}, param_texts=parse_param_pairs(param or []))
+                      params=read_params_file(params) if params else {}, param_texts=parse_param_pairs(param or []),
+                      encoding=encoding)
     config = StudyConfig(bench, parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
@@ -316,6 +330,9 @@ def optimize(
     # log of it, an interrupted trial's included, would repeat it with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     run = None
+    guard = command_guard()
+    guard.output_folders(out)
+    guard.kept = lambda: _study_kept(run)
     try:
         run = StudyRun(config)  # every option checked and the runs prepared before anything is written
         with local_workers(config, usable_jobs(jobs) - 1):
@@ -325,11 +342,8 @@ def optimize(
                 run.search(on_trial=lambda *_: bars.update(task, completed=run.finished()))
         outcome = run.outcome()  # once the workers are done: their last trials count
     except KeyboardInterrupt:
-        finished = run.finished() if run else 0
-        kept = (f"{_count(finished, 'trial')} finished {'is' if finished == 1 else 'are'} kept in {run.where()}; "
-                "rerun the same command to resume" if run else "the study was not opened; nothing was written")
-        err_console.print(f"Interrupted: {kept}.", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        guard.say()
+        raise typer.Exit(INTERRUPTED) from None
     name = outcome.study.study_name
     best_path, plot_path = out / f"{name}.best.json", out / f"{name}.history.png"
     provenance_path = out / f"{name}.provenance.json"  # X.best.json <-> X.provenance.json: a suite reads both
@@ -354,6 +368,15 @@ def optimize(
     console.print(f"best parameters: [bold]{best_path}[/] (pxp-bench run --params {best_path}); provenance: "
                   f"{provenance_path}; history: {plot_path}; results: {', '.join(str(p) for p in written)}",
                   highlight=False)
+
+
+def _study_kept(run) -> str:
+    """What an interrupted `optimize` keeps: the study's finished trials, once it was opened."""
+    if run is None:
+        return "the study was not opened; nothing was written."
+    finished = run.finished()
+    return (f"{_count(finished, 'trial')} finished {'is' if finished == 1 else 'are'} kept in {run.where()}; "
+            "rerun the same command to resume.")
 
 
 @app.command("list")
@@ -438,14 +461,15 @@ def leaderboard(
     results: Annotated[list[Path], typer.Argument(help="Folders of result JSON files (their top-level *.json).", metavar="DIR")],
     out: Annotated[Path, typer.Option(help="Folder for README.md and plots/*.png (rewritten exactly).")] = Path("leaderboard"),
     readme: Annotated[Optional[Path], typer.Option(help="Also fill the leaderboard markers of this file with the first table and its plot.")] = None,
-    rates: Annotated[str, typer.Option(help="The grid results must have; results on another grid are kept out.")] = DEFAULT_GRID,
+    rates: Annotated[Optional[str], typer.Option(help="Only results on this grid; the others are kept out. Default: every grid, a table per grid.")] = None,
 ) -> None:
-    """Write markdown tables of mean A_PR ± SEM over seeds per dataset, model and components, with
-    accuracy-vs-sparsity plots; every JSON file left out is named with the reason."""
+    """Write markdown tables of A_PR with 95 % intervals per dataset, model, components and grid, with
+    accuracy-vs-sparsity plots, from the records that agree with themselves (curve from outcomes, metrics
+    from curve, samples from seed); every JSON file left out is named with the reason."""
     from pxp_bench.leaderboard import collect_results, write_leaderboard
     from pxp_bench.rates import parse_rates
 
-    collection = collect_results(results, rates=parse_rates(rates))
+    collection = collect_results(results, rates=parse_rates(rates) if rates is not None else None)
     for entry in collection.kept_out:
         show_warning(f"kept out {entry.path}: {entry.reason}", UserWarning, "", 0)
     report = write_leaderboard(collection, out, readme=readme)
@@ -480,7 +504,10 @@ def compare(
     keeps a random evaluation sample correct at more rates than B."""
     from pxp_bench.verdicts.compare import compare_sides, comparison_json, read_side
 
-    found = compare_sides(read_side(first), read_side(second))
+    sides = read_side(first), read_side(second)
+    for entry in (entry for side in sides for entry in side.kept_out):
+        show_warning(f"kept out {entry.path}: {entry.reason}", UserWarning, "", 0)
+    found = compare_sides(*sides)
     if as_json:
         print(json.dumps(comparison_json(found), indent=2))
         return
@@ -496,6 +523,9 @@ def compare(
                   f"P(A improves on B): {improvement.value:.3f} [{improvement.low:.3f}, {improvement.high:.3f}] "
                   "(0.5 = no difference)\n"
                   f"Verdict: {found.verdict}", highlight=False, soft_wrap=True)
+
+
+app.command("verify")(verify)
 
 
 @zoo_app.command("train")
@@ -563,7 +593,14 @@ def main() -> None:
     except PxpBenchError as exc:
         print_error(str(exc))
         raise SystemExit(2) from None
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:  # said what is kept and cleaned up: nothing in the shutdown may hold the process
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(INTERRUPTED)
+        raise
 
 
 if __name__ == "__main__":

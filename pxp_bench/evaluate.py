@@ -16,6 +16,7 @@ from pxp_bench.components import Components
 from pxp_bench.device import in_layout
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
+from pxp_bench.metrics import keeps_top_pr_accuracy
 from pxp_bench.slim.efficiency import BatchTimes, Stopwatch
 from pxp_bench.tasks.base import BatchOutcome, Probe, Task
 from pxp_bench.tasks.classification import CLASSIFICATION_TASK
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from pxp_bench.slim.curve import SlimCurve
 
 AMP_DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-TOP_PR_NUMERATOR, TOP_PR_DENOMINATOR = 19, 20
-"""Top-PR keeps at least 19/20 = 95 % of the unpruned model's correct predictions."""
 
 
 def restricted_logits(model: nn.Module, inputs: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
@@ -286,61 +285,3 @@ class _TopPrCandidate:
             memo.latencies[self.key] = slim.latency(self.model, self.masks, self.batch_times)
         point = points[self.index]
         points[self.index] = replace(point, efficiency={**point.efficiency, **memo.latencies[self.key]})
-
-
-def _interpolated(rates: np.ndarray, accs: np.ndarray, at: float) -> float | None:
-    if at < rates[0] - 1e-9 or at > rates[-1] + 1e-9:
-        return None
-    return float(np.interp(at, rates, accs))
-
-
-def _at_quartiles(prefix: str, rates: Sequence[float], values: Sequence[float]) -> dict[str, float | None]:
-    order = np.argsort(rates, kind="stable")
-    r = np.asarray(rates, dtype=float)[order]
-    v = np.asarray(values, dtype=float)[order]
-    return {f"{prefix}_0": float(v[0]), **{f"{prefix}_{at}": _interpolated(r, v, at / 100) for at in (25, 50, 75)}}
-
-
-def perplexity_metrics(rates: Sequence[float], perplexities: Sequence[float]) -> dict[str, float | None]:
-    """Perplexity at rate 0 and at 25/50/75 % (interpolated as accuracy is), reported beside A_PR."""
-    return _at_quartiles("ppl", rates, perplexities)
-
-
-def probe_metrics(name: str, rates: Sequence[float], accuracies: Sequence[float]) -> dict[str, float | None]:
-    """A dataset probe's accuracy averaged over the grid (``<name>_apr``, as A_PR averages accuracy) and at
-    rate 0 and 25/50/75 %."""
-    return {f"{name}_apr": float(np.mean(accuracies)), **_at_quartiles(name, rates, accuracies)}
-
-
-def keeps_top_pr_accuracy(correct: int, baseline: int) -> bool:
-    """Whether ``correct`` hits keep at least 95 % of ``baseline`` hits, exactly (integers: 19/20)."""
-    return correct * TOP_PR_DENOMINATOR >= baseline * TOP_PR_NUMERATOR
-
-
-def curve_metrics(rates: Sequence[float], correct: Sequence[int], total: int) -> dict[str, float | None]:
-    """A_PR (mean top-1 over the grid), Top-PR, normalised trapezoid AUC, accuracy at 25/50/75 %.
-
-    ``correct`` holds the correct-prediction counts per rate out of ``total`` samples. Accuracy at
-    25/50/75 % is interpolated linearly when the grid lacks that rate and is None outside the grid's
-    span. Top-PR is the largest rate up to which every rate keeps >= 95 % of rate 0's correct
-    predictions, compared on the counts.
-    """
-    order = np.argsort(rates, kind="stable")
-    r = np.asarray(rates, dtype=float)[order]
-    hits = [int(correct[i]) for i in order]
-    a = np.asarray(hits, dtype=float) / total
-    span = r[-1] - r[0]
-    area = float(np.sum((a[1:] + a[:-1]) * np.diff(r)) / 2 / span) if span > 0 else float(a[0])
-    top_pr = 0.0
-    for rate, count in zip(r, hits):
-        if not keeps_top_pr_accuracy(count, hits[0]):
-            break
-        top_pr = float(rate)
-    return {
-        "a_pr": float(a.mean()),
-        "top_pr": top_pr,
-        "auc": area,
-        "acc_25": _interpolated(r, a, 0.25),
-        "acc_50": _interpolated(r, a, 0.50),
-        "acc_75": _interpolated(r, a, 0.75),
-    }

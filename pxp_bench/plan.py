@@ -3,8 +3,9 @@ parameters typed by the method's space, every option checked before any heavy wo
 
 from __future__ import annotations
 
+import inspect
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from pxp_bench.errors import ConfigError, DataError
 from pxp_bench.params import DEFAULT_PRESET, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import DEFAULT_RATES
-from pxp_bench.specs import COMPONENT_KINDS, DEFAULT_COMPONENTS, DatasetSpec, MethodSpec, ModelSpec
+from pxp_bench.specs import (COMPONENT_KINDS, DEFAULT_COMPONENTS, LANGUAGE_MODELLING, DatasetSpec, MethodSpec,
+                             ModelSpec)
 
 EVALUATE_MODES = ("slim", "masked")
 """``slim``: each rate on a physically slimmed copy (`pxp_bench.slim`); ``masked``: the original, masked."""
@@ -86,6 +88,25 @@ class Benchmark:
     (`pxp_bench.agreement`)."""
     ablation_cache: Path | None = None
     """Where ablation scores are kept per setting for ``agreement`` (None: computed for this run only)."""
+    encoding: str | None = None
+    """How a dataset read from text files decodes them (``--encoding``; None: the dataset's default, UTF-8)."""
+
+
+RECORDED_APART = frozenset({"model", "method", "dataset", "components", "rates", "seed", "preset", "params",
+                            "param_texts", "variant", "scores_file", "ablation_cache"})
+"""`Benchmark` fields a record holds in fields of their own (resolved: the parameters as typed, the variant),
+or that do not change what a run measures (where the ablation cache lives)."""
+
+
+def run_options(bench: Benchmark) -> dict[str, Any]:
+    """The options of ``bench`` that a record keeps in ``options`` (`RECORDED_APART` aside), as JSON values:
+    with the record's own fields, what `pxp-bench verify` reruns."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        return list(value) if isinstance(value, tuple) else value
+
+    return {f.name: plain(getattr(bench, f.name)) for f in fields(Benchmark) if f.name not in RECORDED_APART}
 
 
 @dataclass
@@ -120,9 +141,8 @@ def _refuse_other_family_params(method: MethodSpec, model: ModelSpec, given: dic
             )
 
 
-def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
-    """Resolve names and parameters; raises a `PxpBenchError` naming the first problem."""
-    plugins = plugins or get_plugins()
+def resolve_model_and_dataset(bench: Benchmark, plugins: Plugins) -> tuple[ModelSpec, DatasetSpec]:
+    """The model's and the dataset's specs, each named as asked (a family of names keeps the given name)."""
     model = plugins.models.get(bench.model)
     if model.name != bench.model:  # a family of names (hf:ORG/NAME): the spec, named as asked
         model = replace(model, name=bench.model)
@@ -132,6 +152,13 @@ def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
     dataset = plugins.datasets.get(dataset_name)
     if dataset.name != dataset_name:  # a family of names (hf:ORG/NAME), as for models
         dataset = replace(dataset, name=dataset_name)
+    return model, dataset
+
+
+def plan_benchmark(bench: Benchmark, plugins: Plugins | None = None) -> Plan:
+    """Resolve names and parameters; raises a `PxpBenchError` naming the first problem."""
+    plugins = plugins or get_plugins()
+    model, dataset = resolve_model_and_dataset(bench, plugins)
     components = bench.components or DEFAULT_COMPONENTS.get(model.family, "filters")
     if components not in COMPONENT_KINDS:
         raise ConfigError(
@@ -178,11 +205,33 @@ def check_max_layer_rate(value: float | None) -> None:
                           f"layer), got {value!r}; leave it out for no cap.")
 
 
-def check_options(bench: Benchmark, dataset: DatasetSpec) -> None:
+MIN_SEQUENCE_LENGTH = 2
+"""The shortest ``--seq-len``: one token to read, one to predict (the longest is the model's context)."""
+
+
+def check_encoding(encoding: str | None, dataset: DatasetSpec) -> None:
+    """``--encoding`` names a text codec and the dataset reads text files (its loader takes ``encoding``)."""
+    if encoding is None:
+        return
+    from pxp_bench.lm.data import check_encoding as check_codec
+
+    check_codec(encoding)
+    if "encoding" not in inspect.signature(dataset.load_splits()).parameters:
+        raise ConfigError(f"--encoding applies to datasets read from text files (--dataset text); dataset "
+                          f"'{dataset.name}' does not take it. Drop --encoding.")
+
+
+def check_options(bench: Benchmark, dataset: DatasetSpec, model: ModelSpec | None = None) -> None:
+    """Every option's range; ``model`` (when given) tells a language model's --seq-len from an --image-size."""
     if bench.amp not in (None, "bf16", "fp16"):
         raise ConfigError(f"--amp must be bf16 or fp16, got '{bench.amp}'.")
-    if bench.image_size is not None and not 16 <= bench.image_size <= 4096:
+    if model is not None and model.task == LANGUAGE_MODELLING:
+        if bench.image_size is not None and bench.image_size < MIN_SEQUENCE_LENGTH:  # the most: the model's context
+            raise ConfigError(f"--seq-len must be at least {MIN_SEQUENCE_LENGTH} tokens (one to read, one to predict), "
+                              f"got {bench.image_size}.")
+    elif bench.image_size is not None and not 16 <= bench.image_size <= 4096:
         raise ConfigError(f"--image-size must be between 16 and 4096 pixels, got {bench.image_size}.")
+    check_encoding(bench.encoding, dataset)
     if bench.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {bench.batch_size}.")
     if bench.evaluate not in EVALUATE_MODES:

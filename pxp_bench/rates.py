@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Sequence
 
 from pxp_bench.errors import ConfigError
 
@@ -79,6 +80,46 @@ def check_grid_fits(rates: tuple[float, ...], components: int) -> None:
         raise ConfigError(
             f"--rates has {len(rates) - 1} rates above 0, but the model has only {components} components: "
             f"more rates than components only repeat points. Use at most {allowed} rates above 0."
+        )
+
+
+def _at_least_one(value: float, size: int) -> str:
+    """``value`` (about 1 / ``size``) rounded up to 3 significant digits, so that it still takes one of
+    ``size`` components (``floor(value * size + 1e-9) >= 1``, as `pxp_bench.masking` counts)."""
+    scale = 10.0 ** (2 - math.floor(math.log10(value)))
+    shown = math.ceil(value * scale - 1e-6) / scale
+    while math.floor(shown * size + 1e-9) < 1:
+        shown = (round(shown * scale) + 1) / scale
+    return f"{shown:g}"
+
+
+def check_grid_prunes(rates: tuple[float, ...], sizes: Sequence[int], max_layer_rate: float | None = None) -> None:
+    """Refuse a grid rate above 0 that would prune nothing, so would be reported as pruned while
+    measuring the unpruned model: a per-layer cap under which no layer can give up one component
+    (``floor(R * size) == 0`` for every layer; any grid), or a grid whose smallest rate above 0 prunes
+    ``floor(r * N) == 0`` components — the standard grid too, on a model of fewer than 20 components. The
+    counts are `pxp_bench.masking`'s; several rates pruning the same capped count stay accepted (the
+    curve's ``pruned`` shows it)."""
+    total = sum(sizes)
+    if max_layer_rate is not None and sizes and all(math.floor(max_layer_rate * n + 1e-9) == 0 for n in sizes):
+        largest = max(sizes)
+        if largest < 2:
+            raise ConfigError(f"--max-layer-rate {max_layer_rate:g} lets no layer give up a component, and every "
+                              "layer has a single one, so no cap below 1 prunes anything: drop --max-layer-rate.")
+        raise ConfigError(
+            f"--max-layer-rate {max_layer_rate:g} lets no layer give up a component (floor(R * size) is 0 even for "
+            f"the largest, {largest} components), so no rate would prune anything. Use --max-layer-rate "
+            f"{_at_least_one(1 / largest, largest)} or more (1/{largest}), or drop it."
+        )
+    smallest = min(rate for rate in rates if rate > 0)
+    if total and math.floor(smallest * total + 1e-9) == 0:
+        step = _at_least_one(1 / total, total)
+        grid = "the standard grid's" if tuple(rates) == DEFAULT_RATES else "the"
+        raise ConfigError(
+            f"--rates: {grid} smallest rate above 0, {smallest:g}, prunes none of the model's {total} components "
+            f"(floor({smallest:g} * {total}) = 0), so its point would measure the unpruned model. Make the "
+            f"smallest rate above 0 at least {step} (1/{total}), e.g. --rates 0:1:{step} (one more component "
+            "per rate)."
         )
 
 

@@ -210,6 +210,10 @@ class Result:
     agreement: dict[str, Any] | None = None
     """With ``--agreement``: Spearman's rho and pruned-set overlaps of the scores with ablation's on the
     same reference set (`pxp_bench.agreement`)."""
+    options: dict[str, Any] | None = None
+    """The run's options as given (`pxp_bench.plan.run_options`: weights, data, classes, samples per class,
+    batch size, device, autocast, evaluation mode, per-layer cap, ...): with the fields above, what
+    `pxp-bench verify` reruns and what the sample sets are redrawn from (`pxp_bench.records`)."""
     evaluate: str = "masked"
     """How the curve was evaluated: ``slim`` (physically slimmed copies, with efficiency per rate) or
     ``masked``; the counts are the same either way."""

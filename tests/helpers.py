@@ -98,7 +98,7 @@ def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, mo
     import numpy as np
 
     from pxp_bench.data.protocol import index_hash
-    from pxp_bench.evaluate import curve_metrics
+    from pxp_bench.metrics import record_metrics
     from pxp_bench.outcomes import outcomes_record
     from pxp_bench.rates import DEFAULT_RATES
     from pxp_bench.results import Result
@@ -107,21 +107,24 @@ def leaderboard_result(method="lrp", seed=0, *, variant="default", keeps=0.5, mo
     jitter = (seed * 7 + zlib.crc32(method.encode())) % 5
     correct = [evaluation if rate <= keeps else max(20, round(evaluation * (1 - 2 * (rate - keeps))) - jitter)
                for rate in rates]
-    metrics = curve_metrics(rates, correct, evaluation)
-    if flops is not None:
-        metrics.update(flops_at_top_pr=flops, params_at_top_pr=flops / 2, speedup_at_top_pr=1.5,
-                       speedup_at_top_pr_spread=speedup_spread)
+    curve = [{"rate": r, "pruned": int(100 * r), "correct": c, "accuracy": c / evaluation} for r, c in zip(rates, correct)]
+    if flops is not None:  # a slimmed run: FLOPs and parameters fall to these fractions, latency by 1.5x
+        for point in curve:
+            pruned = point["rate"] > 0
+            latency = 2.0 if pruned else 3.0
+            point.update(parameters=round(1000 * flops / 2) if pruned else 1000, flops=round(1000 * flops) if pruned else 1000,
+                         latency_ms_batch=latency, latency_ms_batch_iqr=latency * speedup_spread / 2)
+    metrics = record_metrics(rates, correct, evaluation, layers={}, efficiency=curve if flops is not None else None)
     order = np.random.default_rng(zlib.crc32(f"{method}{seed}".encode())).permutation(evaluation)
     bits = [np.isin(np.arange(evaluation), order[:count]) for count in correct]
     record = outcomes_record(bits, np.arange(evaluation) // 20, index_hash(range(evaluation))) if outcomes else None
     return Result(
         method=method, variant=variant, model=model, dataset=dataset, components=components,
         params={"aggregation": "abs"} if params is None else params, seed=seed, classes=list(classes),
-        rates=list(rates), curve=[{"rate": r, "pruned": int(100 * r), "correct": c, "accuracy": c / evaluation}
-                                  for r, c in zip(rates, correct)],
-        metrics=metrics, layers={}, timings={"total": total}, environment=dict(LEADERBOARD_ENVIRONMENT),
-        weights=weights, samples={"class_hash": class_hash or index_hash(classes), "reference": reference,
-                                  "image_size": None, "amp": None, "evaluation": evaluation},
+        rates=list(rates), curve=curve, metrics=metrics, layers={}, timings={"total": total},
+        environment=dict(LEADERBOARD_ENVIRONMENT), weights=weights,
+        samples={"class_hash": class_hash or index_hash(classes), "reference": reference, "image_size": None,
+                 "amp": None, "evaluation": evaluation, "evaluation_hash": index_hash(range(evaluation))},
         created=created, evaluate="masked" if flops is None else "slim", outcomes=record)
 
 

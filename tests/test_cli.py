@@ -168,3 +168,76 @@ def test_console_script_prints_a_warning_as_one_line():
     assert done.stderr.splitlines() == [
         "Warning: PXP_BENCH_LOAD_PLUGINS names 'pxp-missing', but no installed distribution of that name "
         "provides a pxp-bench plugin. Install it, or correct or remove the name in PXP_BENCH_LOAD_PLUGINS."]
+
+
+def test_a_refused_run_or_export_leaves_no_output_folder_it_made(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")  # refused once the run loads it: after the output folders were made
+    result = invoke("run", "--weights", str(bad), "--out", str(tmp_path / "new" / "results"))
+    assert result.exit_code == 2 and str(bad) in result.output, result.output
+    exported = invoke("export", "--weights", str(bad), "--out", str(tmp_path / "out"), "--to",
+                      str(tmp_path / "models" / "slim.pt2"))
+    assert exported.exit_code == 2 and str(bad) in exported.output, exported.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
+
+
+SLOW_METHODS = '''
+import os
+import time
+from pathlib import Path
+
+import pxp_bench
+
+
+def _ready():
+    Path(os.environ["PXP_TEST_READY"]).write_text("scoring")
+
+
+def slow_scores(model, components, reference, context, **params):
+    _ready()
+    time.sleep(3600)
+
+
+def stubborn_scores(model, components, reference, context, **params):
+    _ready()
+    while True:  # swallows Ctrl-C, as code stuck where the interrupt cannot reach would
+        try:
+            time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@pxp_bench.hookimpl
+def register_methods(register):
+    register(pxp_bench.MethodSpec(name="slow", score=slow_scores, summary="scores for an hour"))
+    register(pxp_bench.MethodSpec(name="stubborn", score=stubborn_scores, summary="never stops scoring"))
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Ctrl-C as a terminal sends it (SIGINT)")
+@pytest.mark.parametrize("method", ["slow", "stubborn"])
+def test_ctrl_c_stops_a_run_in_one_line_and_leaves_no_empty_output_folder(install_plugin, tmp_path, method):
+    import signal
+    import time
+
+    install_plugin("pxp-slow-methods", SLOW_METHODS)
+    ready, out = tmp_path / "ready", tmp_path / "new" / "results"
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), COLUMNS="200", PXP_TEST_READY=str(ready))
+    command = subprocess.Popen([*SCRIPT, "run", "--method", method, "--rates", "0,0.5", "--out", str(out)],
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists():  # scoring has begun: the run is past its checks and made --out
+            assert command.poll() is None and time.monotonic() < deadline, command.communicate()
+            time.sleep(0.1)
+        command.send_signal(signal.SIGINT)
+        # the stubborn method never lets go: the command's deadline ends it
+        _, stderr = command.communicate(timeout=60)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.communicate()
+    assert command.returncode == 130, stderr
+    said = [line for line in stderr.splitlines() if line.strip() and not line.startswith("scoring ")]  # its bar
+    assert said == ["Interrupted: no result was written; rerun the same command."], stderr
+    assert not (tmp_path / "new").exists()

@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader
 from pxp_bench.components import discover_components
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.device import channels_last_suits
-from pxp_bench.evaluate import EvaluationMemo, accuracy, correct_predictions, curve_metrics, prune_curve
+from pxp_bench.evaluate import EvaluationMemo, accuracy, correct_predictions, prune_curve
+from pxp_bench.metrics import curve_metrics
 from pxp_bench.models.zoo import build_zoo_model
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import BatchTimes

@@ -11,8 +11,9 @@ import torch
 from torch.utils.data import Subset
 from typer.testing import CliRunner
 
-from pxp_bench.benchmark import prepare
+from pxp_bench.benchmark import prepare, score
 from pxp_bench.cli import app
+from pxp_bench.masking import keep_masks, masked, pruned_count, rank_components
 from pxp_bench.plan import Benchmark
 from pxp_bench.slim.efficiency import parameter_count
 
@@ -43,7 +44,7 @@ def test_the_export_loads_without_pxp_bench_and_reproduces_the_recorded_accuracy
     assert info["accuracy"] == next(p["accuracy"] for p in record["curve"] if p["rate"] == info["rate"])
     assert sum(len(indices) for indices in info["pruned"].values()) == next(
         p["pruned"] for p in record["curve"] if p["rate"] == info["rate"])
-    prepared = prepare(Benchmark(model=model, method="taylor", n_classes=3,
+    prepared = prepare(Benchmark(model=model, method="taylor", n_classes=3, rates=(0.0, 0.5),
                                  components="heads" if where else None), plugins=plugins)
     evaluation = Subset(prepared.splits.eval, prepared.sets.evaluation)
     inputs = torch.stack([evaluation[i][0] for i in range(len(evaluation))])
@@ -78,3 +79,52 @@ def test_export_needs_a_destination_and_a_writable_one(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     blocked = CliRunner().invoke(app, ["export", *ARGS, "--out", str(tmp_path), "--to", str(tmp_path / "file" / "m.pt2")])
     assert blocked.exit_code == 2 and "Traceback" not in blocked.output, blocked.output
+
+
+@pytest.mark.parametrize("name, what", [("m" * 300 + ".pt2", "its file name is 304 bytes long"),
+                                        ("m" * 251 + ".pt2", "the name of its sidecar"),  # .pt2 fits, .json not
+                                        ("d" * 300 + "/m.pt2", "a folder name in it is 300 bytes long")])
+def test_a_destination_name_too_long_is_refused_in_one_line_before_the_run(tmp_path, name, what):
+    done = CliRunner().invoke(app, ["export", *ARGS, "--out", str(tmp_path / "out"), "--to", str(tmp_path / name)])
+    assert done.exit_code == 2 and "Traceback" not in done.output, done.output
+    said = " ".join(done.output.split())
+    assert said.startswith("Error: --to ") and what in said and "choose a shorter --to" in said
+    assert list(tmp_path.iterdir()) == []  # refused before the run: no result, no output folder
+
+
+LM_CHECK = """
+import sys
+import torch
+program = torch.export.load(sys.argv[1])
+data = torch.load(sys.argv[2], weights_only=True)
+with torch.no_grad():
+    logits = program.module()(data["tokens"])
+assert "pxp_bench" not in sys.modules and "transformers" not in sys.modules
+assert torch.allclose(logits, data["logits"], atol=1e-5, rtol=1e-4), (logits - data["logits"]).abs().max()
+print(sum(p.numel() for p in program.module().parameters()))
+"""
+
+
+def test_a_language_model_exports_and_the_program_reproduces_its_masked_logits(plugins, tmp_path):
+    # Hugging Face builds its attention mask with vmap, which torch.export captured but could not save
+    target = tmp_path / "tiny-llama.pt2"
+    done = CliRunner().invoke(app, ["export", "--model", "tiny-llama", "--method", "magnitude", "--rates", "0,0.5",
+                                    "--rate", "0.5", "--latency-repeats", "0", "--out", str(tmp_path / "out"),
+                                    "--to", str(target)])
+    assert done.exit_code == 0, done.output
+    info = json.loads(target.with_suffix(".json").read_text())
+    assert info["rate"] == 0.5 and info["components"] == "heads"
+    prepared = prepare(Benchmark(model="tiny-llama", method="magnitude", rates=(0.0, 0.5)), plugins=plugins)
+    components = prepared.components
+    order = rank_components(components, score(prepared).scores, None)
+    keep = keep_masks(components, order, pruned_count(0.5, components.total))
+    assert {name: (~mask).nonzero().flatten().tolist() for name, mask in keep.items() if not mask.all()} == info["pruned"]
+    reference = prepared.samples("reference")
+    tokens = torch.stack([reference[i][0] for i in range(3)])
+    with torch.no_grad(), masked(prepared.model, components, keep):
+        logits = prepared.model(tokens)
+    torch.save({"tokens": tokens, "logits": logits}, tmp_path / "data.pt")
+    fresh = subprocess.run([sys.executable, "-c", LM_CHECK, str(target), str(tmp_path / "data.pt")],
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert int(fresh.stdout) == info["parameters"] < parameter_count(prepared.model)  # heads removed, not zeroed

@@ -14,6 +14,7 @@ from helpers import leaderboard_result as make_result
 from pxp_bench.cli import app
 from pxp_bench.errors import ConfigError
 from pxp_bench.leaderboard import README_END, README_START, build_leaderboard, collect_results, update_readme
+from pxp_bench.rates import DEFAULT_RATES
 from pxp_bench.results import PROTOCOL_VERSION, SCHEMA_VERSION, write_result
 
 
@@ -122,8 +123,8 @@ def test_corrupt_and_foreign_json_files_are_reported_and_skipped_not_fatal(tmp_p
                                ("binary", "broken", "future", "lacking", "notes", "wrong_type")]
     assert "unreadable" in reasons["runs/broken.json"] and "unreadable" in reasons["runs/binary.json"]
     assert f"schema version {SCHEMA_VERSION}" in reasons["runs/future.json"]
-    assert "metrics.acc_50, samples.reference" in reasons["runs/lacking.json"]
-    assert reasons["runs/wrong_type.json"].startswith("missing or malformed fields the leaderboard needs: seed;")
+    assert reasons["runs/lacking.json"] == "it lacks metrics.acc_50: it is damaged or was not written by pxp-bench."
+    assert reasons["runs/wrong_type.json"].startswith("seed is 'zero', not an integer")
     markdown = report.markdown.read_text()
     assert [row["method"] for row in table_rows(markdown, "digits-vgg · filters · digits")] == ["lrp"]
     assert "- `runs/broken.json`: result runs/broken.json is unreadable" in markdown
@@ -136,7 +137,7 @@ def test_results_of_another_protocol_version_or_grid_are_kept_out_with_file_and_
     old.protocol_version = PROTOCOL_VERSION - 1
     old_path = write_result(old, tmp_path)
     coarse_path = write_result(make_result("ig", 0, rates=(0.0, 0.3, 0.6)), tmp_path)
-    collection = collect_results([tmp_path])
+    collection = collect_results([tmp_path], rates=DEFAULT_RATES)
     assert [result["method"] for result in collection.results] == ["lrp"]
     kept = {entry.path: entry.reason for entry in collection.kept_out}
     assert kept[old_path] == (f"protocol version {PROTOCOL_VERSION - 1}, not {PROTOCOL_VERSION}: its numbers are "
@@ -145,6 +146,9 @@ def test_results_of_another_protocol_version_or_grid_are_kept_out_with_file_and_
                                         "…, 0.95")
     other_grid = collect_results([tmp_path], rates=(0.0, 0.3, 0.6))  # --rates tabulates that grid instead
     assert [result["method"] for result in other_grid.results] == ["ig"]
+    every_grid = build_leaderboard([tmp_path], tmp_path / "out")  # by default, a table per grid
+    assert every_grid.tables == 2 and "## digits-vgg · filters · digits · grid of 3 rates 0, 0.3, 0.6\n" in \
+        every_grid.markdown.read_text()
 
 
 def test_the_same_results_give_byte_identical_markdown_and_pngs(tmp_path):
@@ -237,7 +241,7 @@ def test_readme_markers_get_the_generated_findings_and_links_relative_to_the_rea
     readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nafter\n")
     build_leaderboard([tmp_path / "runs"], tmp_path / "site" / "board", readme=readme)
     text = readme.read_text()
-    assert text.startswith(f"intro\n{README_START}\nOver the 2 tables below:") and "\n| method | settings |" in text
+    assert text.startswith(f"intro\n{README_START}\nOver the 2 tables below, methods are compared only on the settings they share") and "\n| method | settings |" in text
     assert text.endswith(f"{README_END}\nafter\n") and "\nold\n" not in text
     assert "(../site/board/plots/summary_improvement_over_lrp-epsilon.png)" in text
     assert "below 0.5 for: random (default)" in text

@@ -18,7 +18,7 @@ from pxp_bench.leaderboard import README_END, README_START, build_leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = ROOT / "leaderboard"
-EXERCISED_TARGETS = {"leaderboard-fresh"}
+EXERCISED_TARGETS = {"leaderboard-fresh", "verify-added"}
 """The make targets CI's leaderboard workflow may run: each is run by a test here."""
 
 
@@ -42,8 +42,11 @@ def test_the_committed_leaderboard_regenerates_byte_for_byte(tmp_path):
 def test_the_workflow_runs_only_make_targets_the_tests_exercise():
     workflow = yaml.safe_load((ROOT / ".github/workflows/leaderboard.yml").read_text())
     steps = workflow["jobs"]["leaderboard"]["steps"]
+    steps += workflow["jobs"]["verify"]["steps"]
     commands = [shlex.split(step["run"]) for step in steps if "run" in step]
-    assert commands and all(command[0] == "make" and set(command[1:]) <= EXERCISED_TARGETS for command in commands)
+    targets = [{word for word in command[1:] if "=" not in word} for command in commands]  # VAR=value: settings
+    assert commands and all(command[0] == "make" for command in commands)
+    assert set().union(*targets) == EXERCISED_TARGETS
     published = next(step for step in steps if "git-auto-commit" in step.get("uses", ""))
     assert published["with"]["file_pattern"] == "leaderboard/ README.md"
 
@@ -80,3 +83,31 @@ def test_compare_works_on_two_committed_records():
     difference = found["a_pr_difference"]
     assert difference["low"] <= difference["value"] <= difference["high"]
     assert found["verdict"].split(":")[0] in ("the first is better", "the second is better", "no difference shown")
+
+
+def test_make_verify_added_reruns_only_the_records_a_change_adds_and_fails_on_a_forged_one(tmp_path):
+    results = tmp_path / "repo" / "board" / "results"
+    results.mkdir(parents=True)
+    done = CliRunner().invoke(app, ["run", "--method", "magnitude", "--classes", "2", "--rates", "0,0.5",
+                                    "--latency-repeats", "0", "--evaluate", "masked", "--out", str(results)])
+    assert done.exit_code == 0, done.output
+    (record,) = results.glob("*.json")
+    git = ["git", "-C", str(results), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], check=True)
+
+    def verify_added() -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "--no-print-directory", "verify-added", f"LEADERBOARD={results.parent}",
+                               "BASE=HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    nothing = verify_added()
+    assert nothing.returncode == 0 and "no result records added" in nothing.stdout, nothing.stdout + nothing.stderr
+    forged = json.loads(record.read_text())
+    forged["metrics"]["a_pr"] = 0.99
+    (results / "added-forged.json").write_text(json.dumps(forged))
+    shutil.copy(record, results / "added-copy.json")
+    subprocess.run([*git, "add", "."], check=True)
+    checked = verify_added()
+    assert checked.returncode != 0 and "1 reproduced, 1 differ" in checked.stdout, checked.stdout + checked.stderr
+    assert record.name not in checked.stdout  # only what the change adds is rerun

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -19,7 +22,7 @@ from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.errors import ConfigError, PxpBenchError
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.optimize import study as study_module
-from pxp_bench.optimize.study import StudyConfig, run_study, tuning_a_pr
+from pxp_bench.optimize.study import StudyConfig, config_to_json, run_study, tuning_a_pr
 from pxp_bench.plan import Benchmark
 from pxp_bench.plugins import Plugins
 from pxp_bench.specs import MethodSpec
@@ -143,11 +146,32 @@ def test_local_workers_share_the_journal_study(tmp_path):
                                       "--rates", "0,0.3,0.6", "--trials", "6", "--jobs", "2", "--optimizer", "random",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-        str(tmp_path / "digits-vgg_filters_taylor_seeds0.journal")))
-    trials = optuna.load_study(study_name="digits-vgg_filters_taylor_seeds0", storage=storage).trials
-    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE} and 6 <= len(trials) <= 7
+    trials = _journal_trials(tmp_path / "digits-vgg_filters_taylor_seeds0.journal", "digits-vgg_filters_taylor_seeds0")
+    assert [t.state for t in trials] == [COMPLETE] * 6  # the workers stop together at exactly --trials
     assert "Warning" not in result.output
+
+
+def _journal_trials(path, name) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return optuna.load_study(study_name=name, storage=storage).trials
+
+
+def test_workers_started_together_stop_at_exactly_the_trials_and_again_on_resume(tmp_path):
+    # two workers on one study, trials of seconds: when 4 of 5 were finished both saw 4 and each started one,
+    # so a study of 5 ended with 6 (and a resume to 8 with 9); a worker claims its slot before its trial starts
+    bench = dataclasses.replace(SMALL, method="lrp")
+    for trials in (5, 8):
+        study = config(tmp_path, bench=bench, seeds=(0,), trials=trials, optimizer="random", pruner="none")
+        workers = [subprocess.Popen([sys.executable, "-m", "pxp_bench.optimize.worker",
+                                     config_to_json(dataclasses.replace(study, worker=index)), str(os.getpid())],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                   for index in (1, 2)]
+        for worker in workers:
+            _, stderr = worker.communicate(timeout=600)
+            assert worker.returncode == 0, stderr[-2000:]
+        found = _journal_trials(tmp_path / "digits-vgg_filters_lrp_seeds0.journal", "digits-vgg_filters_lrp_seeds0")
+        assert [t.state for t in found] == [COMPLETE] * trials, [(t.number, t.state) for t in found]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits-vgg_filters_lrp_seeds0.journal"]  # no lock left
 
 
 def test_parameters_given_by_the_user_are_fixed_not_searched(plugins, tmp_path):

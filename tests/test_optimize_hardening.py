@@ -211,6 +211,19 @@ def _kill(command: subprocess.Popen, workers: list[int]) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+SET_TRIAL_PARAM = 5
+"""The journal's operation code of a trial's suggested parameter (Optuna's ``JournalOperation``)."""
+
+
+def _processes_in_trials(journal: Path) -> int:
+    """How many processes have suggested a trial's parameters in ``journal``: each writes under its own worker
+    id (a uuid, then the thread); a line being written (no newline yet) is not read."""
+    if not journal.exists():
+        return 0
+    lines = [json.loads(line) for line in journal.read_text().split("\n")[:-1]]
+    return len({line["worker_id"][:36] for line in lines if line["op_code"] == SET_TRIAL_PARAM})
+
+
 @linux_only
 def test_ctrl_c_stops_the_workers_and_says_what_is_kept_in_one_line(tmp_path):
     # repeated proposals are answered from the memo in milliseconds: a study that could finish races the signal
@@ -219,10 +232,11 @@ def test_ctrl_c_stops_the_workers_and_says_what_is_kept_in_one_line(tmp_path):
     workers = []
     try:
         workers = _wait_for(lambda: _workers_of(command.pid), 240, "a worker to start")
-        _wait_for(lambda: journal.exists() and any(t.state == COMPLETE for t in journal_trials(journal)), 240,
-                  "a finished trial")
+        # ready when the worker too is in a trial, however slowly a loaded machine got it there (not a fixed sleep)
+        _wait_for(lambda: _processes_in_trials(journal) == 2, 240, "the command and its worker in trials")
+        _wait_for(lambda: any(t.state == COMPLETE for t in journal_trials(journal)), 240, "a finished trial")
         command.send_signal(signal.SIGINT)
-        _, stderr = command.communicate(timeout=60)
+        _, stderr = command.communicate(timeout=60)  # the command ends within 5 s of the signal, whatever holds it
         _wait_for(lambda: not any(_alive(pid) for pid in workers), 5, "the workers to stop")
     finally:
         _kill(command, workers)

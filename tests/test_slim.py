@@ -18,12 +18,13 @@ from pxp_bench.benchmark import evaluate, prepare, run_benchmark, score
 from pxp_bench.components import discover_components
 from pxp_bench.errors import ConfigError
 from pxp_bench.data.tensors import LabelledTensors
-from pxp_bench.evaluate import curve_metrics, prune_curve
+from pxp_bench.evaluate import prune_curve
+from pxp_bench.metrics import curve_metrics, efficiency_metrics
 from pxp_bench.masking import keep_masks, masked, pruned_count
 from pxp_bench.models.zoo import build_zoo_model
 from pxp_bench.plan import Benchmark
 from pxp_bench.slim.curve import slim_curve
-from pxp_bench.slim.efficiency import (MAX_PASSES, MIN_TIMED_MS, BatchTimes, batch1_latency, efficiency_metrics,
+from pxp_bench.slim.efficiency import (MAX_PASSES, MIN_TIMED_MS, BatchTimes, batch1_latency,
                                       enough, evaluation_latency, parameter_count)
 from pxp_bench.slim.surgery import Slimmer
 

@@ -132,6 +132,41 @@ def test_a_suite_that_extends_another_adds_its_methods_to_the_same_cells(plugins
         assert message in str(caught.value)
 
 
+def test_extends_reads_a_relative_path_beside_the_extending_file_not_the_working_directory(plugins, tmp_path,
+                                                                                          monkeypatch):
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    base = load_suite(str(_suite(suites)), plugins)
+    extended = _suite(suites, 'extends = "tiny.toml"\n[[methods]]\nmethod = "taylor"\n', name="tiny-more")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no tiny.toml here
+    suite = load_suite(str(extended), plugins)
+    assert {cell.key for cell in base.cells} < {cell.key for cell in suite.cells}
+    missing = _suite(suites, 'extends = "small.toml"\n[[methods]]\nmethod = "taylor"\n', name="tiny-less")
+    (elsewhere / "small.toml").write_text(textwrap.dedent(TINY))  # in the working directory: not read
+    with pytest.raises(PxpBenchError) as caught:
+        load_suite(str(missing), plugins)
+    message = str(caught.value)
+    assert str(missing) in message and 'extends = "small.toml"' in message and str(suites / "small.toml") in message
+    assert "\n" not in message
+
+
+def test_a_method_listed_twice_is_warned_about_and_run_and_counted_once(plugins, tmp_path):
+    twice = _suite(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]") + '\n[[methods]]\nmethod = "random"\n')
+    with pytest.warns(UserWarning, match="random:default is listed more than once") as warned:
+        suite = load_suite(str(twice), plugins)
+    assert len(warned) == 1 and str(twice) in str(warned[0].message)
+    assert len(suite.cells) == len({cell.key for cell in suite.cells}) == 2
+    out = tmp_path / "out"
+    done = _suite_run(str(twice), "--out", str(out), env={"PXP_BENCH_LOAD_PLUGINS": ""})
+    assert done.returncode == 0, done.stderr
+    assert "2 cells finished now, 0 before, 0 failed, of 2" in done.stdout, done.stdout
+    warnings_shown = [line for line in done.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings_shown) == 1 and "random:default is listed more than once" in warnings_shown[0]
+    assert "Traceback" not in done.stderr and len(list(out.glob("*.json"))) == 2
+
+
 def test_a_cells_key_changes_with_any_option(plugins, tmp_path):
     base = {cell.label: cell.key for cell in load_suite(str(_suite(tmp_path)), plugins).cells}
     other = {cell.label: cell.key for cell in load_suite(str(_suite(tmp_path)), plugins,
@@ -273,7 +308,8 @@ def test_imagenet_paper_dry_runs_through_the_local_executor(imagenet_like, paper
     assert all(r["optimisation"] == study_record(f"{r['model']}_{r['components']}_lrp_seeds0-1-2") for r in optimised)
     assert all(r["optimisation"] is None for r in results if r["variant"] != "optimised")
     board = build_leaderboard([out], tmp_path / "board", rates=(0, 0.5)).markdown.read_text()
-    resnet = next(row for row in table_rows(board, "resnet18 · filters · imagenet") if row["variant"] == "optimised")
+    resnet = next(row for row in table_rows(board, "resnet18 · filters · imagenet · grid of 2 rates 0, 0.5")
+                  if row["variant"] == "optimised")
     assert resnet["time"] == "study 1234 s"  # the study's cost, not the run's
     assert "study `resnet18_filters_lrp_seeds0-1-2` (optuna-tpe, tuning seeds 0, 1, 2); best trial 7; 30 trials " \
            "completed, 20 stopped, 48 distinct configurations" in board

@@ -13,11 +13,12 @@ from helpers import leaderboard_result
 from pxp_bench.benchmark import Benchmark, run_benchmark
 from pxp_bench.cli import app
 from pxp_bench.data.protocol import index_hash
-from pxp_bench.evaluate import curve_metrics
+from pxp_bench.metrics import record_metrics
 from pxp_bench.leaderboard import build_leaderboard
 from pxp_bench.leaderboard.findings import summary_rows
 from pxp_bench.leaderboard.tables import group_tables
 from pxp_bench.outcomes import ProbeOutcomes, outcomes_record, read_outcomes
+from pxp_bench.records import describe_grid
 from pxp_bench.results import write_result
 from pxp_bench.verdicts.bootstrap import hierarchical_means
 from pxp_bench.verdicts.setting import setting_verdict
@@ -33,15 +34,17 @@ def synthetic(method: str, seed: int, hits: np.ndarray, labels: np.ndarray,
     the dataset probe ``probe`` (its accuracies and ``<name>_apr`` follow from its counts)."""
     result = leaderboard_result(method, seed, rates=RATES).to_dict()
     correct = [int(row.sum()) for row in hits]
-    result["curve"] = [{"rate": rate, "pruned": 0, "correct": c, "accuracy": c / len(labels)}
+    result["curve"] = [{"rate": rate, "pruned": int(10 * rate), "correct": c, "accuracy": c / len(labels)}
                        for rate, c in zip(RATES, correct)]
-    result["metrics"] = curve_metrics(RATES, correct, len(labels))
+    accuracies = None
     if probe is not None:
         accuracies = [int(row.sum()) / int(probe.units.sum()) for row in probe.correct]
         for point, value in zip(result["curve"], accuracies):
             point[f"{probe.name}_accuracy"] = value
-        result["metrics"][f"{probe.name}_apr"] = float(np.mean(accuracies))
-        result["samples"]["probe"] = probe.name
+        result["samples"].update(probe=probe.name, probe_predictions=int(probe.units.sum()))
+    result["metrics"] = record_metrics(RATES, correct, len(labels), layers={},
+                                       probe=(probe.name, accuracies) if probe is not None else None)
+    result["samples"].update(evaluation=len(labels), evaluation_hash=index_hash(range(len(labels))))
     result["outcomes"] = outcomes_record(hits, labels, index_hash(range(len(labels))), probe=probe)
     return result
 
@@ -130,7 +133,7 @@ def build_leaderboard_of(records: list[dict], folder) -> list[dict[str, str]]:
     for index, record in enumerate(records):
         (folder / "results" / f"{index}.json").write_text(json.dumps(record))
     report = build_leaderboard([folder / "results"], folder / "out", rates=RATES)
-    return table_rows(report.markdown.read_text(), "digits-vgg · filters · digits")
+    return table_rows(report.markdown.read_text(), f"digits-vgg · filters · digits · {describe_grid(RATES)}")
 
 
 def test_the_paired_interval_covers_the_true_difference_about_95_percent_of_the_time():
@@ -156,14 +159,14 @@ def test_the_bootstrap_resamples_seeds_then_samples_within_classes():
     assert np.all(hierarchical_means(one_class, [labels], replicates=200)[..., 0] == 0.25)  # class sizes kept
 
 
-def test_records_without_outcomes_render_without_intervals_or_rank(tmp_path):
+def test_records_without_outcomes_are_kept_out_since_nothing_backs_their_curves(tmp_path):
     for seed in range(2):
         write_result(leaderboard_result("lrp", seed, outcomes=False), tmp_path / "results")
-        write_result(leaderboard_result("taylor", seed, keeps=0.4, outcomes=False), tmp_path / "results")
-    rows = table_rows(build_leaderboard([tmp_path / "results"], tmp_path / "out").markdown.read_text(),
-                      "digits-vgg · filters · digits")
-    assert [row["rank"] for row in rows] == ["—", "—"]
-    assert all("[" not in row["A_PR (95 % CI)"] and "**" not in "".join(row.values()) for row in rows)
+        write_result(leaderboard_result("taylor", seed, keeps=0.4), tmp_path / "results")
+    report = build_leaderboard([tmp_path / "results"], tmp_path / "out")
+    rows = table_rows(report.markdown.read_text(), "digits-vgg · filters · digits")
+    assert [row["method"] for row in rows] == ["taylor"]
+    assert len(report.kept_out) == 2 and all("no per-sample outcomes" in entry.reason for entry in report.kept_out)
 
 
 def test_the_summary_ranks_across_settings_and_compares_with_lrp_epsilon(tmp_path):
@@ -174,9 +177,9 @@ def test_the_summary_ranks_across_settings_and_compares_with_lrp_epsilon(tmp_pat
             write_result(leaderboard_result("random", seed, keeps=keeps - 0.3, components=components), tmp_path)
     tables = group_tables(json.loads(path.read_text()) for path in sorted(tmp_path.glob("*.json")))
     summary = {row.label: row for row in summary_rows(tables)}
-    assert summary["taylor (default)"].mean_rank.value == 1 and summary["taylor (default)"].first == 2
+    assert summary["taylor (default)"].wins.value == 1 and summary["random (default)"].wins.value == 0 and summary["taylor (default)"].first == 2
     assert summary["taylor (default)"].improvement.low > 0.5 > summary["random (default)"].improvement.high
-    assert summary["lrp (epsilon)"].improvement is None and summary["random (default)"].settings == 2
+    assert summary["lrp (epsilon)"].improvement is None and summary["random (default)"].settings == 2 == summary["random (default)"].of_settings
     report = build_leaderboard([tmp_path], tmp_path / "out")
     text = report.markdown.read_text()
     assert "## Across settings" in text and "lies above 0.5 for: taylor (default); below 0.5 for: random (default)" in text
@@ -226,7 +229,7 @@ def test_lrp_against_the_pruning_criteria_follows_from_the_paired_intervals():
     paired interval of the A_PR difference excludes 0, and quotes that interval."""
     from pxp_bench.leaderboard.findings import criteria_finding
 
-    runs = [leaderboard_result(method, seed, variant=variant, keeps=keeps).to_dict()
+    runs = [leaderboard_result(method, seed, variant=variant, keeps=keeps, params={"composite": variant}).to_dict()
             for method, variant, keeps in (("lrp", "optimised", 0.6), ("lrp", "epsilon", 0.4), ("lamp", "default", 0.4),
                                            ("hessian", "default", 0.1), ("ablation", "default", 0.6))
             for seed in (0, 1, 2)]

@@ -1,8 +1,10 @@
-"""The leaderboard: tables of mean A_PR ± SEM over seeds per (dataset, model, components), with
-accuracy-vs-sparsity plots, built from stored results; and curve plots of any result files."""
+"""The leaderboard: per (dataset, model, components, grid) a table of each method configuration's A_PR, Top-PR
+and accuracies with 95 % bootstrap intervals and paired ranks (`pxp_bench.verdicts`), an across-settings summary
+on the settings methods share, accuracy-vs-sparsity plots, built from the records `pxp_bench.records` accepts;
+and curve plots of any result files."""
 
 from pxp_bench.leaderboard.build import LeaderboardReport, build_leaderboard, write_leaderboard
-from pxp_bench.leaderboard.collect import Collection, KeptOut, collect_results
+from pxp_bench.records import Collection, KeptOut, collect_results
 from pxp_bench.leaderboard.plots import curves_png, plot_result_files, table_png, write_png
 from pxp_bench.leaderboard.readme import README_END, README_START, update_readme
 from pxp_bench.leaderboard.tables import Row, Table, group_tables, mean_sem

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Sequence
 
 from pxp_bench.errors import ConfigError
-from pxp_bench.leaderboard.collect import Collection, KeptOut, collect_results
+from pxp_bench.records import Collection, KeptOut, collect_results
 from pxp_bench.leaderboard.findings import criteria_finding, summary_rows, table_finding
 from pxp_bench.leaderboard.markdown import leaderboard_document, plot_names, summary_section
 from pxp_bench.leaderboard.plots import summary_png, table_png, write_png
 from pxp_bench.leaderboard.readme import read_marked, update_readme
 from pxp_bench.leaderboard.tables import Table, group_tables
-from pxp_bench.rates import DEFAULT_RATES
 from pxp_bench.results import atomic_write_text, ensure_writable_dir
 
 MARKDOWN_NAME = "README.md"
@@ -96,7 +95,8 @@ def write_leaderboard(collection: Collection, out: Path, *, readme: Path | None 
                              collection.kept_out, readme)
 
 
-def build_leaderboard(result_dirs: Sequence[Path], out: Path, *, rates: Sequence[float] = DEFAULT_RATES,
+def build_leaderboard(result_dirs: Sequence[Path], out: Path, *, rates: Sequence[float] | None = None,
                       readme: Path | None = None) -> LeaderboardReport:
-    """`collect_results` from ``result_dirs`` held to grid ``rates``, then `write_leaderboard` into ``out``."""
+    """`collect_results` from ``result_dirs`` (held to grid ``rates`` where given), then `write_leaderboard`
+    into ``out``."""
     return write_leaderboard(collect_results(result_dirs, rates=rates), out, readme=readme)

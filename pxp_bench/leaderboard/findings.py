@@ -60,7 +60,7 @@ def _verdict_word(low: float, high: float) -> str:
 def criteria_finding(table: Table) -> str | None:
     """Where LRP (optimised, and epsilon) stands against LAMP, Taylor, group Taylor, Hessian and ablation
     in ``table``: each A_PR difference with its paired 95 % interval; None when the table lacks them."""
-    index = {(row.method, row.variant): position for position, row in enumerate(table.rows)}
+    index = {(row.method, variant): position for position, row in enumerate(table.rows) for variant in row.variants}
     labels, verdict = table.labels(), table.verdict
     sentences = []
     for lrp in LRP_ROWS:
@@ -91,9 +91,10 @@ def _estimate(estimate: Estimate | None, digits: int) -> str:
 
 def summary_table(rows: Sequence[SummaryRow]) -> str:
     """The across-settings table in markdown."""
-    lines = [f"| method | settings | rank 1 in | mean rank (95 % CI) | P(improvement over {BASELINE_LABEL}) (95 % CI) |",
+    lines = [f"| method | settings | rank 1 in | wins over methods sharing a setting (95 % CI) | "
+             f"P(improvement over {BASELINE_LABEL}) (95 % CI) |",
              "|---|---:|---:|---:|---:|"]
-    lines += [f"| {row.label} | {row.settings} | {row.first} | {_estimate(row.mean_rank, 2)} | "
+    lines += [f"| {row.label} | {row.settings} of {row.of_settings} | {row.first} | {_estimate(row.wins, 2)} | "
               f"{_estimate(row.improvement, 3)} |" for row in rows]
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from pxp_bench.collapse import layer_collapse
-from pxp_bench.leaderboard.collect import Collection, KeptOut, describe_grid
+from pxp_bench.records import Collection, KeptOut, describe_grid
 from pxp_bench.leaderboard.findings import (
     criteria_finding,
     summary_finding,
@@ -20,6 +20,7 @@ from pxp_bench.leaderboard.findings import (
 from pxp_bench.leaderboard.paper import paper_a_pr, paper_note, shows_paper
 from pxp_bench.leaderboard.provenance import commits_paragraph, provenance_block
 from pxp_bench.leaderboard.tables import Row, Table, show_value
+from pxp_bench.rates import DEFAULT_RATES
 
 MISSING = "—"
 ENVIRONMENT_KEYS = ("python", "pxp_bench", "torch", "torchvision", "device")
@@ -173,8 +174,9 @@ def _seeds(seeds: Sequence[int]) -> str:
 
 
 def _paper_column(table: Table) -> _Column:
-    values = [paper_a_pr(table.model, table.components, row.fields["classes"], row.method, row.variant)
-              for row in table.rows]
+    values = [next((found for variant in row.variants if (found := paper_a_pr(
+        table.model, table.components, row.fields["classes"], row.method, variant)) is not None), None)
+        for row in table.rows]
     return _Column("paper A_PR", [MISSING if value is None else f"{value:.2f}" for value in values], numeric=True)
 
 
@@ -247,8 +249,12 @@ def table_section(table: Table, plot_link: str) -> str:
 
 def _conventions(collection: Collection) -> str:
     sentences = (
-        f"Built by `pxp-bench leaderboard` from {len(collection.results)} results.",
-        f"A_PR is the mean top-1 accuracy over the pruning {describe_grid(collection.rates)}; Top-PR is the "
+        f"Built by `pxp-bench leaderboard` from {len(collection.results)} results, each accepted only where its "
+        "curve's counts are its per-sample outcomes', every metric is what its curve gives, and its classes, "
+        "sample sets and weights are what its seed and options draw (`pxp_bench.records`; "
+        "`pxp-bench verify` reruns records bit for bit).",
+        f"A_PR is the mean top-1 accuracy over the pruning {describe_grid(collection.rates or DEFAULT_RATES)}"
+        f"{'' if collection.rates else ' unless a title names another grid (a model with fewer components than this grid has rates is run on a grid at which every rate above 0 prunes at least one)'}; Top-PR is the "
         "largest grid rate up to which every rate keeps at least 95 % of the unpruned model's correct "
         "predictions; acc @ 25/50/75 % is the accuracy at that rate (interpolated when the grid lacks it). "
         "Each is the mean over the row's seeds.",
@@ -296,11 +302,13 @@ def summary_section(tables: Sequence[Table], plot_link: str | None) -> str:
     rows = summary_rows(tables)
     if not rows:
         return ""
-    text = (f"Over the {len(tables)} table{'s' if len(tables) != 1 else ''} below: each method's mean rank by A_PR (1 = best; ties averaged) and "
-            "its probability of improvement over LRP-epsilon — the chance that a random evaluation sample stays "
-            "correct at more of the grid's rates under its pruning than under LRP-epsilon's (ties count half; "
-            "0.5 = no difference) — averaged over the settings, with 95 % intervals from the same bootstrap, "
-            "stratified by setting.\n\n")
+    text = (f"Over the {len(tables)} table{'s' if len(tables) != 1 else ''} below, methods are compared only "
+            "on the settings they share: in each table a method's wins are the share of the table's other rows "
+            "it beats by A_PR (ties count half; 1 = best of every table it is in, 0 = worst), averaged over the "
+            "tables it is in (settings: how many of the compared tables that is). Its probability of improvement "
+            "over LRP-epsilon — the chance that a random evaluation sample stays correct at more of the grid's "
+            "rates under its pruning than under LRP-epsilon's (ties count half; 0.5 = no difference) — is averaged "
+            "over the settings that have both. 95 % intervals from the same bootstrap, stratified by setting.\n\n")
     text += summary_table(rows) + "\n" + summary_finding(rows) + "\n"
     if plot_link:
         text += f"\n![Probability of improvement over LRP-epsilon, with 95 % intervals]({plot_link})\n"
@@ -317,12 +325,17 @@ def environment_block(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def kept_out_block(kept_out: Sequence[KeptOut]) -> str:
-    """The files that are not in the tables, each with why."""
+def kept_out_block(kept_out: Sequence[KeptOut], not_redrawn: Sequence[KeptOut] = ()) -> str:
+    """The files that are not in the tables, each with why, and the results whose samples were not redrawn."""
     if not kept_out:
-        return "## Kept out\n\nNone: every JSON file in the given folders is in the tables.\n"
-    lines = ["## Kept out", "", "These JSON files are not in the tables:", ""]
-    lines += [f"- `{entry.name}`: {entry.reason}" for entry in kept_out]
+        lines = ["## Kept out", "", "None: every result file in the given folders is in the tables."]
+    else:
+        lines = ["## Kept out", "", "These JSON files are not in the tables:", ""]
+        lines += [f"- `{entry.name}`: {entry.reason}" for entry in kept_out]
+    if not_redrawn:
+        lines += ["", "These results are in the tables, but their sample sets could not be redrawn here "
+                      "(`pxp-bench verify` checks them by rerunning):", ""]
+        lines += [f"- `{entry.name}`: {entry.reason}" for entry in not_redrawn]
     return "\n".join(lines) + "\n"
 
 
@@ -348,5 +361,5 @@ def leaderboard_document(collection: Collection, tables: Sequence[Table], plot_l
         parts += ["## Across settings\n", summary]
     for table, link in zip(tables, plot_links):
         parts += [f"## {table.title}\n", table_section(table, link), environment_block(table)]
-    parts.append(kept_out_block(collection.kept_out))
+    parts.append(kept_out_block(collection.kept_out, collection.not_redrawn))
     return "\n".join(parts)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pxp_bench.errors import ConfigError
-from pxp_bench.leaderboard.collect import curve_problem
+from pxp_bench.records.load import curve_problem
 from pxp_bench.leaderboard.tables import Table
 from pxp_bench.results import atomic_write_bytes, ensure_writable_dir, read_result
 from pxp_bench.verdicts.summary import SummaryRow

@@ -57,7 +57,7 @@ def provenance_block(table: Table) -> str:
     """The studies of a table's optimised rows (empty when it has none)."""
     labels = table.labels()
     lines = [study_sentence(label, row.optimisation) for label, row in zip(labels, table.rows)
-             if row.variant == "optimised" or row.optimisation is not None]
+             if "optimised" in row.variants or row.optimisation is not None]
     if not lines:
         return ""
     return "Optimised rows (tuned on the tuning set, never on the evaluation set):\n\n" + "\n".join(lines) + "\n"

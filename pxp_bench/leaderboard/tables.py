@@ -1,9 +1,11 @@
 """Grouping results into tables and rows: which runs may be averaged together, and their statistics.
 
-A table holds one (dataset, model, components). A row holds the seeds of one method and variant whose
-runs are comparable: same parameters, class count, weights, image size, reference size, autocast and
-per-layer cap.
-Grid and protocol version are equal for every collected result (see `collect`), so they split nothing.
+A table holds one (dataset, model, components, grid of rates): a model with fewer components than the standard
+grid has rates is run on a coarser grid (every rate above 0 must prune something), which makes its own table.
+A row holds the seeds of one method configuration whose runs are comparable: same parameters, class count,
+weights, image size, reference size, autocast and per-layer cap. Variants of a method with the same parameters
+(``lrp`` ``default`` and ``epsilon``) are one configuration: one row naming both. The protocol version is equal
+for every loaded result (`pxp_bench.records`), so it splits nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pxp_bench.rates import DEFAULT_RATES
+from pxp_bench.records.load import describe_grid, rounded_grid
 from pxp_bench.verdicts.setting import SettingVerdict, setting_verdict
 
 CLASS_HASH = "class hash"
@@ -70,16 +74,29 @@ def mean_sem(values: Sequence[float | None]) -> tuple[float | None, float | None
     return statistics.mean(values), sem
 
 
+VARIANTS_JOINED = " = "
+"""How a row of several variants with the same parameters names them: ``default = epsilon``."""
+
+
 @dataclass(frozen=True)
 class Row:
-    """The comparable runs of one method and variant, one per seed (sorted by seed)."""
+    """The comparable runs of one method configuration, one per seed (sorted by seed)."""
 
     method: str
     variant: str
+    """The configuration's variant names, sorted and joined by `VARIANTS_JOINED` when several name it."""
     params: dict[str, Any]
     fields: dict[str, Any]
     """`comparability` of the runs (plus the class hash when a table's class draws differ)."""
     runs: tuple[dict[str, Any], ...]
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(self.variant.split(VARIANTS_JOINED))
+
+    def names(self, method: str, variant: str) -> bool:
+        """Whether this row is ``method`` under the name ``variant`` (among others, perhaps)."""
+        return self.method == method and variant in self.variants
 
     @property
     def seeds(self) -> list[int]:
@@ -108,21 +125,23 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
-    """The rows of one (dataset, model, components), best mean A_PR first."""
+    """The rows of one (dataset, model, components, grid), best mean A_PR first."""
 
     dataset: str
     model: str
     components: str
     rows: tuple[Row, ...]
+    rates: tuple[float, ...] = DEFAULT_RATES
 
     @property
     def title(self) -> str:
-        return f"{self.model} · {self.components} · {self.dataset}"
+        grid = "" if rounded_grid(self.rates) == rounded_grid(DEFAULT_RATES) else f" · {describe_grid(self.rates)}"
+        return f"{self.model} · {self.components} · {self.dataset}{grid}"
 
     @property
     def baseline(self) -> int | None:
         """The first row of `BASELINE`, if the table has one."""
-        return next((index for index, row in enumerate(self.rows) if (row.method, row.variant) == BASELINE), None)
+        return next((index for index, row in enumerate(self.rows) if row.names(*BASELINE)), None)
 
     @cached_property
     def verdict(self) -> SettingVerdict:
@@ -169,28 +188,35 @@ def _class_draws_differ(results: Sequence[dict[str, Any]]) -> bool:
 
 
 def _rows(results: Sequence[dict[str, Any]]) -> tuple[Row, ...]:
-    """Comparable runs merged into rows; of reruns of one seed in a row the newest ``created`` counts."""
+    """Comparable runs merged into rows, the variants of one configuration into one row; of reruns of one
+    seed in a row the newest ``created`` counts (then the first variant by name)."""
     split_by_class_hash = _class_draws_differ(results)
-    groups: dict[tuple[str, str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    groups: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    variants: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for result in results:
         fields = comparability(result)
         if split_by_class_hash:
             fields[CLASS_HASH] = result["samples"]["class_hash"]
-        by_seed = groups[(result["method"], result["variant"], canonical(result["params"]), canonical(fields))]
+        key = (result["method"], canonical(result["params"]), canonical(fields))
+        variants[key].add(result["variant"])
+        by_seed = groups[key]
         seed = result["seed"]
-        if seed not in by_seed or result["created"] > by_seed[seed]["created"]:
+        if seed not in by_seed or (result["created"], by_seed[seed]["variant"]) > (by_seed[seed]["created"],
+                                                                                     result["variant"]):
             by_seed[seed] = result
-    rows = [Row(method, variant, json.loads(params), json.loads(fields), tuple(by_seed[s] for s in sorted(by_seed)))
-            for (method, variant, params, fields), by_seed in groups.items()]
+    rows = [Row(method, VARIANTS_JOINED.join(sorted(variants[(method, params, fields)])), json.loads(params),
+                json.loads(fields), tuple(by_seed[s] for s in sorted(by_seed)))
+            for (method, params, fields), by_seed in groups.items()]
     rows.sort(key=lambda row: (-row.stat("a_pr")[0], row.method, row.variant, canonical(row.params),
                                canonical(row.fields)))
     return tuple(rows)
 
 
 def group_tables(results: Sequence[dict[str, Any]]) -> list[Table]:
-    """One table per (dataset, model, components), in that sort order; ``results`` share one grid (as
-    `collect_results` ensures), so that their curves can be averaged rate by rate."""
-    by_table: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    """One table per (dataset, model, components, grid), in that sort order: a table's runs share one grid,
+    so that their curves can be averaged rate by rate."""
+    by_table: dict[tuple[str, str, str, tuple[float, ...]], list[dict[str, Any]]] = defaultdict(list)
     for result in results:
-        by_table[(result["dataset"], result["model"], result["components"])].append(result)
-    return [Table(*key, rows=_rows(runs)) for key, runs in sorted(by_table.items())]
+        by_table[(result["dataset"], result["model"], result["components"], rounded_grid(result["rates"]))].append(result)
+    return [Table(dataset, model, components, rows=_rows(runs), rates=grid)
+            for (dataset, model, components, grid), runs in sorted(by_table.items())]

@@ -9,6 +9,7 @@ length, dropping the incomplete tail.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,11 +17,13 @@ from typing import Callable
 import torch
 
 from pxp_bench.data.tensors import LabelledTensors
-from pxp_bench.errors import DataError
+from pxp_bench.errors import ConfigError, DataError, first_line
 from pxp_bench.specs import LANGUAGE_MODELLING, DatasetSplits
 
 TEXT_FILES = {"train": "train.txt", "eval": "val.txt", "tune": "tune.txt"}
 """A text dataset's files in its root; ``tune.txt`` is optional (tuning sequences then come from train)."""
+DEFAULT_ENCODING = "utf-8"
+"""How a text dataset's files are decoded unless ``--encoding`` says otherwise."""
 
 
 class TokenSequences(LabelledTensors):
@@ -74,29 +77,58 @@ class TextSplit(TokenSequences):
         self.targets = [0] * len(self.inputs)
 
 
-def _file_text(path: Path) -> Callable[[], str]:
+def check_encoding(encoding: str) -> str:
+    """``encoding`` itself when Python has a text codec of that name (``utf-8``, ``latin-1``, ``cp1252``...),
+    else a one-line error naming ``--encoding``."""
+    try:
+        if not isinstance(encoding, str) or not getattr(codecs.lookup(encoding), "_is_text_encoding", True):
+            raise LookupError(encoding)  # base64, rot13 ...: codecs, but not bytes to text
+    except (LookupError, TypeError):
+        raise ConfigError(f"--encoding {encoding!r} is not a text encoding Python knows; name one such as utf-8, "
+                          "latin-1, cp1252 or utf-16 (or leave it out for utf-8).") from None
+    return encoding
+
+
+def _file_text(path: Path, encoding: str) -> Callable[[], str]:
+    """The text of ``path``, decoded strictly: an undecodable byte, or a NUL (binary data), is an error
+    naming the file and --encoding, never a replacement character."""
     def read() -> str:
         try:
-            return path.read_text(encoding="utf-8", errors="replace")
+            data = path.read_bytes()
         except OSError as exc:
             raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
+        try:
+            text = data.decode(check_encoding(encoding))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"cannot read {path} as {encoding} text: {first_line(exc)}. If it is text in another "
+                            "encoding, pass --encoding NAME (e.g. --encoding latin-1); a binary file is not "
+                            "text.") from None
+        nul = text.find("\x00")
+        if nul >= 0:
+            raise DataError(f"cannot read {path} as {encoding} text: it holds NUL characters (the first at character "
+                            f"{nul}), as binary files do. Pass a text file, or --encoding NAME if it is text in "
+                            "another encoding (e.g. --encoding utf-16).")
+        return text
     return read
 
 
-def _file_split(path: Path) -> TextSplit:
-    return TextSplit(_file_text(path), str(path))
+def _file_split(path: Path, encoding: str) -> TextSplit:
+    return TextSplit(_file_text(path, encoding), str(path))
 
 
-def load_text_folder(name: str, root: Path | None) -> DatasetSplits:
-    """ROOT/train.txt and ROOT/val.txt (and ROOT/tune.txt when present), tokenized by the model."""
+def load_text_folder(name: str, root: Path | None, encoding: str = DEFAULT_ENCODING) -> DatasetSplits:
+    """ROOT/train.txt and ROOT/val.txt (and ROOT/tune.txt when present), text in ``encoding`` (``--encoding``,
+    default UTF-8, decoded strictly), tokenized by the model."""
+    check_encoding(encoding)
     root = Path(root)
     missing = [TEXT_FILES[split] for split in ("train", "eval") if not (root / TEXT_FILES[split]).is_file()]
     if missing:
         raise DataError(f"text dataset root {root} has no {' or '.join(missing)}; it needs train.txt and val.txt "
-                        "(and optionally tune.txt), UTF-8 text.")
+                        f"(and optionally tune.txt), {encoding} text.")
     tune = root / TEXT_FILES["tune"]
-    return DatasetSplits(_file_split(root / TEXT_FILES["train"]), _file_split(root / TEXT_FILES["eval"]), 1, ["text"],
-                         (), tune=_file_split(tune) if tune.is_file() else None, task=LANGUAGE_MODELLING)
+    train, evaluation = (_file_split(root / TEXT_FILES[split], encoding) for split in ("train", "eval"))
+    return DatasetSplits(train, evaluation, 1, ["text"], (), task=LANGUAGE_MODELLING,
+                         tune=_file_split(tune, encoding) if tune.is_file() else None)
 
 
 def load_corpus_splits(name: str, root: Path | None = None) -> DatasetSplits:

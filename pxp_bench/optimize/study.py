@@ -26,7 +26,9 @@ import optuna
 
 from pxp_bench.benchmark import Prepared, evaluate, make_result, prepare, score
 from pxp_bench.errors import ConfigError
-from pxp_bench.evaluate import CurvePoint, curve_metrics
+from pxp_bench.evaluate import CurvePoint
+from pxp_bench.metrics import curve_metrics
+from pxp_bench.optimize.slots import StudyFull, claim_slots, slot_lock
 from pxp_bench.params import Categorical, IntRange, ParamSpace, searched_space
 from pxp_bench.plan import MAX_SEED, Benchmark, check_seed, file_safe_model
 from pxp_bench.plugins import Plugins, get_plugins
@@ -254,7 +256,7 @@ class StudyRun:
         self.name = name = study_name(config, first.plan.components, method.name)
         ensure_writable_dir(config.out)  # the results go there, whatever the storage
         self.journal = None if config.storage else Path(config.out) / f"{name}.journal"
-        storage = open_storage(config.storage, self.journal, config.heartbeat_s, config.grace_s)
+        self.storage = storage = open_storage(config.storage, self.journal, config.heartbeat_s, config.grace_s)
         self.study = study = _open_study(storage, name, _identity(config, first, self.space))
         study.pruner = _pruner(config.pruner if self.optimizer.prunes else "none", len(first.rates))
         if not study.trials:
@@ -296,14 +298,22 @@ class StudyRun:
                                     for index, seed in enumerate(config.seeds))
 
         self.trials_run = max(0, config.trials - self.finished())
-        # workers sharing the study stop together once it holds --trials finished trials
+        # workers sharing the study stop together at --trials finished trials: each claims a slot before it
+        # starts a trial (`pxp_bench.optimize.slots`), and stops once the study holds its finished trials
         callbacks = [optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)]
         if on_trial is not None:
             callbacks.append(on_trial)
         if self.trials_run:  # a worker's seed is offset; numpy takes seeds up to MAX_SEED, so it wraps
-            self.optimizer.load_run()(study, space, objective, trials=self.trials_run, timeout=config.timeout,
-                                      seed=(config.seeds[0] + 1000 * config.worker) % (MAX_SEED + 1),
-                                      callbacks=callbacks)
+            deadline = None if config.timeout is None else time.monotonic() + config.timeout
+            restore = claim_slots(study, config.trials, slot_lock(self.storage, self.name, self.journal), deadline)
+            try:
+                self.optimizer.load_run()(study, space, objective, trials=self.trials_run, timeout=config.timeout,
+                                          seed=(config.seeds[0] + 1000 * config.worker) % (MAX_SEED + 1),
+                                          callbacks=callbacks)
+            except StudyFull:
+                pass
+            finally:
+                restore()
 
     def proposal(self, trial: optuna.Trial) -> dict[str, Any]:
         """The trial's parameters, refused unless inside the searched space: an optimizer that proposes

@@ -125,27 +125,3 @@ def efficiency(model: nn.Module, flops: int) -> dict[str, Any]:
     """Parameters and ``flops`` per input (`counted_forward`); latencies are timed only where they are read
     (`pxp_bench.slim.curve.SlimCurve.latency`)."""
     return {"parameters": parameter_count(model), "flops": flops}
-
-
-def relative_spread(record: dict[str, Any]) -> float:
-    """The evaluation batch latency's interquartile range over its median."""
-    return record["latency_ms_batch_iqr"] / record["latency_ms_batch"]
-
-
-def efficiency_metrics(rates: Sequence[float], records: Sequence[dict[str, Any] | None],
-                       top_pr: float) -> dict[str, float | None]:
-    """At Top-PR, the parameters and FLOPs remaining (fractions of rate 0's), the speedup of the
-    evaluation batch over rate 0 (the ratio of the medians) and that speedup's relative spread, to first
-    order the sum of both latencies' `relative_spread`; None where not measured."""
-    by_rate = dict(zip(rates, records))
-    dense, at = by_rate.get(0.0), by_rate.get(top_pr)
-    if not dense or not at:
-        return {"params_at_top_pr": None, "flops_at_top_pr": None, "speedup_at_top_pr": None,
-                "speedup_at_top_pr_spread": None}
-    speedup = spread = None
-    if "latency_ms_batch" in dense and "latency_ms_batch" in at:
-        speedup = round(dense["latency_ms_batch"] / at["latency_ms_batch"], 4)
-        spread = round(relative_spread(dense) + relative_spread(at), 4)
-    return {"params_at_top_pr": round(at["parameters"] / dense["parameters"], 6),
-            "flops_at_top_pr": round(at["flops"] / max(1, dense["flops"]), 6),
-            "speedup_at_top_pr": speedup, "speedup_at_top_pr_spread": spread}

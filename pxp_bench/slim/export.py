@@ -4,8 +4,11 @@ runs no pickled code) and a JSON sidecar saying what it is (PROTOCOL section 5b)
 from __future__ import annotations
 
 import json
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -40,14 +43,54 @@ def check_destination(destination: Path, *, force: bool = False) -> Path:
 
     destination = Path(destination)
     if destination.suffix != EXPORT_SUFFIX:
-        raise ConfigError(f"--to {destination} must end in {EXPORT_SUFFIX} (a torch.export program).")
+        raise ConfigError(f"--to {_shown(destination)} must end in {EXPORT_SUFFIX} (a torch.export program).")
+    _check_name_lengths(destination)
     for path in (destination, destination.with_suffix(".json")):
-        if path.is_dir():
-            raise ConfigError(f"--to {destination}: {path} is a folder; give a file path such as {path / 'model.pt2'}.")
-        if path.exists() and not force:
-            raise ConfigError(f"--to {destination}: {path} exists; pass --force to replace it, or choose another --to.")
+        try:
+            if path.is_dir():
+                raise ConfigError(f"--to {destination}: {path} is a folder; give a file path such as {path / 'model.pt2'}.")
+            if path.exists() and not force:
+                raise ConfigError(f"--to {destination}: {path} exists; pass --force to replace it, or choose another --to.")
+        except OSError as exc:  # e.g. a folder on the way that cannot be searched
+            raise ConfigError(f"--to {_shown(destination)} cannot be checked ({exc.strerror or exc}); choose another "
+                              "--to.") from None
     ensure_writable_dir(destination.parent, "--to")
     return destination
+
+
+def _shown(path: Path, at_most: int = 80) -> str:
+    """``path`` for a message: a very long name shortened in its middle."""
+    text = str(path)
+    return text if len(text) <= at_most else f"{text[:at_most // 2]}...{text[-(at_most // 2):]}"
+
+
+def _check_name_lengths(destination: Path) -> None:
+    """Refuse names the file system cannot hold (the export, its ``.json`` sidecar, or a folder on the way),
+    before the run rather than when the export is written after it."""
+    existing = next((folder for folder in (destination.parent, *destination.parent.parents) if _is_dir(folder)),
+                    Path("."))
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf here: the common limits
+        name_max, path_max = 255, 4096
+    sidecar = destination.with_suffix(".json")
+    names = [*((part, "a folder name in it") for part in destination.parent.parts), (destination.name, "its file name"),
+             (sidecar.name, f"the name of its sidecar {_shown(Path(sidecar.name), 40)}")]
+    for name, what in names:
+        if len(os.fsencode(name)) > name_max:
+            raise ConfigError(f"--to {_shown(destination)}: {what} is {len(os.fsencode(name))} bytes long, more than "
+                              f"the {name_max} this file system allows; choose a shorter --to.")
+    if len(os.fsencode(str(sidecar.absolute()))) >= path_max:
+        raise ConfigError(f"--to {_shown(destination)}: the path is longer than the {path_max} bytes this system "
+                          "allows; choose a shorter --to.")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, among others
+        return False
 
 
 def _write_pair(destination: Path, program: bytes, sidecar: bytes, force: bool) -> None:
@@ -142,6 +185,32 @@ def slimmed_model(model: nn.Module, components: Components, order: torch.Tensor,
     return slim
 
 
+@contextmanager
+def _masks_without_vmap() -> Iterator[None]:
+    """While a Hugging Face language model is exported: its attention masks built without ``torch.vmap``.
+
+    Transformers builds the causal mask with ``vmap`` while the model is traced; ``torch.export`` captures
+    that as an operation it cannot save (a 120-line SerializeError after the whole run). Transformers'
+    own mask for export (``sdpa_mask_without_vmap``) is the same mask without it; it stands in for the
+    ``sdpa_mask`` that the eager attention (how pxp-bench loads a language model) builds its mask from.
+    """
+    masking = sys.modules.get("transformers.masking_utils")  # imported only when a language model was loaded
+    if masking is None or not hasattr(masking, "sdpa_mask"):
+        yield
+        return
+    try:
+        from transformers.integrations.executorch import sdpa_mask_without_vmap
+    except ImportError:
+        yield
+        return
+    original = masking.sdpa_mask
+    masking.sdpa_mask = sdpa_mask_without_vmap
+    try:
+        yield
+    finally:
+        masking.sdpa_mask = original
+
+
 def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, sidecar: dict[str, Any], *,
                    force: bool = False) -> Path:
     """Write ``destination`` (``.pt2``) and the sidecar beside it (same stem, ``.json``), replacing earlier
@@ -151,13 +220,18 @@ def export_slimmed(slim: nn.Module, example: torch.Tensor, destination: Path, si
     destination = check_destination(destination, force=force)
     pair = example[:1].expand(2, *example.shape[1:]).contiguous()  # a batch of 1 would fix the batch size to 1
     try:
-        program = torch.export.export(slim.eval(), (pair,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        with _masks_without_vmap():
+            program = torch.export.export(slim.eval(), (pair,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as exc:  # e.g. a reshape that fixes the batch size
         raise ConfigError(f"torch.export cannot capture this model: {first_line(exc)}.") from None
     sidecar = {**sidecar, "parameters": parameter_count(slim), "flops": flop_count(slim, example),
                "input_shape": list(example.shape[1:]), "format": "torch.export (torch.export.load(path).module())"}
     buffer = io.BytesIO()
-    torch.export.save(program, buffer)
+    try:
+        torch.export.save(program, buffer)
+    except Exception as exc:  # a captured operation torch.export has no serialisation for
+        raise ConfigError(f"torch.export cannot save this model's program: {first_line(exc)}; the result record was "
+                          "written, evaluate the model with pxp-bench instead.") from None
     return _save(destination, buffer.getvalue(), (json.dumps(sidecar, indent=2) + "\n").encode(), force)
 
 

@@ -20,10 +20,14 @@ A suite file (``benchmarks/suites/NAME.toml``)::
     method = "lrp"
     variant = "optimised"
     params = "{model}_{components}_lrp_seeds0-1-2.best.json"   # in a folder named like the suite, beside it
-    made_by = "pxp-bench optimize --method lrp --model {model} ..."  # how such a file is made
+    made_by = "pxp-bench optimize --method lrp --model {model} ..."  # how such a file is made ({model},
+                                                                      # {components}, {dataset}, {rates}, {params_dir})
 
 A file with ``extends = "BASE"`` (and only a description and ``[[methods]]`` besides) is suite BASE with
-those methods added: BASE's cells keep their keys, so it adds only the new cells to BASE's results.
+those methods added: BASE's cells keep their keys, so it adds only the new cells to BASE's results. BASE
+is a suite name or a ``.toml`` path relative to the extending file's folder.
+
+A method or preset listed twice makes the same cells; they are kept once, with a warning.
 
 A method that cannot score a setting's components or model family is left out of that setting (the
 count is shown); every other problem is an error naming the file and the key.
@@ -37,6 +41,7 @@ import hashlib
 import json
 import os
 import tomllib
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -46,7 +51,7 @@ from pxp_bench.errors import ConfigError, UnknownNameError
 from pxp_bench.params import DEFAULT_PRESET, read_params_file
 from pxp_bench.plan import MAX_SEED, Benchmark, check_max_layer_rate, file_safe_model
 from pxp_bench.plugins import Plugins
-from pxp_bench.rates import parse_rates
+from pxp_bench.rates import DEFAULT_RATES, parse_rates
 from pxp_bench.specs import COMPONENT_KINDS
 
 SUITES_ENV = "PXP_BENCH_SUITES"
@@ -105,7 +110,7 @@ RUN_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "dataset": _text, "data_root": _text, "weights": _text, "rates": _rates, "n_classes": _classes,
     "ref_per_class": _integer, "tune_per_class": _integer, "device": _text, "batch_size": _integer,
     "image_size": _optional_integer, "amp": _optional_text, "evaluate": _text, "latency_repeats": _integer,
-    "max_layer_rate": _max_layer_rate, "agreement": _boolean,
+    "max_layer_rate": _max_layer_rate, "agreement": _boolean, "encoding": _optional_text,
 }
 """The `Benchmark` fields a suite sets for its cells (method, parameters and seed come from the matrix),
 each with the conversion from its TOML or ``--set`` text."""
@@ -310,7 +315,7 @@ def _parameters(entry: _MethodEntry, setting: Mapping[str, Any], folder: Path, w
     """The parameters file's values and its study's provenance; a missing file is an error, or noted in
     ``missing`` when given."""
     fill = {"model": setting["model"], "components": setting["components"], "dataset": setting.get("dataset", ""),
-            "params_dir": str(folder)}
+            "rates": ",".join(f"{rate:g}" for rate in setting.get("rates", DEFAULT_RATES)), "params_dir": str(folder)}
     path = folder / entry.params.format(**{**fill, "model": file_safe_model(setting["model"])})  # as optimize names it
     if not path.is_file():
         how = f"make it with `{entry.made_by.format(**fill)}`" if entry.made_by else "make it with `pxp-bench optimize`"
@@ -342,6 +347,26 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"suite {path} cannot be read: {exc}.") from None
 
 
+def _base_file(path: Path, base_name: str) -> Path:
+    """The suite ``extends = "BASE"`` names in the file ``path``: a ``.toml`` path relative to that file's
+    folder (not the working directory), or a suite name, found beside that file first, then as
+    `find_suite` finds names."""
+    if base_name.endswith(".toml"):
+        base_path = path.parent / Path(base_name).expanduser()  # an absolute path stays as it is
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: extends = \"{base_name}\" names {base_path}, which does not exist; a "
+                              f"relative path is read beside {path.name}: fix the path, or name a suite "
+                              "(`pxp-bench suite list`).")
+        return base_path
+    beside = path.parent / f"{base_name}.toml"
+    if beside.is_file():
+        return beside
+    try:
+        return find_suite(base_name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: extends = \"{base_name}\": {exc}") from None
+
+
 def _with_base(path: Path, data_file: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """A suite file with ``extends = "BASE"`` is its base suite with the file's ``[[methods]]`` added (and
     its own description): the base's cells keep their keys, so running it into the base's output folder
@@ -353,7 +378,7 @@ def _with_base(path: Path, data_file: dict[str, Any]) -> tuple[dict[str, Any], P
     base_name = data_file["extends"]
     if not isinstance(base_name, str):
         raise ConfigError(f"{path}: 'extends' must name a suite, e.g. extends = \"digits\".")
-    base_path = find_suite(base_name)
+    base_path = _base_file(path, base_name)
     if base_path.resolve() == path.resolve():
         raise ConfigError(f"{path}: a suite cannot extend itself.")
     base = _read(base_path)
@@ -397,8 +422,28 @@ def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...
                     config = {**setting, "method": entry.method, **run, "seed": seed}
                     label = f"{setting['model']}/{kind or 'default'} {entry.method}:{name_of_run} seed {seed}"
                     cells.append(Cell(_complete(config), label, study))
+    cells = _distinct(cells, where)
     return Suite(path.stem, path, str(data_file.get("description", "")), tuple(cells), len(settings), len(entries),
                  suite_seeds, not_applicable, tuple(missing or ()))
+
+
+def _distinct(cells: list[Cell], where: str) -> list[Cell]:
+    """The cells without repeats (a method or preset listed twice makes the same cells, with the same
+    keys): each is run and counted once, and one warning per repeated method and preset names it."""
+    seen: set[str] = set()
+    distinct, repeated = [], {}
+    for cell in cells:
+        if cell.key in seen:
+            what = cell.label.rsplit(" seed ", 1)[0].rsplit(" ", 1)[-1]  # "model/kind method:preset seed N"
+            repeated.setdefault(what, []).append(cell.label)
+            continue
+        seen.add(cell.key)
+        distinct.append(cell)
+    for what, labels in repeated.items():
+        warnings.warn(f"{where}: {what} is listed more than once; its {len(labels)} repeated cell"
+                      f"{'' if len(labels) == 1 else 's'} (e.g. '{labels[0]}') run and count once: "
+                      "remove the repeat from the suite file.", UserWarning, stacklevel=2)
+    return distinct
 
 
 def select(suite: Suite, patterns: list[str]) -> Suite:
@@ -413,7 +458,7 @@ def select(suite: Suite, patterns: list[str]) -> Suite:
     return dataclasses.replace(suite, cells=cells)
 
 
-ADDED_LATER = {"max_layer_rate": None, "agreement": False}
+ADDED_LATER = {"max_layer_rate": None, "agreement": False, "encoding": None}
 """`Benchmark` fields added after suites had run: left out of a cell's key while at their default (which
 is how the earlier cells ran), so adding them reran nothing."""
 NOT_IN_KEY = ("ablation_cache",)

@@ -94,6 +94,10 @@ def _run_pending(suite: Suite, out: Path, spec, jobs: int, options: dict[str, st
             report.failed.append((task.cell.label, record.get("error") or "", task.log_path))
         else:
             pending.append(task)
+    from pxp_bench.agreement import ABLATION, ABLATION_CACHE, check_ablation_cache
+
+    if any(task.cell.config.get("agreement") or task.cell.config.get("method") == ABLATION for task in pending):
+        check_ablation_cache(out / ABLATION_CACHE)  # the cells share it (`cells._execute`): refused before any runs
     if on_start:
         on_start(len(pending))
 

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from pxp_bench.errors import ConfigError
 from pxp_bench.leaderboard.tables import canonical
 from pxp_bench.outcomes import read_outcomes
-from pxp_bench.results import read_result
+from pxp_bench.records import KeptOut, load_records
+from pxp_bench.records.load import rounded_grid
 from pxp_bench.verdicts.setting import setting_verdict
 from pxp_bench.verdicts.summary import Estimate
 
@@ -19,10 +20,11 @@ IDENTITY = ("model", "components", "dataset", "method", "variant")
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a comparison: its records (one per seed) and what they are."""
+    """One side of a comparison: its records (one per seed), what they are, and the files kept out of it."""
 
     source: Path
     runs: tuple[dict[str, Any], ...]
+    kept_out: tuple[KeptOut, ...] = ()
 
     @property
     def label(self) -> str:
@@ -52,20 +54,20 @@ class Comparison:
         return "no difference shown: the paired 95 % interval of the difference includes 0."
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    if path.is_dir():
-        files = sorted(candidate for candidate in path.glob("*.json") if candidate.is_file())
-        if not files:
-            raise ConfigError(f"{path} holds no result JSON file; give a result file or a folder of results.")
-        return [read_result(candidate) for candidate in files]
+def read_side(path: Path) -> Side:
+    """The results in ``path`` (a file, or a folder of one method's runs) that the loader accepts
+    (`pxp_bench.records`), the newest run of each seed; the folder's other files are kept out, with why."""
+    path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} does not exist; give a result JSON file or a folder of results.")
-    return [read_result(path)]
-
-
-def read_side(path: Path) -> Side:
-    """The results in ``path`` (a file, or a folder of one method's runs), the newest run of each seed."""
-    records = _records(Path(path))
+    collection = load_records([path])
+    if not collection.results:
+        if not collection.kept_out:
+            raise ConfigError(f"{path} holds no result JSON file; give a result file or a folder of results.")
+        first = collection.kept_out[0]
+        what = "" if path.is_file() else f"each of its {len(collection.kept_out)} JSON files is kept out (first: {first.path.name}: "
+        raise ConfigError(f"{path}: {what}{first.reason}{')' if what else ''}")
+    records = collection.results
     kinds = {canonical([record.get(key) for key in IDENTITY] + [record.get("params")]) for record in records}
     if len(kinds) > 1:
         raise ConfigError(f"{path} holds results of {len(kinds)} different methods, settings or parameters; give "
@@ -74,11 +76,7 @@ def read_side(path: Path) -> Side:
     for record in records:
         if record["seed"] not in by_seed or record["created"] > by_seed[record["seed"]]["created"]:
             by_seed[record["seed"]] = record
-    without = [record for record in by_seed.values() if read_outcomes(record) is None]
-    if without:
-        raise ConfigError(f"{path}: the result of seed {without[0]['seed']} has no per-sample outcomes (made by an "
-                          "older pxp-bench); rerun it with this version to compare.")
-    return Side(Path(path), tuple(by_seed[seed] for seed in sorted(by_seed)))
+    return Side(path, tuple(by_seed[seed] for seed in sorted(by_seed)), collection.kept_out)
 
 
 def _paired_seeds(first: Side, second: Side) -> tuple[int, ...]:
@@ -88,7 +86,7 @@ def _paired_seeds(first: Side, second: Side) -> tuple[int, ...]:
 
 def compare_sides(first: Side, second: Side) -> Comparison:
     """The paired comparison of ``first`` and ``second`` over the seeds both evaluated on the same samples."""
-    if [round(rate, 9) for rate in first.runs[0]["rates"]] != [round(rate, 9) for rate in second.runs[0]["rates"]]:
+    if rounded_grid(first.runs[0]["rates"]) != rounded_grid(second.runs[0]["rates"]):
         raise ConfigError(f"{first.source} and {second.source} were evaluated on different grids of rates; rerun "
                           "one with the other's --rates.")
     seeds = _paired_seeds(first, second)

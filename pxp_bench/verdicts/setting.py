@@ -63,7 +63,7 @@ def interpolation(rates: np.ndarray, at: float) -> tuple[int, int, float] | None
 
 def curve_statistics(accuracy: np.ndarray, rates: np.ndarray) -> dict[str, np.ndarray]:
     """Every metric of `INTERVAL_METRICS` from per-seed curves ``[..., seeds, rows, rates]``, averaged over
-    the seeds, as `pxp_bench.evaluate.curve_metrics` defines them (Top-PR on counts: 95 % of rate 0's)."""
+    the seeds, as `pxp_bench.metrics.curve_metrics` defines them (Top-PR on counts: 95 % of rate 0's)."""
     keeps = accuracy * 20 >= accuracy[..., :1] * 19 - TOLERANCE
     last_kept = np.logical_and.accumulate(keeps, axis=-1).sum(axis=-1) - 1
     statistics = {"a_pr": accuracy.mean(axis=-1), "top_pr": rates[last_kept]}

@@ -276,7 +276,7 @@ def test_lrp_ranks_the_copy_circuit_most_relevant(copy_circuit):
     (copy, _), alone = copy_circuit
     circuit = {head for head, (copied, _) in enumerate(alone) if copied < copy * 2 / 3}
     assert all(copied > copy * 3 / 4 for head, (copied, _) in enumerate(alone) if head not in circuit)
-    prepared = prepare(Benchmark(model="tiny-llama", method="lrp", components="heads"))
+    prepared = prepare(Benchmark(model="tiny-llama", method="lrp", components="heads", rates=(0.0, 0.5)))
     scores = torch.cat([score(prepared).scores[g.name] for g in prepared.components.groups])
     assert 1 <= len(circuit) < len(scores)
     assert set(torch.argsort(scores, descending=True)[:len(circuit)].tolist()) == circuit
@@ -289,7 +289,7 @@ def test_runs_on_the_corpus_record_copy_accuracy_per_rate(copy_circuit, tmp_path
 
     (copy, _), alone = copy_circuit
     induction = min(range(len(alone)), key=lambda head: alone[head][0])
-    prepared = prepare(Benchmark(model="tiny-llama", method="random", components="heads"))
+    prepared = prepare(Benchmark(model="tiny-llama", method="random", components="heads", rates=(0.0, 0.125)))
     flat = torch.ones(prepared.components.total)
     flat[induction] = 0.0
     scores = dict(zip([g.name for g in prepared.components.groups], flat.split([g.size for g in prepared.components.groups])))

@@ -90,7 +90,7 @@ def test_slimmed_logits_equal_the_masked_models_and_the_original_is_untouched(ca
 @pytest.mark.parametrize("model, kind", [("digits-vgg", "filters"), ("digits-resnet", "filters"),
                                          ("digits-vit", "neurons"), ("digits-vit", "heads")])
 def test_slim_and_masked_evaluation_give_identical_curves(plugins, model, kind):
-    bench = Benchmark(model=model, components=kind, method="taylor", n_classes=3)
+    bench = Benchmark(model=model, components=kind, method="taylor", n_classes=3, rates=(0.0, 0.25, 0.5, 0.75))
     slim = run_benchmark(bench, plugins=plugins)
     masked_run = run_benchmark(dataclasses.replace(bench, evaluate="masked"), plugins=plugins)
     assert [p["correct"] for p in slim.curve] == [p["correct"] for p in masked_run.curve]

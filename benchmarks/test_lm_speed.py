@@ -122,9 +122,10 @@ def test_lrp_qwen2_0p5b_peak_memory(benchmark):
 
 
 def test_tiny_llama_default_run(benchmark, tmp_path):
-    """`pxp-bench run --model tiny-llama` (LRP, heads, the 20-rate curve slimmed, latency timed) end to end."""
+    """`pxp-bench run --model tiny-llama --rates 0:1:0.125` (LRP, its 8 heads one per rate, the curve slimmed,
+    latency timed) end to end."""
     command = [sys.executable, "-c", "from pxp_bench.cli import main; main()", "run", "--model", "tiny-llama",
-               "--out", str(tmp_path)]
+               "--rates", "0:1:0.125", "--out", str(tmp_path)]
     benchmark.pedantic(lambda: subprocess.run(command, capture_output=True, check=True), rounds=1, iterations=1)
     if not benchmark.disabled:
         benchmark.extra_info["peak_rss_children_mb"] = round(

@@ -25,6 +25,8 @@ def _key(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+LOADED_BY = ("model", "dataset", "data_root", "weights", "image_size", "encoding")
+"""The `Benchmark` fields the loaded model and splits depend on: records that share them share one load."""
 LOADED_KEPT = 4
 """Loaded (model, dataset) pairs kept for the next records: a folder's records come sorted by model."""
 
@@ -52,8 +54,7 @@ def _load(bench) -> tuple[Any, Any, Any]:
     from pxp_bench.plan import resolve_model_and_dataset
     from pxp_bench.plugins import get_plugins
 
-    key = _key({name: str(getattr(bench, name)) for name in
-                          ("model", "dataset", "data_root", "weights", "image_size", "encoding") if hasattr(bench, name)})
+    key = _key({name: getattr(bench, name) for name in LOADED_BY})
     if key not in _loaded:
         plugins = get_plugins()
         model, dataset = resolve_model_and_dataset(bench, plugins)
@@ -72,9 +73,7 @@ def redraw(record: dict[str, Any]) -> Redrawn:
         bench = benchmark_of(record, "cpu")
     except CannotRerun as exc:
         raise NotRedrawn(str(exc)) from None
-    key = _key({"seed": bench.seed, "n_classes": bench.n_classes, "ref": bench.ref_per_class,
-                          "tune": bench.tune_per_class, **record["options"], "model": bench.model,
-                          "dataset": bench.dataset})
+    key = _key({"seed": bench.seed, "model": bench.model, "dataset": bench.dataset, **record["options"]})
     if key not in _draws:
         try:
             splits, task, weights = _load(bench)

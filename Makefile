@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean leaderboard leaderboard-fresh verify-added
+.PHONY: run test test-quick bench architecture clean leaderboard leaderboard-fresh verify-added
 
 # The example plugin is installed for real (not editable), as a user installs a third-party plugin;
 # editing it reinstalls it.
@@ -24,8 +24,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The loop while changing a module: the unit-level tests, that is every test in tests/ and the example's but
+# suites, end-to-end runs, multi-worker runs and the method matrix (the markers in pyproject.toml), and not the
+# speed suites in benchmarks/, on two pytest-xdist workers. `make test` (what CI runs) runs them all, in one process.
+QUICK_MARKERS := not suite and not e2e and not workers and not matrix
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "$(QUICK_MARKERS)" tests $(EXAMPLE)/tests
+
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-enable -q
+
+# The import levels in docs/architecture.md, from the package's own imports (fails on an import circle).
+architecture: $(STAMP)
+	$(BIN)/python tools/import_graph.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(EXAMPLE)/build $(EXAMPLE)/src/*.egg-info

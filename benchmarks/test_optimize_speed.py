@@ -12,7 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from pxp_bench.optimize.study import StudyConfig, run_study
+from pxp_bench.optimize.config import StudyConfig
+from pxp_bench.optimize.study import run_study
 from pxp_bench.plan import Benchmark
 
 TRIALS = 24

@@ -29,7 +29,7 @@ from pxp_bench.results import atomic_write_bytes, ensure_writable_dir
 from pxp_bench.scores import encode_scores, load_scores
 
 if TYPE_CHECKING:
-    from pxp_bench.benchmark import Prepared
+    from pxp_bench.prepare import Prepared
     from pxp_bench.specs import MethodSpec
 
     Scorer = Callable[[MethodSpec, Mapping[str, Any]], dict[str, torch.Tensor]]

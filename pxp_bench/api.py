@@ -9,10 +9,17 @@ A method's score function::
 
 - ``model``: the classifier, in eval mode on ``context.device``. Leave it as you found it: the same
   weights, modes and no hooks, also when you raise (use context managers such as `captured_sites`).
+  Scoring does not start under ``torch.no_grad``: grad mode is on (torch's default; the core never turns
+  it off around a method) and the weights keep ``requires_grad`` as the model was built (True for every
+  built-in model). Do not rely on the caller: wrap backward passes in ``torch.enable_grad()``, forward-only
+  passes in ``torch.no_grad()``, and take gradients with ``torch.autograd.grad`` (no ``.grad`` left behind).
 - ``components``: `Components`, the units to score: one `ComponentGroup` per layer with its size, the
   module that produces it (``name``), the module whose tensor carries it (``site``) and where its
   channels lie in that tensor.
-- ``reference``: `ReferenceSet`, the reference samples in batches on the device, with the run's classes.
+- ``reference``: `ReferenceSet`, the reference samples in batches on the device, with the run's classes
+  (``reference.class_ids``, a ``list[int]``); ``reference.target_outputs(logits, targets)`` is the output a
+  method explains, ``reference.log_likelihood(logits, targets)`` the per-sample log-likelihood over the run's
+  classes (minus the loss).
 - ``context``: `RunContext`, seeded random streams, the device, progress (`RunContext.track`) and
   ``diagnostics``, a dict recorded in the result.
 - ``params``: the method's declared parameters (`MethodSpec.params`), already typed and checked.
@@ -24,7 +31,7 @@ pruned later. `pxp_bench.testing.check_method` checks all of this.
 from __future__ import annotations
 
 from pxp_bench.attribution.aggregate import RelevanceAggregator, init_weights
-from pxp_bench.attribution.baselines import producing_weights
+from pxp_bench.attribution.baselines import producing_weights, producing_weights_of
 from pxp_bench.attribution.capture import SiteTensors, captured_sites, per_component
 from pxp_bench.attribution.gradients import site_gradients
 from pxp_bench.attribution.options import AGGREGATION, INIT_LOGIT, INIT_ONE, NORMALIZE
@@ -49,5 +56,6 @@ __all__ = [
     "init_weights",
     "per_component",
     "producing_weights",
+    "producing_weights_of",
     "site_gradients",
 ]

@@ -9,38 +9,30 @@ Every step is a plain function; the CLI only parses options and renders.
 from __future__ import annotations
 
 import time
-import warnings
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Callable, Mapping, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
 
 from pxp_bench.agreement import ABLATION, agreement_record, cached_ablation
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
-from pxp_bench.batch_size import batch_size_for
-from pxp_bench.components import Components, discover_components
-from pxp_bench.data.protocol import ProtocolSets, index_hash, method_seeds
-from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
-from pxp_bench.device import channels_last_suits, device_name, resolve_device
-from pxp_bench.errors import ComponentError, ConfigError, DataError, PluginError, PxpBenchError
+from pxp_bench.data.loading import loader
+from pxp_bench.data.protocol import index_hash, method_seeds
+from pxp_bench.device import device_name, with_oom_backoff
+from pxp_bench.errors import ComponentError, ConfigError, PluginError, PxpBenchError
 from pxp_bench.evaluate import CurvePoint, EvaluationMemo, prune_curve
-from pxp_bench.guards import check_items, check_readable, check_scores, model_state, state_changes
+from pxp_bench.guards import check_scores, model_state, state_changes
 from pxp_bench.masking import rank_components
 from pxp_bench.metrics import record_metrics
 from pxp_bench.outcomes import ProbeOutcomes, outcomes_record
-from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark, run_options
-from pxp_bench.plugins import Plugins, get_plugins
-from pxp_bench.rates import check_grid_fits, check_grid_prunes, normalise_rates
+from pxp_bench.plan import Benchmark, plan_benchmark, run_options
+from pxp_bench.plugins import Plugins, plugin_culprit
+from pxp_bench.prepare import Prepared, example_input, prepare
 from pxp_bench.results import Result, environment
 from pxp_bench.scores import load_scores
 from pxp_bench.slim.curve import slim_curve
-from pxp_bench.specs import (CLASSIFICATION, LANGUAGE_MODELLING, DatasetSpec, DatasetSplits, LoadedModel, MethodSpec,
-                             ModelSpec)
-from pxp_bench.tasks.base import Task
-from pxp_bench.tasks.classification import CLASSIFICATION_TASK
+from pxp_bench.specs import MethodSpec
 
 __all__ = ["Benchmark", "Prepared", "Scored", "evaluate", "plan_benchmark", "prepare", "run_benchmark", "score"]
 SPLITS = ("eval", "tune")
@@ -57,50 +49,6 @@ class Progress(Protocol):
 
 
 @dataclass
-class Prepared:
-    """What a run computes once per seed before scoring; a study reuses it for every trial."""
-
-    bench: Benchmark
-    plan: Plan
-    plugins: Plugins
-    device: torch.device
-    rates: tuple[float, ...]
-    splits: DatasetSplits
-    loaded: LoadedModel
-    sets: ProtocolSets
-    components: Components
-    task: Task = CLASSIFICATION_TASK
-    """What evaluation means for this model and dataset (`pxp_bench.tasks`)."""
-    timings: dict[str, float] = field(default_factory=dict)
-    memos: dict[str, EvaluationMemo] = field(default_factory=dict)
-    """Per split, the evaluations of pruned sets seen so far (exact reuse)."""
-    decoded: dict[str, Dataset] = field(default_factory=dict)
-    """Per sample set, its samples as read once (`samples`)."""
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.loaded.module
-
-    def samples(self, which: str) -> Dataset:
-        """The ``reference``, ``eval`` or ``tune`` samples, decoded into memory once where they fit
-        (`pxp_bench.data.loading.decoded_once`): a curve reads its set at every rate, a study every trial."""
-        if which not in self.decoded:
-            budget = memory_budget() - sum(decoded_size(kept) for kept in self.decoded.values())
-            self.decoded[which] = decoded_once(_sample_set(self, which), self.splits.input_shape, budget=budget)
-        return self.decoded[which]
-
-    @cached_property
-    def channels_last(self) -> bool:
-        """Whether the evaluation feeds channels-last batches (`pxp_bench.device.channels_last_suits`)."""
-        return channels_last_suits(self.model, example_input(self))
-
-    @cached_property
-    def batch_size(self) -> int:
-        """The batch of scoring and evaluation (`pxp_bench.batch_size`), probed once: a study runs many."""
-        return batch_size_for(self.model, example_input(self), self.bench.batch_size)
-
-
-@dataclass
 class Scored:
     """A method's scores and what it reported while scoring (``diagnostics``)."""
 
@@ -108,44 +56,12 @@ class Scored:
     diagnostics: dict[str, Any]
 
 
-def _check_task(model_name: str, model_task: str, dataset_name: str, dataset_task: str) -> None:
-    if dataset_task != model_task:
-        task = model_task.replace("_", " ")
-        raise DataError(f"model '{model_name}' is evaluated on {task}, dataset '{dataset_name}' serves "
-                        f"{dataset_task.replace('_', ' ')}. Choose a {task} --dataset (`pxp-bench list datasets`).")
-
-
-def _check_fit(model_name: str, loaded, dataset_name: str, splits) -> None:
-    _check_task(model_name, loaded.task, dataset_name, splits.task)
-    if tuple(splits.input_shape) != tuple(loaded.input_shape) and splits.task == LANGUAGE_MODELLING:
-        raise DataError(f"dataset '{dataset_name}' holds sequences of {tuple(splits.input_shape)[0]} tokens, but "
-                        f"model '{model_name}' reads {tuple(loaded.input_shape)[0]} (--seq-len); drop --seq-len, or "
-                        "choose a dataset the model tokenizes (--dataset text).")
-    if tuple(splits.input_shape) != tuple(loaded.input_shape):
-        raise DataError(
-            f"dataset '{dataset_name}' gives inputs of shape {tuple(splits.input_shape)}, but model "
-            f"'{model_name}' expects {tuple(loaded.input_shape)}. Choose a matching model or dataset."
-        )
-    if splits.task == CLASSIFICATION and splits.num_classes != loaded.num_classes:
-        raise DataError(
-            f"dataset '{dataset_name}' has {splits.num_classes} classes, but model '{model_name}' has "
-            f"{loaded.num_classes} outputs. Use weights trained on this dataset, or --weights none for a "
-            f"randomly initialised model sized to it."
-        )
-
-
-def _from_plugin(plugins: Plugins, what: str, owner: str) -> str:
-    """``what`` and the plugin that registered it, with its distribution: whom a user asks for a fix."""
-    info = plugins.infos[owner]
-    return f"{what} from plugin '{info.name}' ({' '.join(filter(None, (info.distribution, info.version)))})"
-
-
 def _score(spec: MethodSpec, plugins: Plugins, model, components, reference, context, params: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The method's scores, checked against the components, with the model checked to be as the method
     found it (`pxp_bench.guards`); a plugin's failure names the plugin."""
     method = spec.load_score()
     owner = plugins.methods.owner(spec.name)
-    culprit = _from_plugin(plugins, f"method '{spec.name}'", owner)
+    culprit = plugin_culprit(plugins, f"method '{spec.name}'", owner)
     before = model_state(model)
     try:
         scores = method(model, components, reference, context, **params)
@@ -163,71 +79,6 @@ def _score(spec: MethodSpec, plugins: Plugins, model, components, reference, con
     except ComponentError as exc:
         raise PluginError(f"{culprit} returned unusable scores: {exc}") from None
     return scores
-
-
-T = TypeVar("T")
-
-
-def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T:
-    """Run ``work(batch_size)``; on CUDA out-of-memory halve the batch once (with a warning), then fail
-    with a clear message."""
-    try:
-        return work(batch_size)
-    except torch.cuda.OutOfMemoryError:
-        pass  # retried outside the handler, whose traceback would keep the failed attempt's memory alive
-    smaller = max(1, batch_size // 2)
-    torch.cuda.empty_cache()
-    warnings.warn(f"CUDA ran out of memory while {stage} at batch size {batch_size}; retrying at {smaller}.",
-                  stacklevel=2)
-    try:
-        return work(smaller)
-    except torch.cuda.OutOfMemoryError:
-        pass
-    torch.cuda.empty_cache()
-    raise ConfigError(
-        f"CUDA ran out of memory while {stage}, also at batch size {smaller}. Lower --batch-size, "
-        "evaluate with --amp bf16, or choose a smaller --image-size."
-    )
-
-
-def load_model_and_data(model: ModelSpec, dataset: DatasetSpec, bench: Benchmark,
-                        plugins: Plugins) -> tuple[DatasetSplits, LoadedModel]:
-    """The dataset's splits, read through the model's transform, and the model, checked to fit each other."""
-    text = {} if bench.encoding is None else {"encoding": bench.encoding}  # only text datasets take it
-    splits = dataset.load_splits()(dataset.name, bench.data_root, **text)
-    _check_task(model.name, model.task, dataset.name, splits.task)  # before building the model
-    loaded = model.load_build()(model.name, weights=bench.weights, num_classes=splits.num_classes,
-                                image_size=bench.image_size)
-    splits.use_transform(loaded.transform)
-    check_items(splits, _from_plugin(plugins, f"dataset '{dataset.name}'", plugins.datasets.owner(dataset.name)))
-    _check_fit(model.name, loaded, dataset.name, splits)
-    return splits, loaded
-
-
-def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
-    """Check and resolve ``bench``, load data and model, draw the protocol's sets, find the components."""
-    plugins = plugins or get_plugins()
-    check_types(bench)
-    plan = plan_benchmark(bench, plugins)
-    check_options(bench, plan.dataset, plan.model)
-    rates = normalise_rates(bench.rates)
-    device = resolve_device(bench.device)
-    clock = time.perf_counter()
-    splits, loaded = load_model_and_data(plan.model, plan.dataset, bench, plugins)
-    load_s = time.perf_counter() - clock
-    task = plugins.tasks.get(loaded.task).load()
-    sets = task.draw(splits, n_classes=bench.n_classes, ref_per_class=bench.ref_per_class,
-                     tune_per_class=bench.tune_per_class, seed=bench.seed)
-    # the sets read after scoring; the reference set is read first thing by scoring itself
-    check_readable(splits.eval, sets.evaluation)
-    check_readable(splits.tune if sets.tuning_split == "tune" else splits.train, sets.tuning)
-    loaded.module = loaded.module.to(device).eval()
-    example = splits.train[sets.reference[0]][0].unsqueeze(0).to(device)
-    components = discover_components(loaded.module, plan.components, example)
-    check_grid_fits(rates, components.total)
-    check_grid_prunes(rates, [group.size for group in components.groups], bench.max_layer_rate)
-    timings = {"load": round(load_s, 4), "discover": round(time.perf_counter() - clock - load_s, 4)}
-    return Prepared(bench, plan, plugins, device, rates, splits, loaded, sets, components, task, timings)
 
 
 def score(prepared: Prepared, params: Mapping[str, Any] | None = None, *,
@@ -258,25 +109,6 @@ def _scored(prepared: Prepared, spec: MethodSpec, params: dict[str, Any], progre
         return Scored(scores, dict(context.diagnostics))
 
     return with_oom_backoff("scoring", prepared.batch_size, score_at)
-
-
-def example_input(prepared: Prepared) -> torch.Tensor:
-    """The first reference sample as a batch of one on the run's device (probe passes, tracing)."""
-    return prepared.samples("reference")[0][0].unsqueeze(0).to(prepared.device)
-
-
-def _sample_set(prepared: Prepared, split: str) -> Dataset:
-    sets = prepared.sets
-    if split == "reference":
-        return Subset(prepared.splits.train, sets.reference)
-    if split == "eval":
-        return Subset(prepared.splits.eval, sets.evaluation)
-    if split == "tune":
-        if not sets.tuning:
-            raise ConfigError("the tuning set is empty: pass --tune-per-class N (samples per class) to draw one.")
-        source = prepared.splits.tune if sets.tuning_split == "tune" else prepared.splits.train
-        return Subset(source, sets.tuning)
-    raise ValueError(f"unknown sample set {split!r}")
 
 
 def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str = "eval", *,

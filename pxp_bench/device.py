@@ -1,9 +1,11 @@
-"""Devices: ``--device`` text into a ``torch.device`` (refusing devices this machine lacks), and the
-input layout each device runs fastest on."""
+"""Devices: ``--device`` text into a ``torch.device`` (refusing devices this machine lacks), the
+autocast of ``--amp``, and the input layout each device runs fastest on."""
 
 from __future__ import annotations
 
 import re
+import warnings
+from typing import Callable, TypeVar
 
 import torch
 
@@ -28,6 +30,15 @@ def resolve_device(text: str = "auto") -> torch.device:
             )
         return device
     raise ConfigError(f"unknown device '{text}'; use auto, cpu, cuda or cuda:N.")
+
+
+AMP_DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""``--amp``'s choices and the dtype each runs the forward passes in (None: full precision)."""
+
+
+def autocast(device: torch.device, amp: str | None) -> torch.autocast:
+    """The autocast context of ``--amp`` on ``device`` (disabled without ``amp``)."""
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
 
 
 def device_name(device: torch.device) -> str:
@@ -61,3 +72,28 @@ def channels_last_suits(model: torch.nn.Module, example: torch.Tensor) -> bool:
 def in_layout(inputs: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """``inputs`` channels-last when ``channels_last`` (see `channels_last_suits`), else as they are."""
     return inputs.contiguous(memory_format=torch.channels_last) if channels_last else inputs
+
+
+T = TypeVar("T")
+
+
+def with_oom_backoff(stage: str, batch_size: int, work: Callable[[int], T]) -> T:
+    """Run ``work(batch_size)``; on CUDA out-of-memory halve the batch once (with a warning), then fail
+    with a clear message."""
+    try:
+        return work(batch_size)
+    except torch.cuda.OutOfMemoryError:
+        pass  # retried outside the handler, whose traceback would keep the failed attempt's memory alive
+    smaller = max(1, batch_size // 2)
+    torch.cuda.empty_cache()
+    warnings.warn(f"CUDA ran out of memory while {stage} at batch size {batch_size}; retrying at {smaller}.",
+                  stacklevel=2)
+    try:
+        return work(smaller)
+    except torch.cuda.OutOfMemoryError:
+        pass
+    torch.cuda.empty_cache()
+    raise ConfigError(
+        f"CUDA ran out of memory while {stage}, also at batch size {smaller}. Lower --batch-size, "
+        "evaluate with --amp bf16, or choose a smaller --image-size."
+    )

@@ -13,19 +13,17 @@ import torch
 from torch import nn
 
 from pxp_bench.components import Components
-from pxp_bench.device import in_layout
+from pxp_bench.device import autocast as amp_autocast, in_layout
 from pxp_bench.errors import PxpBenchError, unwrap_worker_error
 from pxp_bench.masking import keep_masks, masked, pruned_count, pruned_fractions
 from pxp_bench.metrics import keeps_top_pr_accuracy
 from pxp_bench.slim.efficiency import BatchTimes, Stopwatch
-from pxp_bench.tasks.base import BatchOutcome, Probe, Task
+from pxp_bench.specs import Probe
+from pxp_bench.tasks.base import BatchOutcome, Task
 from pxp_bench.tasks.classification import CLASSIFICATION_TASK
 
 if TYPE_CHECKING:
     from pxp_bench.slim.curve import SlimCurve
-
-AMP_DTYPES = {None: torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def restricted_logits(model: nn.Module, inputs: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
     """The logits of ``class_ids`` only, in that order (PROTOCOL section 1's domain restriction)."""
@@ -60,7 +58,7 @@ def correct_predictions(
     ids = torch.as_tensor(list(class_ids), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = torch.zeros((), dtype=torch.long, device=device)
-    autocast = torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
+    autocast = amp_autocast(device, amp)
     probed = {"probe": probe} if probe is not None else {}  # a task without probes need not take the keyword
     try:
         for inputs, labels in loader:
@@ -222,7 +220,7 @@ def prune_curve(
     Latencies (slim) are timed where the speedup is read only: at rate 0 and at Top-PR (``rates`` ascend
     from 0). Top-PR is known once a rate falls below it (or the grid ends), so the slimmed copy of the
     last rate within it is kept until then; ``on_rate`` sees that point before its latencies are added.
-    ``probe`` (the dataset's, `pxp_bench.tasks.base.Probe`) adds its accuracy to each point.
+    ``probe`` (the dataset's, `pxp_bench.specs.Probe`) adds its accuracy to each point.
     """
     memo = memo if memo is not None else EvaluationMemo()
     points: list[CurvePoint] = []

@@ -10,7 +10,7 @@ count of correct predictions instead of a bit (``counts-base64``, uint16) and it
 (``units``); its outcome is then the fraction correct, so a resample of sequences is a cluster bootstrap
 over tokens, and the mean over sequences of equal length is the token accuracy.
 
-A dataset's probe (`pxp_bench.tasks.base.Probe`, the corpus' copied bytes) adds ``probe``: its name, each
+A dataset's probe (`pxp_bench.specs.Probe`, the corpus' copied bytes) adds ``probe``: its name, each
 sample's probe predictions (``units``) and per rate each sample's correct ones (``correct``), as counts; the
 probe's accuracy at a rate is their ratio of sums, so its intervals come from the same bootstrap.
 """

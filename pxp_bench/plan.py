@@ -13,6 +13,7 @@ from pxp_bench.errors import ConfigError, DataError
 from pxp_bench.params import DEFAULT_PRESET, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
 from pxp_bench.rates import DEFAULT_RATES
+from pxp_bench.seeds import check_seed
 from pxp_bench.specs import (COMPONENT_KINDS, DEFAULT_COMPONENTS, LANGUAGE_MODELLING, DatasetSpec, MethodSpec,
                              ModelSpec)
 
@@ -22,21 +23,10 @@ EVALUATE_MODES = ("slim", "masked")
 MIN_LATENCY_REPEATS = 5
 """The fewest timed passes a latency takes (``--latency-repeats``' default): a median and an interquartile range."""
 
-MAX_SEED = 2**32 - 1
-"""Every seed option takes 0 to this (numpy's generators refuse larger seeds)."""
-
-
 def file_safe_model(model: str) -> str:
     """``model`` as file and study names made from it hold it: each run of characters other than letters,
     digits and ``_ . + = , @ -`` becomes ``-`` (``hf:ORG/NAME`` -> ``hf-ORG-NAME``, never a path)."""
     return re.sub(r"[^A-Za-z0-9_.+=,@-]+", "-", model)
-
-
-def check_seed(seed: int, option: str = "--seed") -> int:
-    """``seed`` itself, or a one-line error naming ``option`` when it is out of the seed range."""
-    if not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"{option} must be 0 or more and at most {MAX_SEED} (numpy's limit), got {seed}.")
-    return seed
 
 
 METHOD_PREFERENCE = ("lrp", "magnitude")

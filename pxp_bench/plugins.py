@@ -345,3 +345,9 @@ class Plugins:
 def get_plugins() -> Plugins:
     """The process-wide plugins, loaded once (honours ``PXP_BENCH_LOAD_PLUGINS``)."""
     return Plugins()
+
+
+def plugin_culprit(plugins: Plugins, what: str, owner: str) -> str:
+    """``what`` and the plugin that registered it, with its distribution: whom a user asks for a fix."""
+    info = plugins.infos[owner]
+    return f"{what} from plugin '{info.name}' ({' '.join(filter(None, (info.distribution, info.version)))})"

@@ -14,10 +14,9 @@ from pxp_bench.errors import PluginError
 from pxp_bench.params import DEFAULT_PRESET, ParamSpace
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
     from torch.utils.data import Dataset
-
-    from pxp_bench.tasks.base import Probe
 
 COMPONENT_KINDS = ("filters", "neurons", "heads")
 FAMILIES = ("cnn", "transformer", "lm")
@@ -131,6 +130,20 @@ class ModelSpec:
         return resolve_callable(self.build, f"model '{self.name}'")
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A dataset's named subset of predictions, scored on its own beside the whole: the generated corpus'
+    copied bytes, which only induction heads predict ("copy accuracy", a ground truth of what pruning broke).
+
+    ``positions(labels)`` marks per sample the predictions in the subset: for language modelling a boolean
+    ``(batch, L)`` whose position t marks the prediction of token t + 1 (`pxp_bench.lm.corpus.copy_positions`).
+    """
+
+    name: str
+    """Names the record's keys: ``<name>_accuracy`` per curve point, ``<name>_apr`` and ``<name>_0/25/50/75``."""
+    positions: Callable[[torch.Tensor], torch.Tensor]
+
+
 @dataclass
 class DatasetSplits:
     """A labelled dataset's splits; every split has a ``targets`` sequence of integer labels.
@@ -158,7 +171,7 @@ class DatasetSplits:
     items are ``(token ids, token ids)`` of one sequence, ``num_classes`` 1."""
     probe: Probe | None = None
     """A subset of the evaluation's predictions scored on its own beside the whole (the corpus' copied bytes),
-    where the dataset has one (`pxp_bench.tasks.base.Probe`)."""
+    where the dataset has one (`Probe`)."""
 
     def use_transform(self, transform: Callable | None) -> None:
         """Give image datasets the model's preprocessing, then record the resulting input shape.

@@ -14,7 +14,8 @@ from pxp_bench.models.zoo import build_zoo_model
 from helpers import pip_install_plugin, write_image_folder
 from pxp_bench.plugins import Plugins, get_plugins
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# 2 threads a process; under pytest-xdist (`make test-quick`: -n 2) the cores shared among its workers
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 @pytest.fixture(scope="session")

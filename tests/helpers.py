@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,12 @@ QUICK_RATES = (0.0, 0.3, 0.6)
 TIMED = ("latency_ms_batch1", "latency_ms_batch1_iqr", "latency_batch1_passes", "latency_ms_batch",
          "latency_ms_batch_iqr", "latency_batches", "speedup_at_top_pr", "speedup_at_top_pr_spread")
 """Result fields that are measurements of time (or timed until they add up), which differ between equal runs."""
+
+
+def as_at_a_terminal() -> None:
+    """``preexec_fn`` of a command a test interrupts: SIGINT handled as at a terminal. A shell's background
+    job (``make test &``, CI) passes SIGINT on ignored, and a Python started with it ignored never sees Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def untimed(record):

@@ -67,6 +67,7 @@ def test_a_read_only_ablation_cache_is_refused_before_scoring(tmp_path):
         (out / ABLATION_CACHE).chmod(0o755)
 
 
+@pytest.mark.suite
 def test_a_suite_whose_cells_use_the_cache_refuses_it_before_any_cell_runs(plugins, tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_SUITE)

@@ -194,7 +194,7 @@ def test_lrp_search_space_and_presets():
 
 @pytest.mark.parametrize("count, sizes", [(13, (4, 5, 4)), (20, (5, 10, 5)), (5, (2, 1, 2)), (2, (1, 0, 1)), (1, (1, 0, 0))])
 def test_depth_groups_follow_the_protocol(count, sizes):
-    from pxp_bench.attribution.lrp import depth_groups
+    from pxp_bench.attribution.lrp_rules import depth_groups
 
     names = [f"conv{i}" for i in range(count)]
     groups = depth_groups(names)
@@ -327,7 +327,7 @@ def test_init_one_skips_samples_whose_logit_is_near_zero_and_records_them(method
 
 
 def test_an_unknown_lrp_rule_is_an_error_not_alpha2beta1():
-    from pxp_bench.attribution.lrp import rule_for
+    from pxp_bench.attribution.lrp_rules import rule_for
 
     with pytest.raises(ConfigError, match="unknown LRP rule 'zplsu'"):
         rule_for("zplsu", linear=False, epsilon=1e-6, gamma_conv=0.25, gamma_linear=0.05)

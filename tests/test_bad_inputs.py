@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from helpers import TINY_SUITE as TINY
 from pxp_bench.cli import app
-from pxp_bench.cli_support import parse_seeds
+from pxp_bench.cli.common import parse_seeds
 from pxp_bench.errors import ConfigError
 from pxp_bench.rates import parse_rates
 
@@ -99,6 +99,7 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (128 * 1024, 128 * 1024))
 
 
+@pytest.mark.e2e
 def test_an_export_that_cannot_be_written_is_one_line_and_leaves_no_partial_file(tmp_path):
     target, rescue = tmp_path / "to" / "m.pt2", tmp_path / "rescue"
     done = subprocess.run([*SCRIPT, "export", *QUICK, "--out", str(tmp_path / "out"), "--to", str(target)],
@@ -230,6 +231,7 @@ def test_a_refused_slurm_run_leaves_no_empty_out(tmp_path):
 # 9. two suite runs into one folder run each cell once
 
 
+@pytest.mark.suite
 def test_two_concurrent_suite_runs_run_each_cell_once(tmp_path):
     suite, out = tmp_path / "tiny.toml", tmp_path / "out"
     suite.write_text(textwrap.dedent(TINY))

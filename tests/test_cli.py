@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import as_at_a_terminal
 from pxp_bench.cli import app
 from pxp_bench.models.zoo import packaged_checkpoint
 
@@ -145,6 +146,7 @@ def _console_script(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([*SCRIPT, *args], capture_output=True, text=True, timeout=60, env=environment)
 
 
+@pytest.mark.e2e
 def test_console_script_help_and_plugin_errors(install_plugin):
     """The installed entry point: a broken plugin leaves --help, --version and `plugins` working
     (listed there as failed), and commands that need the registries work, saying so in one line."""
@@ -162,6 +164,7 @@ def test_console_script_help_and_plugin_errors(install_plugin):
     assert "Fix or uninstall pxp-broken" in listed.stderr and "Traceback" not in listed.stderr
 
 
+@pytest.mark.e2e
 def test_console_script_prints_a_warning_as_one_line():
     done = _console_script("list", "datasets", PXP_BENCH_LOAD_PLUGINS="pxp-missing")
     assert done.returncode == 0 and "digits" in done.stdout
@@ -214,6 +217,7 @@ def register_methods(register):
 '''
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Ctrl-C as a terminal sends it (SIGINT)")
 @pytest.mark.parametrize("method", ["slow", "stubborn"])
 def test_ctrl_c_stops_a_run_in_one_line_and_leaves_no_empty_output_folder(install_plugin, tmp_path, method):
@@ -224,7 +228,8 @@ def test_ctrl_c_stops_a_run_in_one_line_and_leaves_no_empty_output_folder(instal
     ready, out = tmp_path / "ready", tmp_path / "new" / "results"
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), COLUMNS="200", PXP_TEST_READY=str(ready))
     command = subprocess.Popen([*SCRIPT, "run", "--method", method, "--rates", "0,0.5", "--out", str(out)],
-                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=as_at_a_terminal)
     try:
         deadline = time.monotonic() + 240
         while not ready.exists():  # scoring has begun: the run is past its checks and made --out

@@ -20,6 +20,7 @@ KIT_PARAMS = FAST_PARAMS
 """The kit checks the contract, not the attribution's quality (`helpers.FAST_PARAMS`)."""
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize("method", BUILTINS.methods.names())
 def test_every_builtin_method_passes(method):
     check_method(method, params=KIT_PARAMS.get(method), plugins=BUILTINS)
@@ -131,6 +132,26 @@ def test_the_kit_names_a_bad_declaration():
     bad = MethodSpec(name="bad-space", score=_varied, summary="x", params={"eps": FloatRange(0.0, 1.0, 2.0)})
     with pytest.raises(ConformanceError, match="method 'bad-space': the parameter 'eps' has a default outside"):
         check_method(bad, plugins=BUILTINS)
+
+
+def _fails_away_from_its_default(model, components, reference, context, mode="plain", strength=0.5):
+    if mode != "plain":
+        raise RuntimeError(f"mode {mode} is broken")
+    return _varied(components)
+
+
+def test_the_kit_scores_points_drawn_from_the_space_besides_the_defaults():
+    from pxp_bench import FloatRange
+
+    spec = MethodSpec(name="bad-off-default", score=_fails_away_from_its_default, summary="x",
+                      families=frozenset({"cnn"}), components=frozenset({"filters"}),
+                      params={"mode": Categorical(("plain", "fancy"), "plain"), "strength": FloatRange(0.0, 1.0, 0.5)})
+    with pytest.raises(ConformanceError, match=r"method 'bad-off-default' on digits-vgg filters at mode='fancy', "
+                                               r"strength=[0-9.]+: scoring raised RuntimeError: mode fancy is broken "
+                                               r"\(the defaults passed"):
+        check_method(spec, plugins=BUILTINS)
+    check_method(spec, points=0, plugins=BUILTINS)  # the defaults only
+    check_method(spec, params={"mode": "plain"}, plugins=BUILTINS)  # a parameter given stays fixed
 
 
 def test_the_kit_names_a_bad_dataset():

@@ -11,6 +11,7 @@ from pxp_bench.device import channels_last_suits
 from pxp_bench.evaluate import EvaluationMemo, accuracy, correct_predictions, prune_curve
 from pxp_bench.metrics import curve_metrics
 from pxp_bench.models.zoo import build_zoo_model
+from pxp_bench.plan import MIN_LATENCY_REPEATS
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import BatchTimes
 
@@ -105,7 +106,7 @@ def test_a_slimmed_curve_times_both_latencies_on_at_least_5_passes_with_one_eval
 
     def curve() -> list:
         return prune_curve(model, components, order, (0.0, 0.5), loader, [0, 1, 2], torch.device("cpu"),
-                           memo=memo, slim=slim_curve(model, components, images[:1]))
+                           memo=memo, slim=slim_curve(model, components, images[:1], latency_repeats=MIN_LATENCY_REPEATS))
 
     first = [point.efficiency for point in curve()]
     for record in first:

@@ -33,6 +33,7 @@ print(json.dumps({"correct": correct, "parameters": sum(p.numel() for p in progr
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model, where", [("digits-vgg", []), ("digits-vit", ["--components", "heads", "--rate", "0.4"])])
 def test_the_export_loads_without_pxp_bench_and_reproduces_the_recorded_accuracy(plugins, tmp_path, model, where):
     target = tmp_path / "slim" / f"{model}.pt2"
@@ -105,6 +106,7 @@ print(sum(p.numel() for p in program.module().parameters()))
 """
 
 
+@pytest.mark.e2e
 def test_a_language_model_exports_and_the_program_reproduces_its_masked_logits(plugins, tmp_path):
     # Hugging Face builds its attention mask with vmap, which torch.export captured but could not save
     target = tmp_path / "tiny-llama.pt2"

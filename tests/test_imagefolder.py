@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import shutil
+import sys
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from helpers import write_image_folder
 from pxp_bench.benchmark import evaluate, prepare, score
 from pxp_bench.cli import app
 from pxp_bench.data.imagefolder import load_image_folders
-from pxp_bench.data.loading import decoded_once
+from pxp_bench.data.loading import decoded_once, loader
 from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.data.protocol import draw_sets
 from pxp_bench.errors import DataError
@@ -161,3 +163,19 @@ def test_sample_sets_are_decoded_once_with_the_tensors_a_loader_gives(imagenet_l
     before = [point.correct for point in evaluate(prepared, scores, reuse=False)]
     shutil.rmtree(root / "val")  # later curves never read the files again
     assert [point.correct for point in evaluate(prepared, scores, reuse=False)] == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_loader_workers_are_forked_whatever_the_process_default(imagenet_like):
+    """A suite's cell starts from a forkserver, which multiprocessing then makes the cell's default: workers
+    started that way import torch anew, seconds per loader. The loader names fork, and still streams."""
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("forkserver", force=True)
+    try:
+        splits = load_image_folders("imagefolder", imagenet_like)
+        splits.use_transform(lambda image: torch.zeros(3, 8, 8))
+        stream = loader(splits.eval, 4, torch.device("cpu"))
+        assert stream.num_workers > 0 and stream.multiprocessing_context.get_start_method() == "fork"
+        assert sum(len(labels) for _, labels in stream) == len(splits.eval)
+    finally:
+        multiprocessing.set_start_method(before, force=True)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -51,6 +52,7 @@ def test_the_workflow_runs_only_make_targets_the_tests_exercise():
     assert published["with"]["file_pattern"] == "leaderboard/ README.md"
 
 
+@pytest.mark.suite
 def test_make_leaderboard_fresh_reruns_the_suite_and_regenerates(tmp_path):
     readme = tmp_path / "README.md"
     shutil.copy(ROOT / "README.md", readme)
@@ -85,6 +87,7 @@ def test_compare_works_on_two_committed_records():
     assert found["verdict"].split(":")[0] in ("the first is better", "the second is better", "no difference shown")
 
 
+@pytest.mark.e2e
 def test_make_verify_added_reruns_only_the_records_a_change_adds_and_fails_on_a_forged_one(tmp_path):
     results = tmp_path / "repo" / "board" / "results"
     results.mkdir(parents=True)

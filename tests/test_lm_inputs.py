@@ -149,6 +149,7 @@ def test_a_hub_name_that_cannot_be_fetched_is_one_line_without_retries(lm, tmp_p
     assert not retries, retries[:1]  # the library's retry log (5 tries, half a minute) never starts
 
 
+@pytest.mark.e2e
 def test_a_cached_hub_model_loads_offline(lm, tmp_path):
     """A Hub name in the cache runs with HF_HUB_OFFLINE=1 (its own process: the libraries read the cache's place
     on import), its weights identified by the cached commit."""

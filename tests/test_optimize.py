@@ -22,7 +22,11 @@ from pxp_bench.data.tensors import LabelledTensors
 from pxp_bench.errors import ConfigError, PxpBenchError
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.optimize import study as study_module
-from pxp_bench.optimize.study import StudyConfig, config_to_json, run_study, tuning_a_pr
+from pxp_bench.optimize.config import StudyConfig, config_to_json
+from pxp_bench.optimize.provenance import optimizers_ran
+from pxp_bench.optimize.report import provenance_json, trials_summary
+from pxp_bench.optimize.storage import storage_label
+from pxp_bench.optimize.study import run_study, tuning_a_pr
 from pxp_bench.plan import Benchmark
 from pxp_bench.plugins import Plugins
 from pxp_bench.specs import MethodSpec
@@ -32,7 +36,7 @@ SMALL = Benchmark(method="taylor", n_classes=3, tune_per_class=10, rates=QUICK_R
 AGGREGATIONS = ("abs", "abs_per_position", "signed")
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 REPEAT_ATTR = "repeat_of"  # a trial answered from an earlier one names it
-PROVENANCE_KEYS = {"study", "trial", "optimizer", "seeds", "trials_completed", "trials_stopped",
+PROVENANCE_KEYS = {"study", "trial", "optimizer", "optimizers", "seeds", "trials_completed", "trials_stopped",
                    "distinct_configurations", "tuning_a_pr", "study_wall_s", "study_trial_s", "storage"}
 
 
@@ -141,6 +145,7 @@ def test_the_command_writes_best_params_history_and_results(tmp_path):
     assert refused.exit_code == 2 and "--trials must be at least 1" in refused.output
 
 
+@pytest.mark.workers
 def test_local_workers_share_the_journal_study(tmp_path):
     result = CliRunner().invoke(app, ["optimize", "--method", "taylor", "--classes", "3", "--tune-per-class", "10",
                                       "--rates", "0,0.3,0.6", "--trials", "6", "--jobs", "2", "--optimizer", "random",
@@ -156,6 +161,7 @@ def _journal_trials(path, name) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=storage).trials
 
 
+@pytest.mark.workers
 def test_workers_started_together_stop_at_exactly_the_trials_and_again_on_resume(tmp_path):
     # two workers on one study, trials of seconds: when 4 of 5 were finished both saw 4 and each started one,
     # so a study of 5 ended with 6 (and a resume to 8 with 9); a worker claims its slot before its trial starts
@@ -219,6 +225,7 @@ def test_an_optimised_result_records_its_studys_provenance(plugins, tmp_path):
     found, study = outcome.provenance, outcome.study
     finished = study.get_trials(states=(COMPLETE, PRUNED))
     assert set(found) == PROVENANCE_KEYS and outcome.results[0].optimisation == found
+    assert found["optimizers"] == [builtin_optimizer(plugins, "random", 4)]
     assert (found["study"], found["optimizer"], found["seeds"], found["storage"]) == (
         study.study_name, "random", [0], "journal")
     assert (found["trial"], found["tuning_a_pr"]) == (study.best_trial.number, outcome.best_value)
@@ -228,9 +235,31 @@ def test_an_optimised_result_records_its_studys_provenance(plugins, tmp_path):
     assert found["study_wall_s"] == round((finished[-1].datetime_complete - finished[0].datetime_start)
                                           .total_seconds(), 1)
     assert found["study_wall_s"] >= found["study_trial_s"] > 0
-    storage_label = study_module.storage_label
     assert storage_label("postgresql+psycopg2://me:secret@db:5432/pxp") == "postgresql+psycopg2://me@db:5432/pxp"
     assert storage_label("postgresql://me@db.example/pxp?password=secret") == "postgresql://me@db.example/pxp"
+
+
+def builtin_optimizer(plugins, name: str, trials: int) -> dict:
+    """How a study's provenance lists built-in optimizer ``name`` and the finished trials it ran."""
+    info = plugins.infos[plugins.optimizers.owner(name)]
+    return {"optimizer": name, "plugin": info.name, "distribution": "pxp-bench", "version": info.version,
+            "trials": trials}
+
+
+def test_a_study_resumed_with_another_optimizer_records_every_optimizer(plugins, tmp_path):
+    run_study(config(tmp_path, seeds=(0,), optimizer="random", trials=2), plugins=plugins, evaluate_best=False)
+    outcome = run_study(config(tmp_path, seeds=(0,), optimizer="optuna-tpe", trials=4), plugins=plugins,
+                        evaluate_best=False)  # resumed with another optimizer
+    found = outcome.provenance
+    assert found["optimizer"] == "optuna-tpe"  # the one this command ran; every one, in order, below
+    assert found["optimizers"] == [builtin_optimizer(plugins, "random", 2), builtin_optimizer(plugins, "optuna-tpe", 2)]
+    assert json.loads(provenance_json(outcome))["optimizers"] == found["optimizers"]
+    assert [t.user_attrs["optimizer"]["optimizer"] for t in outcome.study.trials] == ["random"] * 2 + ["optuna-tpe"] * 2
+    assert "run by random (2 finished trials), then optuna-tpe (2 finished trials)" in trials_summary(outcome.study)
+    # a trial that notes no optimizer (a study made before trials noted it) is counted, not attributed
+    unnoted = optuna.trial.create_trial(value=0.5, params={"aggregation": "abs"},
+                                        distributions={"aggregation": optuna.distributions.CategoricalDistribution(AGGREGATIONS)})
+    assert optimizers_ran([unnoted]) == [{"optimizer": None, "trials": 1}]
 
 
 def test_a_repeated_proposal_is_answered_from_the_study_not_evaluated_again(plugins, tmp_path, monkeypatch):

@@ -18,15 +18,16 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from helpers import QUICK_RATES
+from helpers import QUICK_RATES, as_at_a_terminal
 from pxp_bench.attribution.options import GRADIENT_OPTIONS
 from pxp_bench.cli import app
 from pxp_bench.errors import ConfigError
 from pxp_bench.hookspecs import hookimpl
-from pxp_bench.optimize.study import StudyConfig, run_study
+from pxp_bench.optimize.config import StudyConfig
+from pxp_bench.optimize.study import run_study
 from pxp_bench.params import FloatRange, IntRange
 from pxp_bench.plan import Benchmark
-from pxp_bench.plugins import Plugins
+from pxp_bench.plugins import Plugins, plugin_culprit
 from pxp_bench.specs import MethodSpec, OptimizerSpec
 
 SMALL = Benchmark(method="taylor", n_classes=3, tune_per_class=5, rates=QUICK_RATES)
@@ -82,12 +83,15 @@ class ExceedingPlugin:
 def test_a_proposal_outside_the_space_is_refused_naming_the_optimizer_and_its_plugin(tmp_path, optimizer, method,
                                                                                      proposed):
     plugins = Plugins(load_external=False, extra=(ExceedingPlugin(),))
+    owner = plugins.optimizers.owner(optimizer)
+    info = plugins.infos[owner]  # as if installed: named with its distribution and version, as a method is
+    info.distribution, info.version = "pxp-bench-exceeding", "1.2.3"
     bench = dataclasses.replace(SMALL, method=method)
     with pytest.raises(ConfigError) as refused:
         run_study(config(tmp_path, bench=bench, optimizer=optimizer, trials=3), plugins=plugins)
     message = str(refused.value)
-    owner = plugins.optimizers.owner(optimizer)
-    assert f"optimizer '{optimizer}'" in message and f"plugin '{owner}'" in message and proposed in message
+    assert message.startswith(f"optimizer '{optimizer}' from plugin '{owner}' (pxp-bench-exceeding 1.2.3) proposed")
+    assert plugin_culprit(plugins, f"optimizer '{optimizer}'", owner) in message and proposed in message
     assert "outside the searched space" in message and "\n" not in message
     name = f"digits-vgg_filters_{method}_seeds0"
     evaluated = [t for t in journal_trials(tmp_path / f"{name}.journal", name) if t.state == COMPLETE]
@@ -126,7 +130,7 @@ def test_a_study_name_that_is_a_path_is_refused(tmp_path, name):
                                            ("hf:Qwen/Qwen2.5-0.5B", "hf-Qwen-Qwen2.5-0.5B"),
                                            ("timm/resnet10t", "timm-resnet10t"), ("digits-vgg", "digits-vgg")])
 def test_a_made_study_name_turns_the_model_name_into_a_plain_name(model, made):
-    from pxp_bench.optimize.study import study_name
+    from pxp_bench.optimize.config import study_name
 
     assert study_name(StudyConfig(Benchmark(model=model), seeds=(0, 1)), "heads", "lrp") == f"{made}_heads_lrp_seeds0-1"
 
@@ -137,6 +141,7 @@ def test_a_timeout_that_is_not_a_positive_finite_number_is_refused(tmp_path, tim
         run_study(config(tmp_path, timeout=timeout))
 
 
+@pytest.mark.workers
 def test_jobs_are_capped_by_cores_and_memory_with_a_line_saying_so(tmp_path):
     cores = len(os.sched_getaffinity(0))
     jobs = cores + 1  # enough to be capped; not 100, which would start 99 processes were the cap gone
@@ -155,7 +160,8 @@ def _command(out: Path, *options: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PXP_BENCH_LOAD_PLUGINS="")
     return subprocess.Popen([sys.executable, "-c", "from pxp_bench.cli import main; main()", "optimize", *TINY,
                              "--optimizer", "random", "--out", str(out), *options],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_at_a_terminal)
 
 
 def _workers_of(parent: int) -> list[int]:
@@ -189,6 +195,8 @@ def _wait_for(condition, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.workers
+@pytest.mark.e2e
 @linux_only
 def test_workers_die_with_a_killed_command(tmp_path):
     command = _command(tmp_path, "--trials", "200", "--jobs", "2")
@@ -224,6 +232,8 @@ def _processes_in_trials(journal: Path) -> int:
     return len({line["worker_id"][:36] for line in lines if line["op_code"] == SET_TRIAL_PARAM})
 
 
+@pytest.mark.workers
+@pytest.mark.e2e
 @linux_only
 def test_ctrl_c_stops_the_workers_and_says_what_is_kept_in_one_line(tmp_path):
     # repeated proposals are answered from the memo in milliseconds: a study that could finish races the signal

@@ -16,6 +16,8 @@ import uuid
 import optuna
 import pytest
 
+pytestmark = pytest.mark.workers  # every test here starts worker processes on a shared PostgreSQL study
+
 WORKER = """
 import sys
 from pathlib import Path
@@ -23,7 +25,8 @@ from pathlib import Path
 import optuna
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-from pxp_bench.optimize.study import StudyConfig, run_study
+from pxp_bench.optimize.config import StudyConfig
+from pxp_bench.optimize.study import run_study
 from pxp_bench.plan import Benchmark
 
 url, name, trials, n_samples, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])

@@ -71,6 +71,7 @@ def plugin_table(*args, **kwargs) -> dict[str, dict]:
     return {info["name"]: info for info in json.loads(listed.stdout)}
 
 
+@pytest.mark.e2e
 def test_the_installed_example_is_found_through_its_entry_point_and_left_out_when_not_named():
     infos = plugin_table()
     assert infos["example"]["distribution"] == "pxp-bench-example" and infos["example"]["status"] == "loaded"
@@ -87,6 +88,7 @@ def broken_site(tmp_path_factory) -> Path:
     return site
 
 
+@pytest.mark.e2e
 def test_broken_plugins_are_each_named_and_the_rest_keeps_working(broken_site, tmp_path):
     infos = plugin_table(path=broken_site)
     status = {name: infos[name]["status"] for name in BROKEN}
@@ -114,6 +116,7 @@ def test_broken_plugins_are_each_named_and_the_rest_keeps_working(broken_site, t
         "1.2.3 failed" in withdrawn.stderr
 
 
+@pytest.mark.e2e
 def test_an_uninstalled_plugin_is_gone(tmp_path):
     """A scratch venv layered over this one (so pxp-bench is there), pip install, then pip uninstall."""
     venv = tmp_path / "venv"

@@ -20,6 +20,7 @@ from pxp_bench.evaluate import restricted_logits
 from pxp_bench.models.pretrained import build_timm, build_torchvision
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model, method", [
     ("resnet18", "lrp"), ("vgg11_bn", "lrp"), ("vgg11_bn", "taylor"), ("timm/resnet10t", "taylor"),
 ])
@@ -139,6 +140,7 @@ def test_bf16_evaluation_runs_on_the_cpu(plugins):
     assert result.curve[0]["accuracy"] > 0.95 and result.samples["amp"] == "bf16"
 
 
+@pytest.mark.e2e
 def test_offline_timm_weights_say_what_to_do(imagenet_like, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PXP_BENCH_LOAD_PLUGINS="")
     completed = subprocess.run(
@@ -165,7 +167,7 @@ def test_cuda_amp_evaluation(plugins, imagenet_like):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA paths need a GPU")
 def test_cuda_out_of_memory_halves_the_batch_once_then_fails_clearly():
-    from pxp_bench.benchmark import with_oom_backoff
+    from pxp_bench.device import with_oom_backoff
 
     sizes = []
 

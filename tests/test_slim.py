@@ -22,7 +22,7 @@ from pxp_bench.evaluate import prune_curve
 from pxp_bench.metrics import curve_metrics, efficiency_metrics
 from pxp_bench.masking import keep_masks, masked, pruned_count
 from pxp_bench.models.zoo import build_zoo_model
-from pxp_bench.plan import Benchmark
+from pxp_bench.plan import MIN_LATENCY_REPEATS, Benchmark
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.slim.efficiency import (MAX_PASSES, MIN_TIMED_MS, BatchTimes, batch1_latency,
                                       enough, evaluation_latency, parameter_count)
@@ -135,7 +135,7 @@ def test_top_pr_is_timed_on_its_own_slimmed_copy_after_later_rates_slimmed_furth
     loader = DataLoader(LabelledTensors(images, labels), batch_size=4)
     components = discover_components(model, "filters", images[:1])
     order = torch.randperm(components.total, generator=torch.Generator().manual_seed(0))
-    slim = slim_curve(model, components, images[:1])
+    slim = slim_curve(model, components, images[:1], latency_repeats=MIN_LATENCY_REPEATS)
     timed_models = []  # the parameter count of each model timed, recorded on the way to the real timing
     time_it = slim.latency
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY_SUITE as TINY, pip_install_plugin
+from helpers import TINY_SUITE as TINY, as_at_a_terminal, pip_install_plugin
 from test_leaderboard import table_rows
 from pxp_bench.errors import PxpBenchError
 from pxp_bench.leaderboard import build_leaderboard
@@ -152,6 +152,7 @@ def test_extends_reads_a_relative_path_beside_the_extending_file_not_the_working
     assert "\n" not in message
 
 
+@pytest.mark.suite
 def test_a_method_listed_twice_is_warned_about_and_run_and_counted_once(plugins, tmp_path):
     twice = _suite(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]") + '\n[[methods]]\nmethod = "random"\n')
     with pytest.warns(UserWarning, match="random:default is listed more than once") as warned:
@@ -174,13 +175,13 @@ def test_a_cells_key_changes_with_any_option(plugins, tmp_path):
     assert base.keys() == other.keys() and not set(base.values()) & set(other.values())
 
 
+@pytest.mark.suite
 def test_an_interrupted_suite_resumes_without_rerunning_finished_cells(tmp_path):
     cells = 8  # one at a time: the interrupt comes long before the last of them (a cell takes about a second)
     suite, out = _suite(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3]")), tmp_path / "out"
     running = subprocess.Popen([*CLI, str(suite), "--out", str(out), "--jobs", "1"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env={**os.environ, "PXP_BENCH_LOAD_PLUGINS": ""},
-                               # as at a terminal: a shell's background job (CI) would pass SIGINT on ignored
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=as_at_a_terminal)
     deadline = time.monotonic() + 300
     while not (out / "cells").is_dir() or not _records(out):  # wait for the first finished cell
         assert running.poll() is None and time.monotonic() < deadline, running.communicate()
@@ -231,6 +232,7 @@ CRASHING = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.suite
 def test_failing_and_crashing_cells_are_recorded_and_the_rest_go_on(tmp_path):
     site = tmp_path / "site"
     pip_install_plugin(site, "pxp-suite-crash", CRASHING)
@@ -255,6 +257,7 @@ def test_failing_and_crashing_cells_are_recorded_and_the_rest_go_on(tmp_path):
     assert len(list(out.glob("*.json"))) == 1  # the finished cell was never run twice
 
 
+@pytest.mark.suite
 def test_executor_options_and_jobs_are_checked(tmp_path):
     suite = str(_suite(tmp_path))
     for args, message in [(["--jobs", "0"], "--jobs must be at least 1"),
@@ -291,6 +294,7 @@ def paper_params(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.suite
 def test_imagenet_paper_dry_runs_through_the_local_executor(imagenet_like, paper_params, tmp_path):
     out = tmp_path / "out"
     done = _suite_run("imagenet-paper", "--data", str(imagenet_like), "--out", str(out), "--params-dir",
@@ -328,6 +332,7 @@ def test_an_optimised_variant_without_its_studys_provenance_is_refused(plugins, 
     assert len(cells) == 2 and all(cell.optimisation == study_record("s") for cell in cells)
 
 
+@pytest.mark.suite
 def test_imagenet_paper_dry_runs_through_slurm_on_submitits_local_executor(imagenet_like, paper_params, tmp_path):
     out = tmp_path / "out"
     args = ["imagenet-paper", "--data", str(imagenet_like), "--out", str(out), "--params-dir", str(paper_params),

@@ -139,6 +139,7 @@ def test_the_transformer_lrp_space_has_1536_points():
     assert grid_size(spec.space_for("transformer")) == 1536 and grid_size(spec.space_for("cnn")) == 768
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", ["heads", "neurons"])
 def test_vit_b_16_end_to_end_on_an_image_folder(plugins, imagenet_like, kind):
     result = run_benchmark(Benchmark(model="vit_b_16", method="lrp", dataset="imagenet", data_root=imagenet_like,
@@ -148,6 +149,7 @@ def test_vit_b_16_end_to_end_on_an_image_folder(plugins, imagenet_like, kind):
     assert result.params["attention"] == "attnlrp" and len(result.curve) == 3
 
 
+@pytest.mark.e2e
 def test_vit_b_16_smoke_run_at_224_px(plugins, imagenet_like):
     result = run_benchmark(Benchmark(model="vit_b_16", method="lrp", dataset="imagenet", data_root=imagenet_like,
                                      weights="none", components="heads", n_classes=2, ref_per_class=1,

@@ -97,6 +97,7 @@ def test_a_pickled_whole_model_is_refused_in_one_line_naming_its_class(tmp_path,
     assert "torch.save(model.state_dict(), PATH)" in line and "weights_only" not in line
 
 
+@pytest.mark.e2e
 def test_torch_warnings_and_messages_do_not_reach_the_user(tmp_path):
     """A real process: torch warns about this file's pickle protocol, and its error spans many lines."""
     path = tmp_path / "protocol4.pt"

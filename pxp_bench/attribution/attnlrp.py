@@ -32,7 +32,7 @@ from torch import nn
 from pxp_bench.attention import attention_modules, explicit_attention
 from pxp_bench.attribution.aggregate import RelevanceAggregator, init_weights
 from pxp_bench.attribution.capture import captured_sites
-from pxp_bench.attribution.lrp import depth_groups, rule_for
+from pxp_bench.attribution.lrp_rules import depth_groups, rule_for
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.components import GELU_NAMES, Components
 from pxp_bench.errors import ComponentError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -18,17 +20,35 @@ def random_scores(model: nn.Module, components: Components, reference: Reference
 
 
 def producing_weights(module: nn.Module, size: int) -> torch.Tensor:
-    """(components, ...) weights; attention's packed q/k/v rows are regrouped per head (LM heads and neurons:
-    `pxp_bench.lm.architecture.producing_weights`)."""
-    if (lm_weights := lm_producing_weights(module)) is not None:
+    """The weights that produce the ``size`` components of a group's producing module (``group.name``), one
+    row per component: a filter's kernel, a neuron's row of its Linear, a head's q/k/v rows (attention's
+    packed projection regrouped per head; LM heads and neurons: `pxp_bench.lm.architecture.producing_weights`)."""
+    return producing_weights_of(module, size, torch.Tensor.detach)
+
+
+def producing_weights_of(module: nn.Module, size: int, of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``of(weight)`` for each weight `producing_weights` reads, regrouped the same way: ``(size, ...)``, one
+    row per component. ``of`` returns a tensor of the weight's shape: ``lambda w: w.grad * w`` gives each
+    component's gradient x weight terms, so that one criterion scores filters, neurons and heads alike."""
+
+    def regrouped(weight: torch.Tensor) -> torch.Tensor:
+        value = of(weight)
+        if not isinstance(value, torch.Tensor) or value.shape != weight.shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"producing_weights_of: `of` returned {got} for a weight of shape "
+                             f"{tuple(weight.shape)}; return a tensor of the weight's shape (a weight without a "
+                             "gradient has .grad None).")
+        return value
+
+    if (lm_weights := lm_producing_weights(module, regrouped)) is not None:
         return lm_weights
     if isinstance(module, nn.MultiheadAttention):
         packed = module.in_proj_weight
     elif hasattr(module, "qkv"):
         packed = module.qkv.weight
     else:
-        return module.weight.detach()
-    q_k_v = packed.detach().view(3, size, -1, packed.shape[-1])  # (q/k/v, head, head_dim, in)
+        return regrouped(module.weight)
+    q_k_v = regrouped(packed).reshape(3, size, -1, packed.shape[-1])  # (q/k/v, head, head_dim, in)
     return q_k_v.transpose(0, 1)
 
 

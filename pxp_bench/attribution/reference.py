@@ -22,8 +22,10 @@ class ReferenceSet:
 
     For classification ``targets`` are original class ids: the restricted logit of the true class equals
     the full logit at that id, so ``model(x).gather(1, target)`` is the protocol's target output.
-    ``class_ids`` are the run's classes (the logits the evaluation compares). For language modelling
-    targets are the sequences' token ids. `target_outputs` gives the target output of either ``task``.
+    ``class_ids`` are the run's classes (the logits the evaluation compares): a run passes a ``list[int]`` of
+    original class ids, sorted; for language modelling ``[0]`` (text is one class), and targets are the
+    sequences' token ids. `target_outputs` gives the target output of either ``task``, `log_likelihood` its
+    log-likelihood (minus its loss) over the run's classes.
     """
 
     dataset: Dataset
@@ -37,6 +39,12 @@ class ReferenceSet:
         """Per sample, the output a method explains: the true class's logit, or the summed logits of the
         true next tokens (`pxp_bench.tasks.base.Task.target_outputs`)."""
         return self.task.target_outputs(logits, targets)
+
+    def log_likelihood(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per sample, the log-likelihood of the true outputs, differentiable: minus the cross-entropy of the
+        logits restricted to the run's classes (``class_ids``), or the summed log-probabilities of the true
+        next tokens (`pxp_bench.tasks.base.Task.log_likelihood`). ``-log_likelihood(...).mean()`` is the loss."""
+        return self.task.log_likelihood(logits, targets, torch.as_tensor(list(self.class_ids), device=logits.device))
 
     def __len__(self) -> int:
         return len(self.dataset)

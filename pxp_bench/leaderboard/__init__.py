@@ -1,7 +1,10 @@
 """The leaderboard: per (dataset, model, components, grid) a table of each method configuration's A_PR, Top-PR
 and accuracies with 95 % bootstrap intervals and paired ranks (`pxp_bench.verdicts`), an across-settings summary
 on the settings methods share, accuracy-vs-sparsity plots, built from the records `pxp_bench.records` accepts;
-and curve plots of any result files."""
+and curve plots of any result files. `tables` groups records into tables and rows, `markdown` writes the
+document, `findings` its generated sentences, `provenance` the commits and studies behind it, `plots` the
+figures, `paper` the paper's published numbers beside ImageNet tables, `readme` the README's headline block,
+and `build` writes it all."""
 
 from pxp_bench.leaderboard.build import LeaderboardReport, build_leaderboard, write_leaderboard
 from pxp_bench.records import Collection, KeptOut, collect_results

@@ -13,7 +13,7 @@ Both sites are exact to mask: a zero there removes the unit's whole contribution
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -90,27 +90,29 @@ def lm_sites(model: nn.Module, kind: str, ran: set[str]) -> list[tuple[str, str,
     return []
 
 
-def producing_weights(module: nn.Module) -> torch.Tensor | None:
-    """(components, ...) weights of an LM attention or MLP module (magnitude scores), else None.
+def producing_weights(module: nn.Module,
+                      of: Callable[[torch.Tensor], torch.Tensor] = torch.Tensor.detach) -> torch.Tensor | None:
+    """(components, ...) weights of an LM attention or MLP module (magnitude scores), else None; ``of`` maps
+    each weight to the tensor regrouped (default: the weight itself, detached), e.g. its gradient.
 
     A head: its query rows and its output projection columns (its key / value rows are shared by its group);
     a neuron: its gate and up rows and its down column (GPT-2: its ``c_fc`` column and ``c_proj`` row).
     """
     if is_llama_attention(module):
         size = query_heads(module)
-        q = module.q_proj.weight.detach().view(size, -1)
-        o = module.o_proj.weight.detach().t().reshape(size, -1)
+        q = of(module.q_proj.weight).reshape(size, -1)
+        o = of(module.o_proj.weight).t().reshape(size, -1)
         return torch.cat([q, o], dim=1)
     if is_gpt2_attention(module):
         width = module.split_size
-        q = module.c_attn.weight.detach()[:, :width].t().reshape(module.num_heads, -1)  # Conv1D: (in, out)
-        o = module.c_proj.weight.detach().reshape(module.num_heads, -1)
+        q = of(module.c_attn.weight)[:, :width].t().reshape(module.num_heads, -1)  # Conv1D: (in, out)
+        o = of(module.c_proj.weight).reshape(module.num_heads, -1)
         return torch.cat([q, o], dim=1)
     if is_gated_mlp(module):
-        return torch.cat([module.gate_proj.weight.detach(), module.up_proj.weight.detach(),
-                          module.down_proj.weight.detach().t()], dim=1)
+        return torch.cat([of(module.gate_proj.weight), of(module.up_proj.weight),
+                          of(module.down_proj.weight).t()], dim=1)
     if is_gpt2_mlp(module):
-        return torch.cat([module.c_fc.weight.detach().t(), module.c_proj.weight.detach()], dim=1)
+        return torch.cat([of(module.c_fc.weight).t(), of(module.c_proj.weight)], dim=1)
     return None
 
 

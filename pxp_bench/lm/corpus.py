@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from pxp_bench.errors import ConfigError
-from pxp_bench.tasks.base import Probe
+from pxp_bench.specs import Probe
 
 LETTERS = b"abcdefghijklmnopqrstuvwxyz"
 OPEN, MARKER, CLOSE = b"[", b"|", b"]"

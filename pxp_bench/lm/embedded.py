@@ -23,7 +23,7 @@ from pxp_bench.lm.corpus import copy_positions, corpus_splits
 from pxp_bench.lm.tokenizer import ByteTokenizer
 from pxp_bench.models.checkpoints import apply_state_dict, load_state_dict
 from pxp_bench.models.training import TrainedCheckpoint, checkpoint_target, write_checkpoint
-from pxp_bench.plan import check_seed
+from pxp_bench.seeds import check_seed
 from pxp_bench.results import ensure_writable_dir
 
 SEQUENCE_LENGTH = 64

@@ -18,7 +18,7 @@ from pxp_bench.errors import ConfigError
 from pxp_bench.evaluate import accuracy
 from pxp_bench.models.architectures import ARCHITECTURES
 from pxp_bench.models.checkpoints import file_sha256, manifest_path
-from pxp_bench.plan import check_seed
+from pxp_bench.seeds import check_seed
 from pxp_bench.results import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 
 DEFAULT_EPOCHS = {"digits-vgg": 30, "digits-resnet": 30, "digits-vit": 40}

@@ -1,14 +1,28 @@
-"""What a study leaves behind besides its results: the best parameters, what its trials did and the
+"""What a study leaves behind besides its results: the best parameters (``<study>.best.json``), its
+provenance (``<study>.provenance.json``), what its trials did and which optimizers ran them, and the
 optimisation history."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import optuna
 
-from pxp_bench.optimize.study import COMPLETE, PRUNED, REPEAT_ATTR, trial_counts
+from pxp_bench.optimize.provenance import COMPLETE, PRUNED, REPEAT_ATTR, optimizers_ran, trial_counts
+from pxp_bench.optimize.study import StudyOutcome
 from pxp_bench.results import atomic_write_bytes
+
+
+def best_params_json(outcome: StudyOutcome) -> str:
+    """The best configuration as a ``--params`` file for ``pxp-bench run``."""
+    return json.dumps(outcome.best_params, indent=2, sort_keys=True) + "\n"
+
+
+def provenance_json(outcome: StudyOutcome) -> str:
+    """The study's provenance as ``<study>.provenance.json``, beside ``<study>.best.json`` (a suite reads it)."""
+    return json.dumps(outcome.provenance, indent=2, sort_keys=True) + "\n"
 
 
 def best_trials(study: optuna.Study, n: int = 5) -> list[optuna.trial.FrozenTrial]:
@@ -19,11 +33,19 @@ def best_trials(study: optuna.Study, n: int = 5) -> list[optuna.trial.FrozenTria
 
 
 def trials_summary(study: optuna.Study) -> str:
-    """One line on how the study's trials ended."""
-    counts = trial_counts(study.get_trials(deepcopy=False))
+    """One line on how the study's trials ended and which optimizers ran them."""
+    trials = study.get_trials(deepcopy=False)
+    counts = trial_counts(trials)
     return (f"trials: {counts['completed']} completed, {counts['stopped']} stopped mid-curve (no value), "
             f"{counts['failed']} failed; {counts['distinct']} distinct configurations evaluated; "
-            f"repeated proposals answered from earlier trials: {counts['repeats']}")
+            f"repeated proposals answered from earlier trials: {counts['repeats']}; "
+            f"run by {optimizers_text(optimizers_ran(trials))}")
+
+
+def optimizers_text(runs: list[dict[str, Any]]) -> str:
+    """The optimizers of `optimizers_ran`, in order, each with its finished trials."""
+    return ", then ".join(f"{run['optimizer'] or 'an optimizer not recorded'} ({run['trials']} finished "
+                          f"trial{'' if run['trials'] == 1 else 's'})" for run in runs) or "no optimizer yet"
 
 
 def history_plot(study: optuna.Study, path: Path) -> None:

@@ -1,7 +1,7 @@
 """A search-only worker of a study (``pxp-bench optimize --jobs N`` starts N - 1 of them): it runs trials
 on the shared storage until the study holds its trials, and leaves the final evaluation to the command.
 
-Arguments: the study's configuration as JSON (`pxp_bench.optimize.study.config_to_json`) and the pid of
+Arguments: the study's configuration as JSON (`pxp_bench.optimize.config.config_to_json`) and the pid of
 the command that started it.
 """
 
@@ -47,7 +47,8 @@ def main() -> None:
     import optuna
 
     from pxp_bench.errors import PxpBenchError
-    from pxp_bench.optimize.study import config_from_json, run_study
+    from pxp_bench.optimize.config import config_from_json
+    from pxp_bench.optimize.study import run_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is raised and reported below
     try:

@@ -13,11 +13,11 @@ import time
 import warnings
 from typing import Iterator
 
-from pxp_bench.optimize.study import StudyConfig, config_to_json
+from pxp_bench.optimize.config import StudyConfig, config_to_json
 
 STOP_WAIT_S = 2
 """How long interrupted workers get to fail their running trial before they are killed (a killed worker's
-trial is failed as stale and retried on resume); within `pxp_bench.interrupts.HARD_DEADLINE_S`."""
+trial is failed as stale and retried on resume); within `pxp_bench.cli.interrupts.HARD_DEADLINE_S`."""
 
 
 def cpu_cores() -> int:

@@ -50,7 +50,7 @@ _draws: dict[str, Redrawn] = {}
 
 
 def _load(bench) -> tuple[Any, Any, Any]:
-    from pxp_bench.benchmark import load_model_and_data
+    from pxp_bench.prepare import load_model_and_data
     from pxp_bench.plan import resolve_model_and_dataset
     from pxp_bench.plugins import get_plugins
 

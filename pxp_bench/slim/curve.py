@@ -9,10 +9,8 @@ import torch
 from torch import nn
 
 from pxp_bench.components import Components
-from pxp_bench.device import in_layout
-from pxp_bench.evaluate import AMP_DTYPES
+from pxp_bench.device import autocast, in_layout
 from pxp_bench.masking import masked
-from pxp_bench.plan import MIN_LATENCY_REPEATS
 from pxp_bench.slim.efficiency import BatchTimes, batch1_latency, counted_forward, efficiency, evaluation_latency
 from pxp_bench.slim.surgery import Slimmer, logits_agree
 
@@ -34,7 +32,7 @@ class SlimCurve:
         self.latency_repeats = latency_repeats
         self.timed_example = in_layout(example, channels_last)
         """The batch of one timed as the evaluation runs: in its layout, under its autocast."""
-        self.autocast = torch.autocast(example.device.type, dtype=AMP_DTYPES[amp], enabled=amp is not None)
+        self.autocast = autocast(example.device, amp)
         self.mode = "slim"
 
     def at(self, keep: Mapping[str, torch.Tensor]) -> tuple[nn.Module, Mapping[str, torch.Tensor], dict[str, Any] | None]:
@@ -71,7 +69,7 @@ class SlimCurve:
 
 
 def slim_curve(model: nn.Module, components: Components, example: torch.Tensor, *,
-               latency_repeats: int = MIN_LATENCY_REPEATS, amp: str | None = None,
+               latency_repeats: int, amp: str | None = None,
                channels_last: bool = False) -> SlimCurve | None:
     """A `SlimCurve`, or None (with a warning) when no component of this model can be removed physically."""
     try:

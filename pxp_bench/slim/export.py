@@ -241,7 +241,7 @@ def export_result(prepared, result, destination: Path, rate: float | None, *,
     sidecar's path and content."""
     from importlib.metadata import version
 
-    from pxp_bench.benchmark import example_input
+    from pxp_bench.prepare import example_input
     from pxp_bench.masking import rank_components
 
     chosen = export_rate(result.rates, result.metrics["top_pr"], rate)

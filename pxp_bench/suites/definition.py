@@ -31,6 +31,11 @@ A method or preset listed twice makes the same cells; they are kept once, with a
 
 A method that cannot score a setting's components or model family is left out of that setting (the
 count is shown); every other problem is an error naming the file and the key.
+
+This module holds a loaded suite and its cells (`Suite`, `Cell`, the key of a cell), the expansion of a
+file into cells (`load_suite`, with the parameters files and study provenance of optimised variants) and
+the selection of cells by label (`select`). Finding and reading the files is `pxp_bench.suites.files`,
+validating their fields `pxp_bench.suites.fields`.
 """
 
 from __future__ import annotations
@@ -39,81 +44,20 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
-import os
-import tomllib
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from pxp_bench.errors import ConfigError, UnknownNameError
 from pxp_bench.params import DEFAULT_PRESET, read_params_file
-from pxp_bench.plan import MAX_SEED, Benchmark, check_max_layer_rate, file_safe_model
+from pxp_bench.plan import Benchmark, file_safe_model
 from pxp_bench.plugins import Plugins
-from pxp_bench.rates import DEFAULT_RATES, parse_rates
-from pxp_bench.specs import COMPONENT_KINDS
-
-SUITES_ENV = "PXP_BENCH_SUITES"
-"""Extra folders of suite files (os.pathsep-separated), searched before the built-in ones."""
-
-
-def _classes(value: Any) -> int | None:
-    if value == "all":
-        return None
-    return _integer(value)
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    return int(value)
-
-
-def _rates(value: Any) -> tuple[float, ...]:
-    return parse_rates(",".join(str(rate) for rate in value) if isinstance(value, list) else str(value))
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    return value
-
-
-def _optional_integer(value: Any) -> int | None:
-    return None if value in (None, "none") else _integer(value)
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value in (None, "none") else _text(value)
-
-
-def _max_layer_rate(value: Any) -> float | None:
-    if value in (None, "none"):
-        return None
-    if isinstance(value, bool):
-        raise ValueError("expected a number")
-    check_max_layer_rate(float(value))
-    return float(value)
-
-
-def _boolean(value: Any) -> bool:
-    """A TOML boolean, or ``true`` / ``false`` from ``--set``."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError("expected true or false")
-
-
-RUN_OPTIONS: dict[str, Callable[[Any], Any]] = {
-    "dataset": _text, "data_root": _text, "weights": _text, "rates": _rates, "n_classes": _classes,
-    "ref_per_class": _integer, "tune_per_class": _integer, "device": _text, "batch_size": _integer,
-    "image_size": _optional_integer, "amp": _optional_text, "evaluate": _text, "latency_repeats": _integer,
-    "max_layer_rate": _max_layer_rate, "agreement": _boolean, "encoding": _optional_text,
-}
-"""The `Benchmark` fields a suite sets for its cells (method, parameters and seed come from the matrix),
-each with the conversion from its TOML or ``--set`` text."""
+from pxp_bench.rates import DEFAULT_RATES
+from pxp_bench.suites.fields import (MethodEntry, convert_option, method_entries, only_keys, seeds_of, settings_of,
+                                     table)
+from pxp_bench.suites.files import find_suite, read_suite_file, with_base
 
 
 @dataclass(frozen=True)
@@ -155,143 +99,12 @@ class Suite:
     loaded with ``require_params=False`` (for listing) has any."""
 
 
-def search_folders() -> list[Path]:
-    """Where suite names are looked up: ``$PXP_BENCH_SUITES``, ``./benchmarks/suites``, and the
-    ``benchmarks/suites`` of the source tree pxp-bench runs from."""
-    extra = [Path(part) for part in os.environ.get(SUITES_ENV, "").split(os.pathsep) if part]
-    here = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
-    folders = [*extra, Path.cwd() / "benchmarks" / "suites", here]
-    unique: list[Path] = []
-    for folder in folders:
-        if folder.is_dir() and folder.resolve() not in [f.resolve() for f in unique]:
-            unique.append(folder)
-    return unique
-
-
-def available_suites() -> dict[str, Path]:
-    """Suite name -> file, the first folder of `search_folders` winning."""
-    found: dict[str, Path] = {}
-    for folder in search_folders():
-        for path in sorted(folder.glob("*.toml")):
-            found.setdefault(path.stem, path)
-    return found
-
-
-def find_suite(name: str) -> Path:
-    """A suite file by name, or a path to one."""
-    if name.endswith(".toml"):
-        if not Path(name).is_file():
-            raise ConfigError(f"suite file {name} does not exist.")
-        return Path(name)
-    suites = available_suites()
-    if name not in suites:
-        known = ", ".join(sorted(suites)) or "none"
-        raise ConfigError(f"unknown suite '{name}'; known suites: {known} (`pxp-bench suite list`). A suite "
-                          f"can also be given as a path to its .toml file, or put in a folder named in {SUITES_ENV}.")
-    return suites[name]
-
-
-def _convert(where: str, key: str, value: Any) -> Any:
-    if key not in RUN_OPTIONS:
-        raise ConfigError(f"{where}: unknown option '{key}'; suites may set {', '.join(sorted(RUN_OPTIONS))}.")
-    try:
-        return RUN_OPTIONS[key](value)
-    except (TypeError, ValueError, ConfigError) as exc:
-        raise ConfigError(f"{where}: option '{key}' = {value!r} is not valid ({exc}).") from None
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``--set key=value`` texts as run options (they replace the suite's values in every cell)."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {pair}: write it as key=value, e.g. --set image_size=64.")
-        overrides[key.strip().replace("-", "_")] = _convert("--set", key.strip().replace("-", "_"), value.strip())
-    return overrides
-
-
-def _table(data: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
-    value = data.get(key, kind())
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}: '{key}' must be a {'table' if kind is dict else 'list of tables'}.")
-    return value
-
-
-def _only_keys(entry: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(entry) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.")
-
-
-def _seeds(value: Any, where: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SEED + 1:
-        return tuple(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
-                                                 for s in value):
-        return tuple(value)
-    raise ConfigError(f"{where}: 'seeds' must be a count (e.g. 20) or a list of seeds between 0 and {MAX_SEED} "
-                      "(e.g. [0, 1, 2]).")
-
-
-@dataclass(frozen=True)
-class _MethodEntry:
-    method: str
-    presets: tuple[str, ...]
-    variant: str | None
-    params: str | None
-    made_by: str | None
-
-
-def _method_entries(data: Mapping[str, Any], where: str, plugins: Plugins) -> list[_MethodEntry]:
-    entries = []
-    for number, entry in enumerate(_table(data, "methods", where, list), start=1):
-        here = f"{where} [[methods]] #{number}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
-            raise ConfigError(f"{here}: needs method = \"NAME\".")
-        _only_keys(entry, {"method", "presets", "variant", "params", "made_by"}, here)
-        spec = plugins.methods.get(entry["method"])
-        if "params" in entry:
-            if "presets" in entry or not isinstance(entry.get("variant"), str):
-                raise ConfigError(f"{here}: a parameters file needs variant = \"NAME\" (e.g. optimised) and no presets.")
-            presets: tuple[str, ...] = ()
-        else:
-            presets = tuple(entry.get("presets", [DEFAULT_PRESET]))
-            unknown = [p for p in presets if p != DEFAULT_PRESET and p not in spec.presets]
-            if unknown or not presets:
-                raise ConfigError(f"{here}: method '{spec.name}' has no preset {', '.join(map(repr, unknown)) or '(none given)'}; "
-                                  f"presets: {', '.join(spec.preset_names())}.")
-        entries.append(_MethodEntry(spec.name, presets, entry.get("variant"), entry.get("params"), entry.get("made_by")))
-    if not entries:
-        raise ConfigError(f"{where}: no [[methods]].")
-    return entries
-
-
-def _settings(data: Mapping[str, Any], where: str, shared: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
-    settings = []
-    for number, entry in enumerate(_table(data, "settings", where, list), start=1):
-        here = f"{where} [[settings]] #{number}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
-            raise ConfigError(f"{here}: needs model = \"NAME\".")
-        kinds = entry.get("components", [None])
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        bad = [k for k in kinds if k is not None and k not in COMPONENT_KINDS]
-        if bad or not isinstance(kinds, list):
-            raise ConfigError(f"{here}: components must be among {', '.join(COMPONENT_KINDS)}, got {kinds!r}.")
-        own = {key: _convert(here, key, value) for key, value in entry.items() if key not in ("model", "components")}
-        for kind in kinds:
-            settings.append({**shared, **own, **overrides, "model": entry["model"], "components": kind})
-    if not settings:
-        raise ConfigError(f"{where}: no [[settings]].")
-    return settings
-
-
 OPTIMISED = "optimised"
 BEST_SUFFIX, PROVENANCE_SUFFIX = ".best.json", ".provenance.json"
 """`pxp-bench optimize` writes ``<study>.best.json`` and, beside it, ``<study>.provenance.json``."""
 
 
-def _provenance(entry: _MethodEntry, path: Path, where: str) -> dict[str, Any] | None:
+def _provenance(entry: MethodEntry, path: Path, where: str) -> dict[str, Any] | None:
     """The study behind an optimised variant's parameters file (``X.provenance.json`` beside
     ``X.best.json``); required for variant ``optimised``, whose rows claim a study."""
     beside = path.with_name(path.name.removesuffix(BEST_SUFFIX) + PROVENANCE_SUFFIX) if path.name.endswith(BEST_SUFFIX) else None
@@ -310,7 +123,7 @@ def _provenance(entry: _MethodEntry, path: Path, where: str) -> dict[str, Any] |
     return provenance
 
 
-def _parameters(entry: _MethodEntry, setting: Mapping[str, Any], folder: Path, where: str,
+def _parameters(entry: MethodEntry, setting: Mapping[str, Any], folder: Path, where: str,
                 missing: list[str] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The parameters file's values and its study's provenance; a missing file is an error, or noted in
     ``missing`` when given."""
@@ -340,66 +153,18 @@ def load_suite(name: str, plugins: Plugins, *, data: Path | None = None, seeds: 
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"suite {path} cannot be read: {exc}.") from None
-
-
-def _base_file(path: Path, base_name: str) -> Path:
-    """The suite ``extends = "BASE"`` names in the file ``path``: a ``.toml`` path relative to that file's
-    folder (not the working directory), or a suite name, found beside that file first, then as
-    `find_suite` finds names."""
-    if base_name.endswith(".toml"):
-        base_path = path.parent / Path(base_name).expanduser()  # an absolute path stays as it is
-        if not base_path.is_file():
-            raise ConfigError(f"{path}: extends = \"{base_name}\" names {base_path}, which does not exist; a "
-                              f"relative path is read beside {path.name}: fix the path, or name a suite "
-                              "(`pxp-bench suite list`).")
-        return base_path
-    beside = path.parent / f"{base_name}.toml"
-    if beside.is_file():
-        return beside
-    try:
-        return find_suite(base_name)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: extends = \"{base_name}\": {exc}") from None
-
-
-def _with_base(path: Path, data_file: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """A suite file with ``extends = "BASE"`` is its base suite with the file's ``[[methods]]`` added (and
-    its own description): the base's cells keep their keys, so running it into the base's output folder
-    runs only the added cells. The base's parameters folder serves both. Returns the merged file and the
-    file whose folder holds the parameters."""
-    if "extends" not in data_file:
-        return data_file, path
-    _only_keys(data_file, {"extends", "description", "methods"}, f"{path} (a suite that extends another)")
-    base_name = data_file["extends"]
-    if not isinstance(base_name, str):
-        raise ConfigError(f"{path}: 'extends' must name a suite, e.g. extends = \"digits\".")
-    base_path = _base_file(path, base_name)
-    if base_path.resolve() == path.resolve():
-        raise ConfigError(f"{path}: a suite cannot extend itself.")
-    base = _read(base_path)
-    if "extends" in base:
-        raise ConfigError(f"{path}: extends '{base_name}', which extends another suite; extend the first one.")
-    methods = [*_table(base, "methods", str(base_path), list), *_table(data_file, "methods", str(path), list)]
-    return {**base, "description": data_file.get("description", base.get("description", "")), "methods": methods}, base_path
-
-
 def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...] | None,
           overrides: Mapping[str, Any] | None, params_dir: Path | None, require_params: bool) -> Suite:
     where = str(path)
-    data_file, params_home = _with_base(path, _read(path))
-    _only_keys(data_file, {"description", "seeds", "run", "settings", "methods"}, where)
-    shared = {key: _convert(f"{where} [run]", key, value) for key, value in _table(data_file, "run", where, dict).items()}
+    data_file, params_home = with_base(path, read_suite_file(path))
+    only_keys(data_file, {"description", "seeds", "run", "settings", "methods"}, where)
+    shared = {key: convert_option(f"{where} [run]", key, value) for key, value in table(data_file, "run", where, dict).items()}
     extra = dict(overrides or {})
     if data is not None:
         extra["data_root"] = str(data)
-    settings = _settings(data_file, where, shared, extra)
-    entries = _method_entries(data_file, where, plugins)
-    suite_seeds = seeds or _seeds(data_file.get("seeds"), where)
+    settings = settings_of(data_file, where, shared, extra)
+    entries = method_entries(data_file, where, plugins)
+    suite_seeds = seeds or seeds_of(data_file.get("seeds"), where)
     folder = params_dir or params_home.parent / params_home.stem
     cells, not_applicable, missing = [], 0, None if require_params else []
     for setting in settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import nn
@@ -30,20 +30,6 @@ class BatchOutcome:
     """Per sample, the correct predictions among the `Probe`'s, where the dataset has a probe."""
     probe_units: torch.Tensor | None = None
     """Per sample, the predictions the `Probe` marks."""
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A dataset's named subset of predictions, scored on its own beside the whole: the generated corpus'
-    copied bytes, which only induction heads predict ("copy accuracy", a ground truth of what pruning broke).
-
-    ``positions(labels)`` marks per sample the predictions in the subset: for language modelling a boolean
-    ``(batch, L)`` whose position t marks the prediction of token t + 1 (`pxp_bench.lm.corpus.copy_positions`).
-    """
-
-    name: str
-    """Names the record's keys: ``<name>_accuracy`` per curve point, ``<name>_apr`` and ``<name>_0/25/50/75``."""
-    positions: Callable[[torch.Tensor], torch.Tensor]
 
 
 class Task(Protocol):

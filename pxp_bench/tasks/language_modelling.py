@@ -16,8 +16,8 @@ from torch import nn
 
 from pxp_bench.data.protocol import ProtocolSets, seed_streams
 from pxp_bench.errors import ConfigError
-from pxp_bench.specs import DatasetSplits
-from pxp_bench.tasks.base import BatchOutcome, Probe
+from pxp_bench.specs import DatasetSplits, Probe
+from pxp_bench.tasks.base import BatchOutcome
 
 TEXT_CLASS = 0
 """The one "class" of a language-modelling dataset: every label's stratum."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pxp_bench.plugins import get_plugins
+from pxp_bench.testing import fresh_plugins
 
 
 @pytest.fixture(autouse=True)
-def example_selected(monkeypatch):
-    """Load this plugin alone among the installed ones (pxp-bench's own test suite loads none)."""
-    monkeypatch.setenv("PXP_BENCH_LOAD_PLUGINS", "pxp-bench-example")
-    get_plugins.cache_clear()
-    yield
-    get_plugins.cache_clear()
+def example_selected():
+    """Load this plugin alone among the installed ones (pxp-bench's own test suite loads none), afresh for
+    each test."""
+    with fresh_plugins(load="pxp-bench-example"):
+        yield

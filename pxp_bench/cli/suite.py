@@ -1,4 +1,4 @@
-"""``pxp-bench suite list`` and ``pxp-bench suite run``."""
+"""``pxp-bench suite list`` and ``pxp-bench suite run``: the suites found; a suite's cells run with progress."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pxp_bench.cli_support import console, err_console, parse_seeds, user_errors
+from pxp_bench.cli.common import console, err_console, parse_seeds, user_errors
 from pxp_bench.errors import ConfigError, PxpBenchError
 
 suite_app = typer.Typer(help="Standardized suites: a matrix of models, methods and seeds, run resumably "
@@ -21,7 +21,8 @@ suite_app = typer.Typer(help="Standardized suites: a matrix of models, methods a
 def list_suites() -> None:
     """Show the suites pxp-bench finds and how many runs (cells) each holds."""
     from pxp_bench.plugins import get_plugins
-    from pxp_bench.suites.definition import available_suites, load_suite, search_folders
+    from pxp_bench.suites.definition import load_suite
+    from pxp_bench.suites.files import available_suites, search_folders
 
     suites = available_suites()
     if not suites:
@@ -65,7 +66,8 @@ def run_suite_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pxp_bench.plugins import get_plugins
-    from pxp_bench.suites.definition import load_suite, parse_overrides, select
+    from pxp_bench.suites.definition import load_suite, select
+    from pxp_bench.suites.fields import parse_overrides
     from pxp_bench.suites.runner import ELSEWHERE, run_suite
 
     options = {key: str(value) for key, value in [("partition", partition), ("gpus", gpus), ("time_limit", time_limit),
@@ -105,3 +107,8 @@ def run_suite_command(
     if report.failed:
         console.print("Rerun the failed cells with --retry-failed once their cause is fixed.")
         raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `suite` group to the app."""
+    app.add_typer(suite_app, name="suite")

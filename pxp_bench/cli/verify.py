@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pxp_bench.cli_support import console, err_console, user_errors
+from pxp_bench.cli.common import console, err_console, user_errors
 
 STYLES = {"reproduced": "green", "differs": "bold red", "cannot rerun": "yellow"}
 
@@ -31,7 +31,7 @@ def verify(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pxp_bench.plan import check_seed
+    from pxp_bench.seeds import check_seed
     from pxp_bench.records.verify import CANNOT, DIFFERS, REPRODUCED, chosen_files, verify_files
 
     check_seed(seed)
@@ -56,3 +56,8 @@ def verify(
                       highlight=False)
     if counts[DIFFERS] or (strict and counts[CANNOT]):
         raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `verify` to the app."""
+    app.command("verify")(verify)

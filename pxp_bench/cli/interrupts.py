@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Callable, Union
 
+from pxp_bench.cli.common import err_console
+
 INTERRUPTED = 130
 """The exit status of an interrupted command (128 + SIGINT, as a shell reports it)."""
 HARD_DEADLINE_S = 5.0
@@ -68,8 +70,6 @@ class CommandGuard:
 
     def say(self, message: str | None = None) -> None:
         """Print ``Interrupted: <message, or what kept says>`` on stderr, unless it was printed already."""
-        from pxp_bench.cli_support import err_console
-
         if message is None:
             try:
                 message = self.kept() if callable(self.kept) else self.kept

@@ -131,7 +131,9 @@ def run(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pxp_bench.benchmark import Benchmark, plan_benchmark, prepare, run_prepared
+    from pxp_bench.benchmark import run_prepared
+    from pxp_bench.plan import Benchmark, plan_benchmark
+    from pxp_bench.prepare import prepare
     from pxp_bench.params import parse_param_pairs, read_params_file
     from pxp_bench.rates import parse_rates
     from pxp_bench.results import ensure_writable_dir, write_result

@@ -15,7 +15,7 @@ import optuna
 from pxp_bench.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pxp_bench.benchmark import Prepared
+    from pxp_bench.prepare import Prepared
     from pxp_bench.params import ParamSpace
 
 IDENTITY_ATTR = "pxp_bench_identity"

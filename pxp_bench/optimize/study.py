@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import optuna
 
-from pxp_bench.benchmark import Prepared, evaluate, make_result, prepare, score
+from pxp_bench.benchmark import evaluate, make_result, score
 from pxp_bench.errors import ConfigError
 from pxp_bench.evaluate import CurvePoint
 from pxp_bench.metrics import curve_metrics
@@ -34,6 +34,7 @@ from pxp_bench.optimize.slots import StudyFull, claim_slots, slot_lock
 from pxp_bench.optimize.storage import open_storage, open_study, storage_label, study_identity
 from pxp_bench.params import Categorical, IntRange, ParamSpace, searched_space
 from pxp_bench.plugins import Plugins, get_plugins, plugin_culprit
+from pxp_bench.prepare import Prepared, prepare
 from pxp_bench.results import Result, ensure_writable_dir
 from pxp_bench.seeds import MAX_SEED
 from pxp_bench.specs import OptimizerSpec

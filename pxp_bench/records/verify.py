@@ -97,7 +97,8 @@ def rerun(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` run again here, as its record says it ran (`CannotRerun` where it cannot)."""
     import torch
 
-    from pxp_bench.benchmark import prepare, run_prepared
+    from pxp_bench.benchmark import run_prepared
+    from pxp_bench.prepare import prepare
 
     bench, threads = rerun_benchmark(record)
     before = torch.get_num_threads()

@@ -110,8 +110,8 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
     family: each point on at least one of the family's kinds and each kind at one point at least, on the
     first reference batch, checking the scores and the model after scoring. ``points=0``: the defaults only."""
     from pxp_bench.attribution.reference import ReferenceSet, RunContext
-    from pxp_bench.benchmark import prepare
     from pxp_bench.plan import Benchmark
+    from pxp_bench.prepare import prepare
 
     plugins = plugins or get_plugins()
     method = spec_from(plugins.methods, method, "method")
@@ -135,17 +135,16 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
             values = dict(prepared.plan.params)
             data = Subset(prepared.splits.train, prepared.sets.reference)
 
-            def run(dataset: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
+            def run(dataset: Dataset, **point: Any) -> dict[str, torch.Tensor]:
                 reference = ReferenceSet(dataset, prepared.sets.classes, 4, prepared.device, prepared.task)
-                return score(model, components, reference, RunContext.seeded(seed, prepared.device), **values)
+                return score(model, components, reference, RunContext.seeded(0, prepared.device), **{**values, **point})
 
             before = model_state(model, exact=True)
             try:
                 scores = run(data)
             except Exception as exc:
                 fail(owner, f"scoring raised {type(exc).__name__}: {exc}")
-            if problems := state_changes(before, model):
-                fail(owner, "; ".join(problems) + ". Undo every change in a `with` block or try / finally.")
+            _check_unchanged(owner, before, model)
             _check_scores(owner, components, scores)
             again = run(data)
             if any(not torch.equal(scores[name], again[name]) for name in scores):
@@ -155,21 +154,16 @@ def check_method(method: MethodSpec | str, *, params: Mapping[str, Any] | None =
                 run(_FailingData(data))
             except Exception:  # expected: the point is what the model looks like afterwards
                 pass
-            if problems := state_changes(before, model):
-                fail(owner, "when scoring raised, " + "; ".join(problems)
-                     + ". Undo every change in a `with` block or try / finally.")
+            _check_unchanged(owner, before, model, "when scoring raised, ")
             first_batch = Subset(data, range(min(4, len(data))))
             for point in at[kind]:
                 where = f"{owner} at {', '.join(f'{key}={value!r}' for key, value in point.items())}"
                 try:
-                    reference = ReferenceSet(first_batch, prepared.sets.classes, 4, prepared.device, prepared.task)
-                    drawn_scores = score(model, components, reference, RunContext.seeded(0, prepared.device),
-                                         **{**values, **point})
+                    drawn_scores = run(first_batch, **point)
                 except Exception as exc:
                     fail(where, f"scoring raised {type(exc).__name__}: {exc} (the defaults passed; this point "
                                 "is drawn from the method's searched space)")
-                if problems := state_changes(before, model):
-                    fail(where, "; ".join(problems) + ". Undo every change in a `with` block or try / finally.")
+                _check_unchanged(where, before, model)
                 _check_scores(where, components, drawn_scores)
 
 
@@ -186,6 +180,12 @@ def _with_method(method: MethodSpec) -> Plugins:
     if plugins.methods.get(method.name) is not method:
         fail(f"method '{method.name}'", "has the name of a built-in method; choose another name.")
     return plugins
+
+
+def _check_unchanged(owner: str, before, model, when: str = "") -> None:
+    """Fail when ``model`` is not as `model_state` found it ``before`` scoring."""
+    if problems := state_changes(before, model):
+        fail(owner, when + "; ".join(problems) + ". Undo every change in a `with` block or try / finally.")
 
 
 def _check_scores(owner: str, components, scores) -> None:

@@ -9,13 +9,14 @@ Every step is a plain function; the CLI only parses options and renders.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 import torch
 
 from pxp_bench.agreement import ABLATION, agreement_record, cached_ablation
+from pxp_bench.conditions import condition_of
 from pxp_bench.attribution.reference import ReferenceSet, RunContext
 from pxp_bench.data.loading import loader
 from pxp_bench.data.protocol import index_hash, method_seeds
@@ -23,13 +24,15 @@ from pxp_bench.device import device_name, with_oom_backoff
 from pxp_bench.errors import ComponentError, ConfigError, PluginError, PxpBenchError
 from pxp_bench.evaluate import CurvePoint, EvaluationMemo, prune_curve
 from pxp_bench.guards import check_scores, model_state, state_changes
-from pxp_bench.masking import rank_components
-from pxp_bench.metrics import record_metrics
+from pxp_bench.masking import masked, rank_components
+from pxp_bench.metrics import curve_metrics, record_metrics
 from pxp_bench.outcomes import ProbeOutcomes, outcomes_record
 from pxp_bench.plan import Benchmark, plan_benchmark, run_options
 from pxp_bench.plugins import Plugins, plugin_culprit
 from pxp_bench.prepare import Prepared, example_input, prepare
+from pxp_bench.recovery import recovered_copy
 from pxp_bench.results import Result, environment
+from pxp_bench.schedule import pruning_order
 from pxp_bench.scores import load_scores
 from pxp_bench.slim.curve import slim_curve
 from pxp_bench.specs import MethodSpec
@@ -111,43 +114,112 @@ def _scored(prepared: Prepared, spec: MethodSpec, params: dict[str, Any], progre
     return with_oom_backoff("scoring", prepared.batch_size, score_at)
 
 
+@dataclass
+class ConditionCurve:
+    """A curve under the run's condition (`pxp_bench.conditions`): ``points`` are what the condition
+    measures (recovered, where it recovers); ``oneshot`` the same pruned sets before recovery (None without
+    one), with the seconds recovery and re-scoring (iterative, per rate) took."""
+
+    points: list[CurvePoint]
+    oneshot: list[CurvePoint] | None = None
+    recovery_seconds: float = 0.0
+    rescore_seconds: list[float] = field(default_factory=list)
+
+
 def evaluate(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str = "eval", *,
-             progress: Progress | None = None, reuse: bool = True,
+             params: Mapping[str, Any] | None = None, progress: Progress | None = None, reuse: bool = True,
              on_rate: Callable[[CurvePoint], None] | None = None) -> list[CurvePoint]:
-    """The pruning curve of ``scores`` on the evaluation (``eval``) or tuning (``tune``) set.
+    """The pruning curve of ``scores`` on the evaluation (``eval``) or tuning (``tune``) set, under the run's
+    condition (`evaluate_condition`; ``params``: the method's, for re-scoring, default the plan's).
 
     ``reuse=False`` forgets the pruned sets evaluated by earlier calls (to measure what reuse saves).
     ``on_rate`` sees each point as soon as it is measured (rates in ascending order); an exception it
     raises stops the curve there, e.g. a pruner stopping a trial.
     """
+    return evaluate_condition(prepared, scores, split, params=params, progress=progress, reuse=reuse,
+                              on_rate=on_rate).points
+
+
+def _rescorer(prepared: Prepared, params: Mapping[str, Any]):
+    """The iterative schedule's scoring of the pruned model: the run's method and reference samples, with
+    the pruned components removed as the curve removes them."""
+    def rescore(masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with masked(prepared.model, prepared.components, masks, prepared.fills):
+            return _scored(prepared, prepared.plan.method, dict(params), None).scores
+
+    return rescore
+
+
+def evaluate_condition(prepared: Prepared, scores: Mapping[str, torch.Tensor], split: str = "eval", *,
+                       params: Mapping[str, Any] | None = None, progress: Progress | None = None,
+                       reuse: bool = True, on_rate: Callable[[CurvePoint], None] | None = None) -> ConditionCurve:
+    """`evaluate`, with what the condition adds: the one-shot curve under a recovery, the costs."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}.")
+    bench, condition = prepared.bench, condition_of(prepared.bench)
     data = prepared.samples(split)
-    order = rank_components(prepared.components, scores, prepared.bench.max_layer_rate)
+    counts, rescore_seconds = None, []
+    if condition.schedule == "oneshot" and condition.scope == "global":  # the paper's: one global ranking
+        order = rank_components(prepared.components, scores, bench.max_layer_rate)
+    else:
+        rescore = (_rescorer(prepared, prepared.plan.params if params is None else params)
+                   if condition.schedule == "iterative" else None)
+        pruning = pruning_order(prepared.components, prepared.rates, scores, scope=condition.scope,
+                                max_layer_rate=bench.max_layer_rate, rescore=rescore)
+        order, counts, rescore_seconds = pruning.order, pruning.counts, pruning.rescore_seconds
     memo = prepared.memos.setdefault(split, EvaluationMemo()) if reuse else EvaluationMemo()
-    bench = prepared.bench
+    recovering = condition.recover != "none"
 
     def measured(point: CurvePoint) -> None:
         if progress is not None:
             progress.advance("evaluating")
+
+    def reported(point: CurvePoint) -> None:
+        measured(point)
         if on_rate is not None:
             on_rate(point)
 
     def curve_at(batch_size: int) -> list[CurvePoint]:
         if progress is not None:
-            progress.start("evaluating", len(prepared.rates))
+            progress.start("evaluating", len(prepared.rates) * (2 if recovering else 1))
         slim = None
         if bench.evaluate == "slim" and split == "eval":  # tuning curves stay masked: the same counts,
             slim = slim_curve(prepared.model, prepared.components, example_input(prepared),  # and no copy
                               latency_repeats=bench.latency_repeats, amp=bench.amp,  # per trial
-                              channels_last=prepared.channels_last)
+                              channels_last=prepared.channels_last, fills=prepared.fills)
         return prune_curve(prepared.model, prepared.components, order, prepared.rates,
                            loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
-                           amp=bench.amp, memo=memo, on_rate=measured, slim=slim,
+                           amp=bench.amp, memo=memo, on_rate=measured if recovering else reported, slim=slim,
                            channels_last=prepared.channels_last, task=prepared.task,
-                           probe=prepared.splits.probe if split == "eval" else None)  # tuning reads A_PR only
+                           probe=prepared.splits.probe if split == "eval" else None,  # tuning reads A_PR only
+                           counts=counts, fills=prepared.fills)
 
-    return with_oom_backoff("evaluating", prepared.batch_size, curve_at)
+    points = with_oom_backoff("evaluating", prepared.batch_size, curve_at)
+    if not recovering:
+        return ConditionCurve(points, rescore_seconds=rescore_seconds)
+    seconds = [0.0]
+    samples = prepared.samples("recovery")
+
+    def recovered(masks: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+        clock = time.perf_counter()
+        model = recovered_copy(prepared.model, prepared.components, masks, prepared.fills, recover=condition.recover,
+                               steps=condition.recover_steps, samples=samples, device=prepared.device,
+                               task=prepared.task, class_ids=prepared.sets.classes)
+        seconds[0] += time.perf_counter() - clock
+        return model
+
+    recovered_memo = prepared.memos.setdefault(f"{split}:recovered", EvaluationMemo()) if reuse else EvaluationMemo()
+
+    def recovered_at(batch_size: int) -> list[CurvePoint]:
+        return prune_curve(prepared.model, prepared.components, order, prepared.rates,
+                           loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
+                           amp=bench.amp, memo=recovered_memo, on_rate=reported, channels_last=prepared.channels_last,
+                           task=prepared.task, probe=prepared.splits.probe if split == "eval" else None,
+                           counts=counts, fills=prepared.fills, model_at=recovered)
+
+    after = with_oom_backoff("evaluating", prepared.batch_size, recovered_at)
+    after = [replace(point, efficiency=before.efficiency) for point, before in zip(after, points)]  # the same
+    return ConditionCurve(after, points, round(seconds[0], 4), rescore_seconds)                 # structure
 
 
 def _saved_scores(prepared: Prepared) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -214,19 +286,25 @@ def run_prepared(prepared: Prepared, *, progress: Progress | None = None, starte
         timings["agreement"] = round(seconds, 4)
         started += seconds  # the total is the run's own cost: a method's time must not include ablation's
     clock = time.perf_counter()
-    points = evaluate(prepared, scores, "eval", progress=progress)
+    curve = evaluate_condition(prepared, scores, "eval", progress=progress)
     timings["evaluate"] = round(time.perf_counter() - clock, 4)
     timings["total"] = round(time.perf_counter() - started, 4)
-    result = make_result(prepared, record, points, scores, timings,
-                         {"excluded_attention": list(prepared.components.excluded), **diagnostics})
+    result = make_result(prepared, record, curve.points, scores, timings,
+                         {"excluded_attention": list(prepared.components.excluded), **diagnostics}, curve)
     result.agreement = agreement
     return result
 
 
 def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePoint], scores, timings: dict,
-                diagnostics: dict[str, Any]) -> Result:
-    """The `Result` of ``points`` on the evaluation set; ``record`` holds method, variant and params."""
+                diagnostics: dict[str, Any], curve: ConditionCurve | None = None) -> Result:
+    """The `Result` of ``points`` on the evaluation set; ``record`` holds method, variant and params, ``curve``
+    (`evaluate_condition`'s) what a recovery or a schedule adds."""
     bench, sets, components = prepared.bench, prepared.sets, prepared.components
+    curve = curve or ConditionCurve(points)
+    if curve.rescore_seconds:
+        timings = {**timings, "rescore": round(sum(curve.rescore_seconds), 4)}
+    if curve.oneshot is not None:
+        timings = {**timings, "recover": curve.recovery_seconds}
     rates = [p.rate for p in points]
     layers = {g.name: [p.layers[g.name] for p in points] for g in components.groups}
     positions = {class_id: position for position, class_id in enumerate(sets.classes)}
@@ -277,7 +355,24 @@ def make_result(prepared: Prepared, record: dict[str, Any], points: list[CurvePo
                                  ProbeOutcomes(probe, np.stack([p.probe_hits for p in points]), points[0].probe_units)
                                  if probe else None),
         scores_source=str(bench.scores_file) if bench.scores_file is not None else None,
+        recovery=None if curve.oneshot is None else _recovery_record(prepared, curve),
+        rescoring={"seconds_per_rate": curve.rescore_seconds} if curve.rescore_seconds else None,
         options=run_options(bench),
         scores=scores,
         scored=components,
     )
+
+
+def _recovery_record(prepared: Prepared, curve: ConditionCurve) -> dict[str, Any]:
+    """What a recovered record keeps beside its (recovered) curve: the recovery, its samples and cost, and
+    the one-shot curve of the same pruned sets with its metrics."""
+    condition, before = condition_of(prepared.bench), curve.oneshot
+    indices = prepared.recovery_sample_indices
+    return {
+        "kind": condition.recover, "steps": condition.recover_steps, "samples": len(indices),
+        "samples_hash": index_hash(indices), "seconds": curve.recovery_seconds,
+        "oneshot": {
+            "curve": [{"rate": p.rate, "pruned": p.pruned, "correct": p.correct, "accuracy": p.accuracy} for p in before],
+            "metrics": curve_metrics([p.rate for p in before], [p.correct for p in before], before[0].total),
+        },
+    }

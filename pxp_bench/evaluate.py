@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -210,6 +210,9 @@ def prune_curve(
     channels_last: bool = False,
     task: Task = CLASSIFICATION_TASK,
     probe: Probe | None = None,
+    counts: Sequence[int] | None = None,
+    fills: Mapping[str, torch.Tensor] | None = None,
+    model_at: Callable[[Mapping[str, torch.Tensor]], nn.Module] | None = None,
 ) -> list[CurvePoint]:
     """Accuracy at each rate with the first ``floor(rate * N)`` components of ``order`` pruned (all of
     ``order`` where it is shorter: a per-layer cap, `pxp_bench.masking.capped_order`): masked,
@@ -221,21 +224,29 @@ def prune_curve(
     from 0). Top-PR is known once a rate falls below it (or the grid ends), so the slimmed copy of the
     last rate within it is kept until then; ``on_rate`` sees that point before its latencies are added.
     ``probe`` (the dataset's, `pxp_bench.specs.Probe`) adds its accuracy to each point.
+    ``counts`` (per rate, how many of ``order`` are pruned) replaces the global count where the pruned sets
+    come from a schedule or a per-layer scope (`pxp_bench.schedule`); ``fills`` replace pruned components by
+    those values instead of zero (`pxp_bench.removal`); ``model_at(masks)`` gives the model to evaluate for a
+    pruned set, masked (a recovered copy, `pxp_bench.recovery`; built only for sets not in the memo).
     """
     memo = memo if memo is not None else EvaluationMemo()
     points: list[CurvePoint] = []
     baseline: int | None = None
     within_top_pr = True  # every rate so far keeps 95 % of rate 0's correct predictions
     candidate: _TopPrCandidate | None = None  # the last rate within Top-PR past rate 0, not yet timed
-    for rate in rates:
-        n_pruned = min(pruned_count(rate, components.total), len(order))  # a capped order may be shorter
+    for index, rate in enumerate(rates):
+        n_pruned = (min(pruned_count(rate, components.total), len(order)) if counts is None  # a capped order
+                    else counts[index])                                                        # may be shorter
         masks = keep_masks(components, order, n_pruned)
-        target, target_masks, record = slim.at(masks) if slim is not None else (model, masks, None)
+        target, target_masks, target_fills, record = slim.at(masks) if slim is not None else (model, masks, fills, None)
         key = EvaluationMemo.key(order, n_pruned)
         batch_times = BatchTimes() if record is not None and slim.timed else None
 
-        def count(per_sample, target=target, target_masks=target_masks, batch_times=batch_times) -> tuple[int, int]:
-            with masked(target, components, target_masks) as handle:
+        def count(per_sample, target=target, target_masks=target_masks, target_fills=target_fills,
+                  batch_times=batch_times) -> tuple[int, int]:
+            if model_at is not None:
+                target = model_at(target_masks)
+            with masked(target, components, target_masks, target_fills) as handle:
                 return correct_predictions(target, loader, class_ids, device, amp=amp, task=task,
                                            on_first_batch=handle.check_all_fired, batch_times=batch_times,
                                            channels_last=channels_last, per_sample=per_sample, probe=probe)
@@ -247,7 +258,7 @@ def prune_curve(
                                  memo.correct_samples[key], memo.labels, memo.units, memo.nll.get(key),
                                  memo.probe_hits.get(key), memo.probe_units))
         if batch_times is not None and within_top_pr:
-            candidate = _TopPrCandidate(len(points) - 1, key, target, target_masks, batch_times)
+            candidate = _TopPrCandidate(len(points) - 1, key, target, target_masks, target_fills, batch_times)
             if len(points) == 1:  # rate 0 is always read; a later rate waits until Top-PR is known
                 candidate.time(points, memo, slim)
                 candidate = None
@@ -271,6 +282,7 @@ class _TopPrCandidate:
     key: bytes
     model: nn.Module
     masks: Any
+    fills: Any
     batch_times: BatchTimes
 
     def keep(self) -> None:
@@ -280,6 +292,6 @@ class _TopPrCandidate:
     def time(self, points: list[CurvePoint], memo: EvaluationMemo, slim: SlimCurve) -> None:
         """Add the point's latencies (a pruned set timed before keeps its latencies: the same slimmed model)."""
         if self.key not in memo.latencies:
-            memo.latencies[self.key] = slim.latency(self.model, self.masks, self.batch_times)
+            memo.latencies[self.key] = slim.latency(self.model, self.masks, self.fills, self.batch_times)
         point = points[self.index]
         points[self.index] = replace(point, efficiency={**point.efficiency, **memo.latencies[self.key]})

@@ -79,8 +79,11 @@ class MaskHandle:
 
 def channel_view(values: torch.Tensor, group: ComponentGroup, like: torch.Tensor) -> torch.Tensor:
     """Per-component ``values`` expanded to the site tensor's channels, shaped to broadcast on ``like``."""
-    if group.unit > 1:
-        values = values.repeat_interleave(group.unit)
+    return _site_view(values.repeat_interleave(group.unit) if group.unit > 1 else values, group, like)
+
+
+def _site_view(values: torch.Tensor, group: ComponentGroup, like: torch.Tensor) -> torch.Tensor:
+    """Per-channel ``values`` (one per site channel, already expanded) shaped to broadcast on ``like``."""
     shape = [1] * like.dim()
     shape[group.channel_dim] = -1
     return values.to(device=like.device, dtype=like.dtype).view(shape)
@@ -98,25 +101,32 @@ def site_hook(module: nn.Module, group: ComponentGroup, transform) -> torch.util
 
 @contextmanager
 def masked(
-    model: nn.Module, components: Components, masks: Mapping[str, torch.Tensor]
+    model: nn.Module, components: Components, masks: Mapping[str, torch.Tensor],
+    fills: Mapping[str, torch.Tensor] | None = None,
 ) -> Iterator[MaskHandle]:
-    """Zero the pruned components inside the block; every hook is removed on exit."""
+    """Remove the pruned components inside the block: zero them, or with ``fills`` (per group, one value per
+    site channel: `pxp_bench.removal`) replace them by those values; every hook is removed on exit."""
     modules = dict(model.named_modules())
     handle = MaskHandle([group.site for group in components.groups])
     hooks = []
 
     def make_transform(group: ComponentGroup):
         keep = masks[group.name]
-        shaped: dict[tuple, torch.Tensor] = {}
+        fill = None if fills is None else fills[group.name] * (~keep).repeat_interleave(group.unit).to(fills[group.name])
+        shaped: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
         def transform(tensor: torch.Tensor) -> torch.Tensor:
             handle.fired.add(group.site)
             key = (tensor.dim(), tensor.device, tensor.dtype)
             if key not in shaped:
-                shaped[key] = channel_view(keep, group, tensor)
+                shaped[key] = (channel_view(keep, group, tensor),
+                               None if fill is None else _site_view(fill, group, tensor))
+            keep_view, fill_view = shaped[key]
             if torch.is_grad_enabled():
-                return tensor * shaped[key]
-            return tensor.mul_(shaped[key])  # evaluation: no autograd, spare the allocation
+                tensor = tensor * keep_view
+                return tensor if fill_view is None else tensor + fill_view
+            tensor = tensor.mul_(keep_view)  # evaluation: no autograd, spare the allocation
+            return tensor if fill_view is None else tensor.add_(fill_view)
 
         return transform
 

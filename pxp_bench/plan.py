@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pxp_bench.conditions import check_choices
 from pxp_bench.errors import ConfigError, DataError
 from pxp_bench.params import DEFAULT_PRESET, resolve_params
 from pxp_bench.plugins import Plugins, get_plugins
@@ -80,6 +81,17 @@ class Benchmark:
     """Where ablation scores are kept per setting for ``agreement`` (None: computed for this run only)."""
     encoding: str | None = None
     """How a dataset read from text files decodes them (``--encoding``; None: the dataset's default, UTF-8)."""
+    removal: str = "zero"
+    """How a pruned component is removed (`pxp_bench.conditions`): ``zero``, or ``mean`` (its mean output over
+    the reference samples)."""
+    recover: str = "none"
+    """What follows pruning at each rate: ``none``, ``bn`` (BatchNorm statistics re-estimated) or ``finetune``."""
+    recover_steps: int | None = None
+    """Fine-tuning steps per rate with ``recover="finetune"`` (None: `pxp_bench.conditions.DEFAULT_RECOVER_STEPS`)."""
+    schedule: str = "oneshot"
+    """``oneshot`` (one scoring) or ``iterative`` (re-scored on the pruned model at every rate, sets nested)."""
+    scope: str = "global"
+    """``global`` (the least relevant of the whole model) or ``layer`` (the same fraction of every layer)."""
 
 
 RECORDED_APART = frozenset({"model", "method", "dataset", "components", "rates", "seed", "preset", "params",
@@ -231,6 +243,10 @@ def check_options(bench: Benchmark, dataset: DatasetSpec, model: ModelSpec | Non
                           f"an interquartile range) or 0 to skip timing, got {bench.latency_repeats}.")
     check_seed(bench.seed)
     check_max_layer_rate(bench.max_layer_rate)
+    check_choices(bench.removal, bench.recover, bench.schedule, bench.scope, bench.recover_steps)
+    if bench.scores_file is not None and bench.schedule == "iterative":
+        raise ConfigError("--schedule iterative scores the pruned model again at every rate; saved --scores cannot be "
+                          "rescored. Drop --scores (score in this run), or use --schedule oneshot.")
     if bench.scores_file is not None and (bench.preset or bench.params or bench.param_texts):
         raise ConfigError("--scores evaluates saved scores: --preset, --params and --param do not apply.")
     if dataset.needs_root and bench.data_root is None:

@@ -15,7 +15,8 @@ from torch.utils.data import Dataset, Subset
 
 from pxp_bench.batch_size import batch_size_for
 from pxp_bench.components import Components, discover_components
-from pxp_bench.data.loading import decoded_once, decoded_size, memory_budget
+from pxp_bench.conditions import condition_of
+from pxp_bench.data.loading import decoded_once, decoded_size, loader, memory_budget
 from pxp_bench.data.protocol import ProtocolSets
 from pxp_bench.device import channels_last_suits, resolve_device
 from pxp_bench.errors import ConfigError, DataError
@@ -24,6 +25,8 @@ from pxp_bench.guards import check_items, check_readable
 from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark
 from pxp_bench.plugins import Plugins, get_plugins, plugin_culprit
 from pxp_bench.rates import check_grid_fits, check_grid_prunes, normalise_rates
+from pxp_bench.recovery import check_recovery, needed_samples, recovery_indices
+from pxp_bench.removal import site_means
 from pxp_bench.specs import CLASSIFICATION, LANGUAGE_MODELLING, DatasetSpec, DatasetSplits, LoadedModel, ModelSpec
 from pxp_bench.tasks.base import Task
 from pxp_bench.tasks.classification import CLASSIFICATION_TASK
@@ -55,12 +58,29 @@ class Prepared:
         return self.loaded.module
 
     def samples(self, which: str) -> Dataset:
-        """The ``reference``, ``eval`` or ``tune`` samples, decoded into memory once where they fit
+        """The ``reference``, ``eval``, ``tune`` or ``recovery`` samples, decoded into memory once where they fit
         (`pxp_bench.data.loading.decoded_once`): a curve reads its set at every rate, a study every trial."""
         if which not in self.decoded:
             budget = memory_budget() - sum(decoded_size(kept) for kept in self.decoded.values())
             self.decoded[which] = decoded_once(_sample_set(self, which), self.splits.input_shape, budget=budget)
         return self.decoded[which]
+
+    @cached_property
+    def fills(self) -> dict[str, torch.Tensor] | None:
+        """Under ``--removal mean``, each site channel's mean over the reference samples on the unpruned model
+        (`pxp_bench.removal`); None under zero removal."""
+        if self.bench.removal != "mean":
+            return None
+        return site_means(self.model, self.components, loader(self.samples("reference"), self.batch_size, self.device),
+                          self.device)
+
+    @cached_property
+    def recovery_sample_indices(self) -> list[int]:
+        """The training samples recovery reads (`pxp_bench.recovery.recovery_indices`), as many as it needs."""
+        bench = self.bench
+        steps = condition_of(bench).recover_steps
+        drawn = recovery_indices(self.splits.train.targets, self.sets, bench.seed)
+        return drawn[:needed_samples(bench.recover, steps)]
 
     @cached_property
     def channels_last(self) -> bool:
@@ -135,6 +155,8 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
     components = discover_components(loaded.module, plan.components, example)
     check_grid_fits(rates, components.total)
     check_grid_prunes(rates, [group.size for group in components.groups], bench.max_layer_rate)
+    if bench.recover != "none":
+        check_recovery(bench.recover, loaded.module, loaded.task, len(recovery_indices(splits.train.targets, sets, bench.seed)))
     timings = {"load": round(load_s, 4), "discover": round(time.perf_counter() - clock - load_s, 4)}
     return Prepared(bench, plan, plugins, device, rates, splits, loaded, sets, components, task, timings)
 
@@ -150,6 +172,8 @@ def _sample_set(prepared: Prepared, split: str) -> Dataset:
         return Subset(prepared.splits.train, sets.reference)
     if split == "eval":
         return Subset(prepared.splits.eval, sets.evaluation)
+    if split == "recovery":
+        return Subset(prepared.splits.train, prepared.recovery_sample_indices)
     if split == "tune":
         if not sets.tuning:
             raise ConfigError("the tuning set is empty: pass --tune-per-class N (samples per class) to draw one.")

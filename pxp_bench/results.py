@@ -214,6 +214,12 @@ class Result:
     """The run's options as given (`pxp_bench.plan.run_options`: weights, data, classes, samples per class,
     batch size, device, autocast, evaluation mode, per-layer cap, ...): with the fields above, what
     `pxp-bench verify` reruns and what the sample sets are redrawn from (`pxp_bench.records`)."""
+    recovery: dict[str, Any] | None = None
+    """With ``--recover`` (`pxp_bench.recovery`): its kind, steps, samples (count and hash) and seconds, and the
+    one-shot curve of the same pruned sets with its metrics (``oneshot``); the record's own curve, metrics and
+    outcomes are the recovered ones."""
+    rescoring: dict[str, Any] | None = None
+    """With ``--schedule iterative``: the seconds each rate's re-scoring took (``seconds_per_rate``)."""
     evaluate: str = "masked"
     """How the curve was evaluated: ``slim`` (physically slimmed copies, with efficiency per rate) or
     ``masked``; the counts are the same either way."""

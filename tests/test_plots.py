@@ -1,4 +1,5 @@
-"""Curve plots: `pxp-bench plot` overlays result files, `run --plot` draws a run's curve beside its JSON."""
+"""Curve plots: `pxp-bench plot` overlays result files, `run --plot` draws a run's curve (and its layer
+profile) beside its JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from helpers import QUICK_RATES, leaderboard_result
 from pxp_bench.cli import app
-from pxp_bench.leaderboard import curves_png, table_png
+from pxp_bench.leaderboard import curves_png, profile_png, table_png
 from pxp_bench.leaderboard.plots import DPI, FIGSIZE
 from pxp_bench.leaderboard.tables import group_tables
 from pxp_bench.results import write_result
@@ -82,14 +83,19 @@ def test_plot_errors_are_one_line(tmp_path):
                     "not writable", "--out")
 
 
-def test_run_plot_writes_the_curve_beside_the_json(tmp_path):
+def test_run_plot_writes_the_curve_and_the_layer_profile_beside_the_json(tmp_path):
     result = runner.invoke(app, ["run", "--model", "digits-vgg", "--method", "magnitude", "--classes", "3",
                                  "--rates", ",".join(map(str, QUICK_RATES)), "--latency-repeats", "0",
                                  "--out", str(tmp_path), "--plot"])
     assert result.exit_code == 0, result.output
     [written] = tmp_path.glob("*.json")
-    assert sorted(path.name for path in tmp_path.iterdir()) == [written.name, f"{written.stem}.png"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [written.name, f"{written.stem}.png",
+                                                                f"{written.stem}.profile.png"]
     assert imread(tmp_path / f"{written.stem}.png").shape == (*PIXELS, 4)
+    profile = tmp_path / f"{written.stem}.profile.png"
+    assert f"layer profile written to {profile}" in " ".join(result.stdout.split())
+    assert profile.read_bytes() == profile_png([json.loads(written.read_text())])  # the record's own layers
+    assert imread(profile).shape[2] == 4
 
 
 def _one_line_error(result, *words: str) -> None:

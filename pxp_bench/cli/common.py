@@ -99,7 +99,7 @@ class RichProgress:
         self._progress.update(self._tasks[stage], completed=self._totals[stage])
 
 
-# Options `run` and `optimize` share, declared once.
+# Options `run` and `optimize` share, declared once (the last five: the condition, `pxp_bench.conditions`).
 ModelOption = Annotated[str, typer.Option(help="Model name (see `pxp-bench list models`).")]
 DatasetOption = Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own.")]
 DataOption = Annotated[Optional[Path], typer.Option(help="Data root, for datasets that need one.")]
@@ -115,3 +115,8 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSizeOption = Annotated[int, typer.Option(help="Batch size for scoring and evaluation (on a CPU at most what keeps the largest activation within 32 MB).")]
 AmpOption = Annotated[Optional[str], typer.Option(help="Evaluate under autocast: bf16 or fp16.")]
 MaxLayerRateOption = Annotated[Optional[float], typer.Option(help="Prune at most this fraction of any layer (0 < R < 1; Torch-Pruning's max pruning ratio): the global ranking skips a layer's components at its cap (a layer of n gives up at most floor(R * n); a cap that lets no layer give up one is refused). Default: no cap, the paper's protocol.")]
+RemovalOption = Annotated[str, typer.Option(help="How a pruned component is removed: zero (the paper's) or mean (replaced by its mean output over the reference samples; folded into the next layer's bias when slimmed, where exact).")]
+RecoverOption = Annotated[str, typer.Option(help="After pruning at each rate: none (the paper's), bn (re-estimate BatchNorm statistics on 16 training batches) or finetune (--recover-steps SGD steps); the record keeps both curves.")]
+RecoverStepsOption = Annotated[Optional[int], typer.Option(help="Fine-tuning steps per rate with --recover finetune (batch 64, SGD lr 0.01, momentum 0.9); default 100.")]
+ScheduleOption = Annotated[str, typer.Option(help="oneshot (score once, the paper's) or iterative (score the pruned model again before each rate; the pruned stay pruned).")]
+ScopeOption = Annotated[str, typer.Option(help="global (the least relevant of the whole model, the paper's) or layer (the same fraction of every layer).")]

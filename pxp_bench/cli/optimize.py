@@ -10,7 +10,8 @@ from rich.table import Table
 
 from pxp_bench.cli.common import (AmpOption, BatchSizeOption, ComponentsOption, DataOption, DatasetOption,
                                   DeviceOption, EncodingOption, ImageSizeOption, MaxLayerRateOption, ModelOption,
-                                  RatesOption, RefPerClassOption, WeightsOption, console, counted, err_console,
+                                  RatesOption, RecoverOption, RecoverStepsOption, RefPerClassOption, RemovalOption,
+                                  ScheduleOption, ScopeOption, WeightsOption, console, counted, err_console,
                                   parse_classes, parse_seeds, user_errors)
 from pxp_bench.errors import ConfigError
 from pxp_bench.cli.interrupts import INTERRUPTED, command_guard, guarded_command
@@ -46,6 +47,11 @@ def optimize(
     batch_size: BatchSizeOption = 128,
     amp: AmpOption = None,
     max_layer_rate: MaxLayerRateOption = None,
+    removal: RemovalOption = "zero",
+    recover: RecoverOption = "none",
+    recover_steps: RecoverStepsOption = None,
+    schedule: ScheduleOption = "oneshot",
+    scope: ScopeOption = "global",
     out: Annotated[Path, typer.Option(help="Folder for the results, best parameters, provenance, history plot and journal.")] = Path("results"),
 ) -> None:
     """Tune a method's hyperparameters for pruning: the objective is A_PR on the tuning set, never the
@@ -67,7 +73,8 @@ def optimize(
                       ref_per_class=ref_per_class, tune_per_class=tune_per_class, device=device,
                       batch_size=batch_size, image_size=image_size, amp=amp, max_layer_rate=max_layer_rate,
                       params=read_params_file(params) if params else {}, param_texts=parse_param_pairs(param or []),
-                      encoding=encoding)
+                      encoding=encoding, removal=removal, recover=recover, recover_steps=recover_steps,
+                      schedule=schedule, scope=scope)
     config = StudyConfig(bench, parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")

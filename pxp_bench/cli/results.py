@@ -1,4 +1,5 @@
-"""``pxp-bench leaderboard``, ``compare`` and ``plot``: tables, paired comparisons and curve plots of result files."""
+"""``pxp-bench leaderboard``, ``compare`` and ``plot``: tables, paired comparisons, and curve plots and layer
+profiles of result files."""
 
 from __future__ import annotations
 
@@ -39,13 +40,19 @@ def leaderboard(
 
 @user_errors
 def plot(
-    results: Annotated[list[Path], typer.Argument(help="Result JSON files whose curves to overlay.", metavar="RESULT")],
-    out: Annotated[Path, typer.Option(help="The PNG to write.")] = Path("curve.png"),
+    results: Annotated[list[Path], typer.Argument(help="Result JSON files whose curves to overlay (or layer profile to draw).", metavar="RESULT")],
+    out: Annotated[Optional[Path], typer.Option(help="The PNG to write (default curve.png, or profile.png with --profile).")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Draw the layer profile instead: per method, a heatmap of the fraction of each layer pruned at each rate (seeds averaged); the results must share model, components, dataset and grid.")] = False,
 ) -> None:
-    """Overlay the accuracy-vs-sparsity curves of result files in one PNG."""
-    from pxp_bench.leaderboard import plot_result_files
+    """Overlay the accuracy-vs-sparsity curves of result files in one PNG, or (--profile) draw where each
+    method prunes: the fraction of each layer pruned per rate, collapsed layers marked."""
+    from pxp_bench.leaderboard import plot_profile_files, plot_result_files
 
-    console.print(f"wrote [bold]{plot_result_files(results, out)}[/]", highlight=False, soft_wrap=True)
+    if profile:
+        written = plot_profile_files(results, out if out is not None else Path("profile.png"))
+    else:
+        written = plot_result_files(results, out if out is not None else Path("curve.png"))
+    console.print(f"wrote [bold]{written}[/]", highlight=False, soft_wrap=True)
 
 
 @user_errors

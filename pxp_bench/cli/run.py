@@ -10,7 +10,8 @@ from rich.table import Table
 
 from pxp_bench.cli.common import (AmpOption, BatchSizeOption, ComponentsOption, DataOption, DatasetOption,
                                   DeviceOption, EncodingOption, ImageSizeOption, MaxLayerRateOption, ModelOption,
-                                  RatesOption, RefPerClassOption, RichProgress, WeightsOption, console, err_console,
+                                  RatesOption, RecoverOption, RecoverStepsOption, RefPerClassOption, RemovalOption,
+                                  RichProgress, ScheduleOption, ScopeOption, WeightsOption, console, err_console,
                                   parse_classes, user_errors)
 from pxp_bench.collapse import layer_collapse
 from pxp_bench.errors import ConfigError
@@ -112,6 +113,11 @@ def run(
     evaluate: EvaluateOption = "slim",
     latency_repeats: LatencyOption = 5,
     max_layer_rate: MaxLayerRateOption = None,
+    removal: RemovalOption = "zero",
+    recover: RecoverOption = "none",
+    recover_steps: RecoverStepsOption = None,
+    schedule: ScheduleOption = "oneshot",
+    scope: ScopeOption = "global",
     agreement: Annotated[bool, typer.Option("--agreement", help="Also score the reference set by ablation (cached in --out/ablation-cache) and record the method's Spearman rho and pruned-set overlap with it.")] = False,
     preset: Annotated[Optional[str], typer.Option(help="A named parameter preset of the method.")] = None,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters.")] = None,
@@ -122,7 +128,7 @@ def run(
     to: Annotated[Optional[Path], typer.Option("--to", help="Export the slimmed model of one rate to this .pt2 file (and a .json sidecar).")] = None,
     rate: Annotated[Optional[float], typer.Option("--rate", help="Export at this rate of the grid (default: --at top-pr).")] = None,
     at: Annotated[str, typer.Option("--at", help="Export at: top-pr (the largest rate keeping 95 % of the correct predictions).")] = "top-pr",
-    plot: Annotated[bool, typer.Option("--plot", help="Also draw the curve as a PNG beside the JSON result (same name, .png).")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="Also draw the curve as a PNG beside the JSON result (same name, .png) and its layer profile, the fraction of each layer pruned per rate (.profile.png).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Let --to replace an existing .pt2 and its .json sidecar.")] = False,
 ) -> None:
     """Score components, prune the least relevant globally at each rate, and measure top-1 accuracy.
@@ -147,6 +153,7 @@ def run(
         latency_repeats=latency_repeats, params=read_params_file(params) if params else {},
         param_texts=parse_param_pairs(param or []), scores_file=scores, max_layer_rate=max_layer_rate,
         agreement=agreement, ablation_cache=out / ABLATION_CACHE if agreement else None, encoding=encoding,
+        removal=removal, recover=recover, recover_steps=recover_steps, schedule=schedule, scope=scope,
     )
     exporting = ctx.info_name == "export" or to is not None
     if ctx.info_name == "export" and to is None:
@@ -155,6 +162,9 @@ def run(
         raise ConfigError(f"--at must be top-pr, got '{at}'; for another rate use --rate R.")
     if rate is not None and not exporting:
         raise ConfigError("--rate chooses the rate to export; add --to FILE.pt2 (or use `pxp-bench export`).")
+    if exporting and (recover != "none" or removal != "zero"):
+        raise ConfigError("export writes the one-shot, zero-removal slimmed model; it cannot carry a recovery or mean "
+                          "removal yet. Drop --recover / --removal for the export, or drop --to.")
     if force and not exporting:
         raise ConfigError("--force lets --to replace an existing export; add --to FILE.pt2 (or use `pxp-bench export`).")
     plan_benchmark(bench)
@@ -178,10 +188,13 @@ def run(
     command_guard().kept = f"the result is kept in {written}{'; the export was not written' if exporting else ''}."
     _render_result(result, written)
     if plot:
-        from pxp_bench.leaderboard import curves_png, write_png
+        from pxp_bench.leaderboard import curves_png, profile_png, write_png
 
-        console.print(f"curve plot written to [bold]{write_png(written.with_suffix('.png'), curves_png([result.to_dict()]))}[/]",
+        record = result.to_dict()
+        console.print(f"curve plot written to [bold]{write_png(written.with_suffix('.png'), curves_png([record]))}[/]",
                       highlight=False, soft_wrap=True)
+        profile = write_png(written.with_name(f"{written.stem}.profile.png"), profile_png([record]))
+        console.print(f"layer profile written to [bold]{profile}[/]", highlight=False, soft_wrap=True)
     if exporting:
         from pxp_bench.slim.export import export_result
 

@@ -16,13 +16,15 @@ import numpy as np
 from pxp_bench.errors import ConfigError
 from pxp_bench.specs import DatasetSplits
 
-STREAMS = ("classes", "reference", "tuning", "random_baseline", "sampler")
+STREAMS = ("classes", "reference", "tuning", "random_baseline", "sampler", "recovery")
 METHOD_STREAMS = ("random_baseline", "sampler")
 """The streams a method draws from (`pxp_bench.api.RunContext`)."""
 
 
 def seed_streams(seed: int) -> dict[str, np.random.Generator]:
-    """One independent generator per purpose; the order of STREAMS is fixed forever."""
+    """One independent generator per purpose; the order of STREAMS is fixed forever (a stream added at its
+    end leaves the others' draws as they were: child i of a `SeedSequence` does not depend on how many are
+    spawned)."""
     children = np.random.SeedSequence(seed).spawn(len(STREAMS))
     return {purpose: np.random.default_rng(child) for purpose, child in zip(STREAMS, children)}
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pxp_bench.conditions import condition_of
 from pxp_bench.errors import ConfigError
 from pxp_bench.optimize.storage import RDB_SCHEMES
 from pxp_bench.plan import Benchmark, file_safe_model
@@ -53,7 +54,10 @@ def study_name(config: StudyConfig, plan_components: str, method: str) -> str:
     seeds; refused unless a plain name."""
     seeds = "-".join(map(str, config.seeds))
     made = config.study is None
-    name = f"{file_safe_model(config.bench.model)}_{plan_components}_{method}_seeds{seeds}" if made else config.study
+    condition = condition_of(config.bench)
+    suffix = "" if condition.is_paper else "_" + re.sub(r"[^A-Za-z0-9]+", "-", condition.label)  # studies of one
+    name = (f"{file_safe_model(config.bench.model)}_{plan_components}_{method}_seeds{seeds}{suffix}"  # setting
+            if made else config.study)                                                     # and condition share it
     if not STUDY_NAME.fullmatch(name):
         made = " (made from the model, components, method and seeds; give --study)" if made else ""
         raise ConfigError(f"study name '{name}'{made} is not a plain name: it names the study's files in --out, so "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import optuna
 
+from pxp_bench.conditions import condition_of
 from pxp_bench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ violation in PostgreSQL's catalogue); the loser opens the storage again, the tab
 
 def study_identity(prepared: Prepared, space: ParamSpace, seeds: Sequence[int], pruner: str) -> dict[str, Any]:
     """What a study is about; a stored study with another identity is refused."""
-    bench = prepared.bench
+    bench, condition = prepared.bench, condition_of(prepared.bench)
     return {
         "method": prepared.plan.method.name, "model": prepared.plan.model.name, "weights": prepared.loaded.weights,
         "dataset": prepared.plan.dataset.name, "components": prepared.plan.components,
@@ -41,7 +42,8 @@ def study_identity(prepared: Prepared, space: ParamSpace, seeds: Sequence[int], 
         "seeds": list(seeds), "classes": bench.n_classes, "ref_per_class": bench.ref_per_class,
         "tune_per_class": bench.tune_per_class, "rates": list(prepared.rates),
         "pruner": pruner, "reports": REPORTS,
-    }
+        **({} if condition.is_paper else {"condition": condition.description}),  # the paper's: as studies made
+    }                                                                           # before conditions existed
 
 
 def open_storage(url: str | None, default_path: Path, heartbeat_s: int = 20, grace_s: int = 60):

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import optuna
 
-from pxp_bench.benchmark import evaluate, make_result, score
+from pxp_bench.benchmark import evaluate, evaluate_condition, make_result, score
 from pxp_bench.errors import ConfigError
 from pxp_bench.evaluate import CurvePoint
 from pxp_bench.metrics import curve_metrics
@@ -95,7 +95,7 @@ def suggest(trial: optuna.Trial, space: ParamSpace) -> dict[str, Any]:
 def tuning_a_pr(prepared: Prepared, params: dict[str, Any], reuse: bool = True,
                on_rate: Callable[[CurvePoint], None] | None = None) -> float:
     """The objective on one seed: A_PR of ``params``' scores on the tuning set (never the evaluation set)."""
-    points = evaluate(prepared, score(prepared, params).scores, "tune", reuse=reuse, on_rate=on_rate)
+    points = evaluate(prepared, score(prepared, params).scores, "tune", params=params, reuse=reuse, on_rate=on_rate)
     return curve_metrics([p.rate for p in points], [p.correct for p in points], points[0].total)["a_pr"]
 
 
@@ -263,10 +263,10 @@ def _optimised_result(prepared: Prepared, params: dict[str, Any], found: dict[st
     """The best configuration on this seed's evaluation set: an ordinary result, variant ``optimised``."""
     clock = time.perf_counter()
     scored = score(prepared, params)
-    points = evaluate(prepared, scored.scores, "eval")
+    curve = evaluate_condition(prepared, scored.scores, "eval", params=params)
     timings = {**prepared.timings, "score_and_evaluate": round(time.perf_counter() - clock, 4)}
     result = make_result(prepared, {"method": prepared.plan.method.name, "variant": "optimised", "params": params},
-                         points, scored.scores, timings,
-                         {"excluded_attention": list(prepared.components.excluded), **scored.diagnostics})
+                         curve.points, scored.scores, timings,
+                         {"excluded_attention": list(prepared.components.excluded), **scored.diagnostics}, curve)
     result.optimisation = dict(found)
     return result

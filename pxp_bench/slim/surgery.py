@@ -24,7 +24,8 @@ from torch import nn
 from pxp_bench.components import ComponentGroup, Components
 from pxp_bench.lm.model import is_causal_lm
 from pxp_bench.lm.slim import remove_lm_neurons
-from pxp_bench.slim.heads import convertible, remove_heads, slimmable
+from pxp_bench.masking import masked
+from pxp_bench.slim.heads import SlimSelfAttention, convertible, remove_heads, slimmable
 
 
 LOGIT_TOLERANCE = 1e-4
@@ -60,9 +61,14 @@ class Slimmer:
     so each call removes only what is new. The original model is never modified.
     """
 
-    def __init__(self, model: nn.Module, components: Components, example: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, components: Components, example: torch.Tensor,
+                 fills: Mapping[str, torch.Tensor] | None = None) -> None:
         self.model = copy.deepcopy(model).eval()
         self.components = components
+        self.example = example
+        self.fills = fills
+        """Under mean removal (`pxp_bench.removal`), each group's site-channel means: a channel leaves the copy
+        only where its constant can be folded exactly into its consumers' biases (`_fold`)."""
         self.present: dict[str, list[int]] = {}
         """For each slimmed group, the original indices of the components still in the copy (one list
         shared by the groups of a cluster)."""
@@ -179,13 +185,92 @@ class Slimmer:
             if not doomed:
                 continue
             first = modules[cluster[0]]
+            if self.fills is not None and self.lm:
+                continue  # a decoder LM's constants are not folded: its pruned components stay, masked
             if self.components.kind == "heads":
+                if self.fills is not None:
+                    self._fold_heads(first, cluster[0], doomed, present)
                 doomed = remove_heads(first, doomed, present)  # grouped-query attention may keep some
             elif self.lm:
                 remove_lm_neurons(first, doomed)
             else:
-                self.graph.get_pruning_group(first, _out_pruner(first), idxs=doomed).prune()
+                pruning = self.graph.get_pruning_group(first, _out_pruner(first), idxs=doomed)
+                if self.fills is not None and not self._fold(pruning, masks):
+                    continue  # the constant cannot be folded exactly: the channels stay, masked with it
+                pruning.prune()
             dropped = set(doomed)
             present[:] = [index for position, index in enumerate(present) if position not in dropped]
-        return {group.name: masks[group.name][self.present[group.name]] if group.name in self.present
-                else masks[group.name] for group in self.components.groups}
+        return self.present_view(masks)
+
+    def present_view(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-component ``values`` (keep-masks) of the original model, for the components still in the copy."""
+        return {group.name: values[group.name][self.present[group.name]] if group.name in self.present
+                else values[group.name] for group in self.components.groups}
+
+    def present_fills(self) -> dict[str, torch.Tensor] | None:
+        """The mean-removal fills (one per site channel) for the channels still in the copy."""
+        if self.fills is None:
+            return None
+        per_component = {group.name: self.fills[group.name].view(group.size, group.unit)
+                         for group in self.components.groups}
+        return {name: fill.flatten() for name, fill in self.present_view(per_component).items()}
+
+    def _fold_heads(self, attention: nn.Module, name: str, positions: list[int], present: list[int]) -> None:
+        """Add what the removed heads' constant outputs contribute to the output projection's bias (exact:
+        the projection is linear in the concatenated heads)."""
+        group = next(group for group in self.components.groups if group.name == name)
+        projection = attention.out_proj if isinstance(attention, SlimSelfAttention) else attention.proj
+        fill = self.fills[name].view(group.size, group.unit)
+        columns = [position * group.unit + offset for position in positions for offset in range(group.unit)]
+        values = torch.cat([fill[present[position]] for position in positions])
+        _add_to_bias(projection, projection.weight[:, columns].detach() @ values.to(projection.weight))
+
+    def _fold(self, pruning, masks: Mapping[str, torch.Tensor]) -> bool:
+        """Fold the constant the doomed channels hand each consumer into its bias, if that is exact: every
+        consumer a Linear or an unpadded, ungrouped conv whose inputs from these channels are one constant
+        per channel on two different inputs and at every position. False (nothing changed) otherwise: e.g.
+        a padded conv sees the constant only inside the image, so its share differs at the borders."""
+        consumers = []
+        for dependency, indices in pruning:
+            module = dependency.target.module
+            if getattr(dependency.handler, "__name__", "") != "prune_in_channels":
+                continue
+            if isinstance(module, nn.Conv2d):
+                padded = module.padding != "valid" if isinstance(module.padding, str) else any(module.padding)
+                if module.groups != 1 or padded:
+                    return False
+            elif not isinstance(module, nn.Linear):
+                return False
+            consumers.append((module, [getattr(index, "idx", index) for index in indices]))
+        if not consumers:
+            return False
+        seen: dict[int, torch.Tensor] = {}
+        hooks = [module.register_forward_pre_hook(lambda mod, args: seen.__setitem__(id(mod), args[0].detach()))
+                 for module, _ in consumers]
+        probe = torch.cat([self.example, self.example.roll(1, dims=-1) * 0.5 + 0.25])
+        try:
+            with torch.no_grad(), masked(self.model, self.components, self.present_view(masks), self.present_fills()):
+                self.model(probe)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        shares = []
+        for module, indices in consumers:
+            inputs = seen[id(module)]
+            channels = (inputs.movedim(1, -1) if isinstance(module, nn.Conv2d) else inputs)[..., indices]
+            flat = channels.reshape(-1, len(indices))
+            if float((flat - flat[0]).abs().max()) > LOGIT_TOLERANCE * max(1.0, float(flat.abs().max())):
+                return False
+            weight = module.weight.detach()[:, indices]
+            shares.append((module, (weight.sum(dim=(2, 3)) if weight.dim() == 4 else weight) @ flat[0].to(weight)))
+        for module, share in shares:
+            _add_to_bias(module, share)
+        return True
+
+
+def _add_to_bias(module: nn.Module, share: torch.Tensor) -> None:
+    """``module.bias += share``, adding a bias where the module has none."""
+    with torch.no_grad():
+        if module.bias is None:
+            module.bias = nn.Parameter(torch.zeros_like(share))
+        module.bias += share

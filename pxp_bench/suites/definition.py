@@ -12,6 +12,10 @@ A suite file (``benchmarks/suites/NAME.toml``)::
     model = "vgg16"
     components = ["filters"]
 
+    [[conditions]]                         # optional: each cell runs under each condition (the four
+    recover = "bn"                         # choices of `pxp_bench.conditions`; {} is the paper's protocol),
+    models = ["vgg16"]                     # optionally for some models only
+
     [[methods]]                            # a method with presets, or with a parameters file
     method = "lrp"
     presets = ["default", "epsilon"]
@@ -55,8 +59,9 @@ from pxp_bench.params import DEFAULT_PRESET, read_params_file
 from pxp_bench.plan import Benchmark, file_safe_model
 from pxp_bench.plugins import Plugins
 from pxp_bench.rates import DEFAULT_RATES
-from pxp_bench.suites.fields import (MethodEntry, convert_option, method_entries, only_keys, seeds_of, settings_of,
-                                     table)
+from pxp_bench.conditions import condition_of
+from pxp_bench.suites.fields import (CONDITION_KEYS, MethodEntry, conditions_of, convert_option, method_entries, only_keys, seeds_of,
+                                     settings_of, table)
 from pxp_bench.suites.files import find_suite, read_suite_file, with_base
 
 
@@ -157,12 +162,15 @@ def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...
           overrides: Mapping[str, Any] | None, params_dir: Path | None, require_params: bool) -> Suite:
     where = str(path)
     data_file, params_home = with_base(path, read_suite_file(path))
-    only_keys(data_file, {"description", "seeds", "run", "settings", "methods"}, where)
+    only_keys(data_file, {"description", "seeds", "run", "settings", "conditions", "methods"}, where)
     shared = {key: convert_option(f"{where} [run]", key, value) for key, value in table(data_file, "run", where, dict).items()}
     extra = dict(overrides or {})
     if data is not None:
         extra["data_root"] = str(data)
-    settings = settings_of(data_file, where, shared, extra)
+    conditions = conditions_of(data_file, where)
+    settings = [{**setting, **{key: value for key, value in condition.items() if key != "models"}}
+                for setting in settings_of(data_file, where, shared, extra) for condition in conditions
+                if setting["model"] in condition.get("models", [setting["model"]])]
     entries = method_entries(data_file, where, plugins)
     suite_seeds = seeds or seeds_of(data_file.get("seeds"), where)
     folder = params_dir or params_home.parent / params_home.stem
@@ -185,11 +193,18 @@ def _load(path: Path, plugins: Plugins, data: Path | None, seeds: tuple[int, ...
                 name_of_run = run.get("variant") or run.get("preset") or DEFAULT_PRESET
                 for seed in suite_seeds:
                     config = {**setting, "method": entry.method, **run, "seed": seed}
-                    label = f"{setting['model']}/{kind or 'default'} {entry.method}:{name_of_run} seed {seed}"
+                    label = f"{setting['model']}/{kind or 'default'}{_condition_label(config)} {entry.method}:{name_of_run} seed {seed}"
                     cells.append(Cell(_complete(config), label, study))
     cells = _distinct(cells, where)
     return Suite(path.stem, path, str(data_file.get("description", "")), tuple(cells), len(settings), len(entries),
                  suite_seeds, not_applicable, tuple(missing or ()))
+
+
+def _condition_label(config: Mapping[str, Any]) -> str:
+    """`` [BN recalibration]`` in a cell's label where its condition is not the paper's (labels of the paper's
+    cells read as before, so ``--only`` patterns keep matching them)."""
+    condition = condition_of(Benchmark(**{key: config[key] for key in CONDITION_KEYS if key in config}))
+    return "" if condition.is_paper else f" [{condition.label}]"
 
 
 def _distinct(cells: list[Cell], where: str) -> list[Cell]:
@@ -223,7 +238,8 @@ def select(suite: Suite, patterns: list[str]) -> Suite:
     return dataclasses.replace(suite, cells=cells)
 
 
-ADDED_LATER = {"max_layer_rate": None, "agreement": False, "encoding": None}
+ADDED_LATER = {"max_layer_rate": None, "agreement": False, "encoding": None, "removal": "zero", "recover": "none",
+               "recover_steps": None, "schedule": "oneshot", "scope": "global"}
 """`Benchmark` fields added after suites had run: left out of a cell's key while at their default (which
 is how the earlier cells ran), so adding them reran nothing."""
 NOT_IN_KEY = ("ablation_cache",)

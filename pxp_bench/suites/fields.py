@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from pxp_bench.conditions import check_choices
 from pxp_bench.errors import ConfigError
 from pxp_bench.params import DEFAULT_PRESET
 from pxp_bench.plan import check_max_layer_rate
@@ -70,6 +71,7 @@ RUN_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "ref_per_class": _integer, "tune_per_class": _integer, "device": _text, "batch_size": _integer,
     "image_size": _optional_integer, "amp": _optional_text, "evaluate": _text, "latency_repeats": _integer,
     "max_layer_rate": _max_layer_rate, "agreement": _boolean, "encoding": _optional_text,
+    "removal": _text, "recover": _text, "recover_steps": _optional_integer, "schedule": _text, "scope": _text,
 }
 """The `Benchmark` fields a suite sets for its cells (method, parameters and seed come from the matrix),
 each with the conversion from its TOML or ``--set`` text."""
@@ -179,3 +181,34 @@ def settings_of(data: Mapping[str, Any], where: str, shared: Mapping[str, Any],
         raise ConfigError(f"{where}: no [[settings]].")
     return settings
 
+
+
+CONDITION_KEYS = ("removal", "recover", "recover_steps", "schedule", "scope")
+"""What a ``[[conditions]]`` table may set (`pxp_bench.conditions`)."""
+
+
+def conditions_of(data: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """The suite's ``[[conditions]]``, each checked (`pxp_bench.conditions.check_choices`); one empty
+    condition (the ``[run]`` options' own) when the suite has none. A condition with ``models`` applies to
+    the settings of those models only (e.g. ``recover = "bn"`` to the models that have BatchNorm)."""
+    entries = table(data, "conditions", where, list)
+    if not entries:
+        return [{}]
+    conditions = []
+    for number, entry in enumerate(entries, start=1):
+        here = f"{where} [[conditions]] #{number}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{here}: must be a table of {', '.join(CONDITION_KEYS)}.")
+        only_keys(entry, {*CONDITION_KEYS, "models"}, here)
+        models = entry.get("models")
+        if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+            raise ConfigError(f"{here}: models must be a list of model names (the settings it applies to).")
+        condition = {key: convert_option(here, key, value) for key, value in entry.items() if key != "models"}
+        try:
+            check_choices(condition.get("removal", "zero"), condition.get("recover", "none"),
+                          condition.get("schedule", "oneshot"), condition.get("scope", "global"),
+                          condition.get("recover_steps"))
+        except ConfigError as exc:
+            raise ConfigError(f"{here}: {exc}") from None
+        conditions.append({**condition, **({"models": models} if models is not None else {})})
+    return conditions

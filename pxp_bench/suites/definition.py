@@ -48,6 +48,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -134,7 +135,8 @@ def _parameters(entry: MethodEntry, setting: Mapping[str, Any], folder: Path, wh
     ``missing`` when given."""
     fill = {"model": setting["model"], "components": setting["components"], "dataset": setting.get("dataset", ""),
             "rates": ",".join(f"{rate:g}" for rate in setting.get("rates", DEFAULT_RATES)), "params_dir": str(folder)}
-    path = folder / entry.params.format(**{**fill, "model": file_safe_model(setting["model"])})  # as optimize names it
+    path = Path(os.path.normpath(folder / entry.params.format(**{**fill, "model": file_safe_model(setting["model"])})))
+    # (as optimize names it; normalised, so that another suite's folder can be named as ../SUITE/FILE)
     if not path.is_file():
         how = f"make it with `{entry.made_by.format(**fill)}`" if entry.made_by else "make it with `pxp-bench optimize`"
         message = f"the parameters file {path} for {entry.method} ({entry.variant}) is missing; {how}"

@@ -42,15 +42,16 @@ clean:
 	rm -rf $(VENV) build *.egg-info $(EXAMPLE)/build $(EXAMPLE)/src/*.egg-info
 
 # The leaderboard (leaderboard/, linked from the README): the results of the digits-full suite (the digits
-# suite and captum's two slow methods) and of the lm suite (the embedded language model), its markdown and
-# plots. `leaderboard` runs what is missing from $(LEADERBOARD)/results (resumable) and regenerates the
+# suite and captum's two slow methods), of the lm suite (the embedded language model) and of digits-beyond
+# (the paper's protocol against other removals, recoveries, schedules and scopes),
+# its markdown and plots. `leaderboard` runs what is missing from $(LEADERBOARD)/results (resumable) and regenerates the
 # markdown, the plots and the README's headline table; `leaderboard-fresh` reruns every cell first (what
 # CI's leaderboard workflow does). SUITES=digits runs the digits suite alone; SUITE_ARGS adds `suite run`
 # options, e.g. --only 'digits-vgg/*'.
 LEADERBOARD ?= leaderboard
 README_FILE ?= README.md
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-SUITES ?= digits-full lm
+SUITES ?= digits-full lm digits-beyond
 SUITE_ARGS ?=
 leaderboard: $(STAMP)
 	for suite in $(SUITES); do \

@@ -204,7 +204,7 @@ def evaluate_condition(prepared: Prepared, scores: Mapping[str, torch.Tensor], s
         clock = time.perf_counter()
         model = recovered_copy(prepared.model, prepared.components, masks, prepared.fills, recover=condition.recover,
                                steps=condition.recover_steps, samples=samples, device=prepared.device,
-                               task=prepared.task, class_ids=prepared.sets.classes)
+                               task=prepared.task, class_ids=prepared.sets.classes, seed=bench.seed)
         seconds[0] += time.perf_counter() - clock
         return model
 

@@ -24,7 +24,7 @@ from pxp_bench.evaluate import EvaluationMemo
 from pxp_bench.guards import check_items, check_readable
 from pxp_bench.plan import Benchmark, Plan, check_options, check_types, plan_benchmark
 from pxp_bench.plugins import Plugins, get_plugins, plugin_culprit
-from pxp_bench.rates import check_grid_fits, check_grid_prunes, normalise_rates
+from pxp_bench.rates import check_grid_fits, check_grid_prunes, check_layer_grid_prunes, normalise_rates
 from pxp_bench.recovery import check_recovery, needed_samples, recovery_indices
 from pxp_bench.removal import site_means
 from pxp_bench.specs import CLASSIFICATION, LANGUAGE_MODELLING, DatasetSpec, DatasetSplits, LoadedModel, ModelSpec
@@ -155,6 +155,8 @@ def prepare(bench: Benchmark, *, plugins: Plugins | None = None) -> Prepared:
     components = discover_components(loaded.module, plan.components, example)
     check_grid_fits(rates, components.total)
     check_grid_prunes(rates, [group.size for group in components.groups], bench.max_layer_rate)
+    if bench.scope == "layer":
+        check_layer_grid_prunes(rates, [group.size for group in components.groups])
     if bench.recover != "none":
         check_recovery(bench.recover, loaded.module, loaded.task, len(recovery_indices(splits.train.targets, sets, bench.seed)))
     timings = {"load": round(load_s, 4), "discover": round(time.perf_counter() - clock - load_s, 4)}

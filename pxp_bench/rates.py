@@ -123,4 +123,19 @@ def check_grid_prunes(rates: tuple[float, ...], sizes: Sequence[int], max_layer_
         )
 
 
+def check_layer_grid_prunes(rates: tuple[float, ...], sizes: Sequence[int]) -> None:
+    """Under ``--scope layer`` a rate prunes ``floor(r * size)`` of each layer: refuse a grid whose smallest rate
+    above 0 prunes none in every layer (e.g. 0.125 of 4 heads a layer), naming the smallest workable rate."""
+    smallest = min(rate for rate in rates if rate > 0)
+    if sizes and all(math.floor(smallest * n + 1e-9) == 0 for n in sizes):
+        largest = max(sizes)
+        step = _at_least_one(1 / largest, largest)
+        raise ConfigError(
+            f"--scope layer prunes floor(r * size) of each layer, and the smallest rate above 0, {smallest:g}, prunes "
+            f"none of any layer (the largest has {largest} components), so its point would measure the unpruned "
+            f"model. Make the smallest rate above 0 at least {step} (1/{largest}), e.g. --rates 0:1:{step}, or use "
+            "--scope global."
+        )
+
+
 DEFAULT_RATES = parse_rates(DEFAULT_GRID)

@@ -4,7 +4,8 @@ with the pruned components held removed (masked, or replaced by their means) thr
 - ``bn``: every BatchNorm's running statistics re-estimated from scratch as a cumulative average over
   `BN_BATCHES` training batches (no weight changes): EagleEye's adaptive BatchNorm (Li et al. 2020);
 - ``finetune``: ``steps`` steps of SGD (`FINETUNE_LR`, momentum `FINETUNE_MOMENTUM`, no weight decay, batches
-  of `RECOVERY_BATCH`, no augmentation, cross-entropy over the run's classes), the model in training mode,
+  of `RECOVERY_BATCH`, no augmentation, cross-entropy over the run's classes), the model in training mode
+  (dropout seeded with the run's seed),
   as ShrinkBench fixes one fine-tuning recipe for every criterion (Blalock et al. 2020).
 
 Both read the *recovery samples*: training samples of the run's classes that are neither reference nor
@@ -94,13 +95,17 @@ def recalibrate_batchnorm(model: nn.Module, components: Components, masks: Mappi
 
 def finetune(model: nn.Module, components: Components, masks: Mapping[str, torch.Tensor],
              fills: Mapping[str, torch.Tensor] | None, batches: Iterable, device: torch.device,
-             task: Task, class_ids: Sequence[int]) -> None:
-    """One SGD step per batch of ``batches``, the pruned components held removed; in place."""
+             task: Task, class_ids: Sequence[int], seed: int) -> None:
+    """One SGD step per batch of ``batches``, the pruned components held removed; in place. Dropout's draws
+    come from torch's generator seeded with the run's ``seed`` (restored afterwards), so a rerun reproduces
+    the fine-tuned model."""
     ids = torch.as_tensor(list(class_ids), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=FINETUNE_LR, momentum=FINETUNE_MOMENTUM)
     model.train()
+    devices = [device] if device.type == "cuda" else []
     try:
-        with torch.enable_grad(), masked(model, components, masks, fills):
+        with torch.random.fork_rng(devices=devices), torch.enable_grad(), masked(model, components, masks, fills):
+            torch.manual_seed(seed)
             for inputs, targets in batches:
                 optimizer.zero_grad(set_to_none=True)
                 loss = -task.log_likelihood(model(inputs.to(device)), targets.to(device), ids).mean()
@@ -124,7 +129,7 @@ def cycled(dataset, count: int, device: torch.device) -> Iterator[tuple[torch.Te
 
 def recovered_copy(model: nn.Module, components: Components, masks: Mapping[str, torch.Tensor],
                    fills: Mapping[str, torch.Tensor] | None, *, recover: str, steps: int | None, samples,
-                   device: torch.device, task: Task, class_ids: Sequence[int]) -> nn.Module:
+                   device: torch.device, task: Task, class_ids: Sequence[int], seed: int) -> nn.Module:
     """A copy of ``model`` recovered after pruning ``masks`` on the recovery ``samples`` (a dataset); the
     original is never changed."""
     recovered = copy.deepcopy(model)
@@ -132,5 +137,5 @@ def recovered_copy(model: nn.Module, components: Components, masks: Mapping[str,
         batches = min(BN_BATCHES, math.ceil(len(samples) / RECOVERY_BATCH))
         recalibrate_batchnorm(recovered, components, masks, fills, cycled(samples, batches, device), device)
     else:
-        finetune(recovered, components, masks, fills, cycled(samples, steps, device), device, task, class_ids)
+        finetune(recovered, components, masks, fills, cycled(samples, steps, device), device, task, class_ids, seed)
     return recovered.eval()

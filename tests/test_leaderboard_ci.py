@@ -32,7 +32,8 @@ def test_the_committed_leaderboard_regenerates_byte_for_byte(tmp_path):
     readme = tmp_path / "README.md"
     shutil.copy(ROOT / "README.md", readme)
     report = build_leaderboard([BOARD / "results"], tmp_path / "leaderboard", readme=readme)
-    assert not report.kept_out and report.tables == 7
+    assert not report.kept_out and report.tables == 23  # 7 of digits-full and lm, 16 of digits-beyond (3 settings
+    # x 6 conditions, the ViT without BN recalibration and layer-wise)
     assert report.markdown.read_bytes() == (BOARD / "README.md").read_bytes()
     committed = sorted(path.name for path in (BOARD / "plots").glob("*.png"))
     assert sorted(path.name for path in report.plots) == committed
@@ -70,7 +71,8 @@ def test_make_leaderboard_fresh_reruns_the_suite_and_regenerates(tmp_path):
     assert len(list((board / "results").glob("*.json"))) == 2
     markdown = (board / "README.md").read_text()
     assert "## digits-vgg · filters · digits" in markdown and "| magnitude | default |" in markdown
-    assert len(list((board / "plots").glob("*.png"))) == 1
+    assert sorted(path.name for path in (board / "plots").glob("*.png")) == [  # its curves and its layer profile
+        "digits_digits-vgg_filters.png", "digits_digits-vgg_filters_profile.png"]
     section = _readme_section(readme)
     assert "random (default)" in section and section != _readme_section(ROOT / "README.md")
 

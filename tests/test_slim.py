@@ -139,9 +139,9 @@ def test_top_pr_is_timed_on_its_own_slimmed_copy_after_later_rates_slimmed_furth
     timed_models = []  # the parameter count of each model timed, recorded on the way to the real timing
     time_it = slim.latency
 
-    def recorded(model, masks, batch_times):
+    def recorded(model, masks, fills, batch_times):
         timed_models.append(parameter_count(model))
-        return time_it(model, masks, batch_times)
+        return time_it(model, masks, fills, batch_times)
 
     slim.latency = recorded
     points = prune_curve(model, components, order, (0.0, 0.01, 0.9), loader, list(range(10)), torch.device("cpu"),
@@ -294,12 +294,12 @@ def test_the_slim_curve_falls_back_to_masking_if_logits_ever_differ(plugins):
     example = prepared.splits.train[prepared.sets.reference[0]][0].unsqueeze(0)
     slim = slim_curve(prepared.model, prepared.components, example, latency_repeats=0)
     keep = keep_masks(prepared.components, torch.arange(prepared.components.total), 10)
-    model, _, record = slim.at(keep)
+    model, _, _, record = slim.at(keep)
     assert model is not prepared.model and record["parameters"] < parameter_count(prepared.model)
     with torch.no_grad():  # spoil the copy: the next rate must notice and go back to the original, masked
         list(slim.slimmer.model.parameters())[-1].add_(1.0)  # the classifier's bias
     with pytest.warns(UserWarning, match="differ from the masked model's"):
-        model, masks, record = slim.at(keep_masks(prepared.components, torch.arange(prepared.components.total), 20))
+        model, masks, _, record = slim.at(keep_masks(prepared.components, torch.arange(prepared.components.total), 20))
     assert model is prepared.model and record is None and slim.mode == "masked"
 
 

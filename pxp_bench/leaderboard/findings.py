@@ -3,9 +3,11 @@ by hand: who ranks first in each table, and how methods fare against LRP-epsilon
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
-from pxp_bench.leaderboard.tables import BASELINE, Table
+from pxp_bench.conditions import PAPER
+from pxp_bench.leaderboard.tables import BASELINE, Table, condition_order
 from pxp_bench.verdicts.setting import TOLERANCE
 from pxp_bench.verdicts.summary import Estimate, SummaryRow, across_settings
 
@@ -79,8 +81,20 @@ def criteria_finding(table: Table) -> str | None:
     return "Against the pruning criteria (A_PR difference, paired 95 % interval): " + ". ".join(sentences) + "."
 
 
+def summary_tables(tables: Sequence[Table]) -> list[Table]:
+    """The tables the across-settings summary compares: those of one condition, so that a method's wins never
+    mix conditions — the paper's protocol where any table has it, else the condition of the most tables."""
+    counts = Counter(table.condition for table in tables)
+    if not counts:
+        return []
+    chosen = PAPER if PAPER in counts else min(counts, key=lambda condition: (-counts[condition],
+                                                                               condition_order(condition)))
+    return [table for table in tables if table.condition == chosen]
+
+
 def summary_rows(tables: Sequence[Table]) -> list[SummaryRow]:
-    return across_settings([(table.labels(), table.verdict) for table in tables])
+    """The across-settings summary of `summary_tables` of ``tables``."""
+    return across_settings([(table.labels(), table.verdict) for table in summary_tables(tables)])
 
 
 def _estimate(estimate: Estimate | None, digits: int) -> str:

@@ -1,6 +1,7 @@
-"""The leaderboard document: conventions, one table per (dataset, model, components) with its plot and
-environment, and the files kept out. Only sorted, recorded values go in: no timestamps, no absolute
-paths, so the same results give the same text."""
+"""The leaderboard document: conventions, one table per (dataset, model, components, grid, condition) with its
+plot, layer profile and environment, per setting run under several conditions whether its ordering survives
+them, and the files kept out. Only sorted, recorded values go in: no timestamps, no absolute paths, so the
+same results give the same text."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from pxp_bench.leaderboard.findings import (
     summary_finding,
     summary_rows,
     summary_table,
+    summary_tables,
     table_finding,
 )
 from pxp_bench.leaderboard.paper import paper_a_pr, paper_note, shows_paper
 from pxp_bench.leaderboard.provenance import commits_paragraph, provenance_block
+from pxp_bench.leaderboard.conditions import condition_conventions, condition_intro, oneshot_a_pr, recovered
+from pxp_bench.leaderboard.stability import SettingGroup, setting_groups, stability_section
 from pxp_bench.leaderboard.tables import Row, Table, show_value
 from pxp_bench.rates import DEFAULT_RATES
 
@@ -195,7 +199,8 @@ def _task_columns(table: Table) -> list[_Column]:
 
 def _columns(table: Table) -> list[_Column]:
     """rank, method, variant, the fields that differ, params (where they split a method and variant), the
-    metrics with their intervals (the paper's A_PR beside ours in ImageNet tables), efficiency, seeds, time."""
+    metrics with their intervals (the one-shot A_PR beside the recovered one in tables of a recovery, the
+    paper's A_PR beside ours in ImageNet tables), efficiency, seeds, time."""
     rows = table.rows
     columns = [_rank_column(table), _Column("method", [row.method for row in rows]),
                _Column("variant", [row.variant for row in rows])]
@@ -204,7 +209,12 @@ def _columns(table: Table) -> list[_Column]:
     if any(params):
         columns.append(_Column("method params", params))
     metrics = [_metric_column(table, spec) for spec in INTERVAL_COLUMNS]
-    columns += [metrics[0], _difference_column(table)]
+    columns.append(metrics[0])
+    if recovered(table):
+        values = [oneshot_a_pr(row) for row in rows]
+        columns.append(_Column("one-shot A_PR", [MISSING if value is None else f"{value:.3f}" for value in values],
+                               numeric=True))
+    columns.append(_difference_column(table))
     if shows_paper(table.dataset):
         columns.append(_paper_column(table))
     columns += metrics[1:]
@@ -237,14 +247,19 @@ def table_markdown(table: Table) -> str:
     return text
 
 
-def table_section(table: Table, plot_link: str) -> str:
-    """The table, what it says about its winners, the provenance of its optimised rows and a link to its
-    plot (``plot_link`` relative to where the text will live)."""
+def table_section(table: Table, plot_link: str, profile_link: str | None = None) -> str:
+    """The table (under a line naming its condition where it is not the paper's protocol), what it says about
+    its winners, the provenance of its optimised rows and links to its plot and its layer profile (relative to
+    where the text will live; no profile where ``profile_link`` is None)."""
     provenance = provenance_block(table)
     criteria = criteria_finding(table)
-    return (f"{table_markdown(table)}\n{table_finding(table)}\n\n{criteria + chr(10) + chr(10) if criteria else ''}"
+    intro = "" if table.condition.is_paper else condition_intro(table) + "\n\n"
+    return (f"{intro}{table_markdown(table)}\n{table_finding(table)}\n\n"
+            f"{criteria + chr(10) + chr(10) if criteria else ''}"
             f"{provenance + chr(10) if provenance else ''}"
-            f"![Top-1 accuracy against pruning rate, {table.title}]({plot_link})\n")
+            f"![Top-1 accuracy against pruning rate, {table.title}]({plot_link})\n"
+            + (f"\n![Layer profile: fraction of each layer pruned per rate, {table.title}]({profile_link})\n"
+               if profile_link else ""))
 
 
 def _conventions(collection: Collection) -> str:
@@ -292,7 +307,10 @@ def _conventions(collection: Collection) -> str:
         "Runs share a row only when they agree on parameters, class count, weights, image size, reference size, "
         "autocast and per-layer cap (`--max-layer-rate`); where a table's rows differ in one of these, a column shows it.",
         "Each plot shows the mean accuracy per rate with its 95 % interval band (the same bootstrap), or, "
-        "for rows without outcomes, ± one SEM over the seeds.",
+        "for rows without outcomes, ± one SEM over the seeds. Where the runs record their layers, the layer profile "
+        "beside it shows per row where the pruning falls: the fraction of each layer pruned at each rate (averaged "
+        "over the seeds), × on a layer pruned entirely in every seed, + in some seeds only.",
+        *condition_conventions(collection.results),
     )
     return " ".join(sentences)
 
@@ -302,8 +320,12 @@ def summary_section(tables: Sequence[Table], plot_link: str | None) -> str:
     rows = summary_rows(tables)
     if not rows:
         return ""
-    text = (f"Over the {len(tables)} table{'s' if len(tables) != 1 else ''} below, methods are compared only "
-            "on the settings they share: in each table a method's wins are the share of the table's other rows "
+    compared = summary_tables(tables)
+    which = "" if len(compared) == len(tables) else (
+        f" of the {compared[0].condition.label} (tables of other conditions are compared with them setting by "
+        "setting, under “does the ordering survive?”)")
+    text = (f"Over the {len(compared)} table{'s' if len(compared) != 1 else ''} below{which}, methods are compared "
+            "only on the settings they share: in each table a method's wins are the share of the table's other rows "
             "it beats by A_PR (ties count half; 1 = best of every table it is in, 0 = worst), averaged over the "
             "tables it is in (settings: how many of the compared tables that is). Its probability of improvement "
             "over LRP-epsilon — the chance that a random evaluation sample stays correct at more of the grid's "
@@ -340,10 +362,12 @@ def kept_out_block(kept_out: Sequence[KeptOut], not_redrawn: Sequence[KeptOut] =
 
 
 def plot_names(tables: Sequence[Table]) -> list[str]:
-    """A distinct file name per table: ``<dataset>_<model>_<components>.png``, made filename-safe."""
+    """A distinct file name per table: ``<dataset>_<model>_<components>.png``, then ``_<condition>`` for another
+    condition than the paper's protocol, made filename-safe."""
     names: list[str] = []
     for table in tables:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{table.dataset}_{table.model}_{table.components}")
+        condition = "" if table.condition.is_paper else f"_{table.condition.label}"
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{table.dataset}_{table.model}_{table.components}{condition}")
         name, counter = f"{stem}.png", 2
         while name in names:
             name, counter = f"{stem}-{counter}.png", counter + 1
@@ -351,15 +375,28 @@ def plot_names(tables: Sequence[Table]) -> list[str]:
     return names
 
 
+def profile_name(plot_name: str) -> str:
+    """The file name of a table's layer profile, beside its curves' ``plot_name``: ``<stem>_profile.png``."""
+    return f"{plot_name.removesuffix('.png')}_profile.png"
+
+
 def leaderboard_document(collection: Collection, tables: Sequence[Table], plot_links: Sequence[str],
-                         summary_link: str | None) -> str:
+                         summary_link: str | None, groups: Sequence[SettingGroup] | None = None,
+                         profile_links: Sequence[str | None] | None = None) -> str:
     """The whole leaderboard markdown: title, conventions and commits, the across-settings summary, each
-    table with its findings, plot and environment, and the files kept out."""
+    table with its findings, plot, layer profile (``profile_links``, None where a table has none) and
+    environment, after the last table of a setting run under several conditions whether its ordering survives
+    them (``groups``: `setting_groups` of ``tables`` unless given), and the files kept out."""
     parts = ["# pxp-bench leaderboard\n", _conventions(collection) + "\n", commits_paragraph(collection.results) + "\n"]
     summary = summary_section(tables, summary_link)
     if summary:
         parts += ["## Across settings\n", summary]
-    for table, link in zip(tables, plot_links):
-        parts += [f"## {table.title}\n", table_section(table, link), environment_block(table)]
+    groups = setting_groups(tables) if groups is None else groups
+    last = {id(group.others[-1][0]): group for group in groups}
+    profiles = profile_links if profile_links is not None else [None] * len(tables)
+    for table, link, profile in zip(tables, plot_links, profiles):
+        parts += [f"## {table.title}\n", table_section(table, link, profile), environment_block(table)]
+        if id(table) in last:
+            parts.append(stability_section(last[id(table)]))
     parts.append(kept_out_block(collection.kept_out, collection.not_redrawn))
     return "\n".join(parts)

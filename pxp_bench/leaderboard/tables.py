@@ -1,7 +1,9 @@
 """Grouping results into tables and rows: which runs may be averaged together, and their statistics.
 
-A table holds one (dataset, model, components, grid of rates): a model with fewer components than the standard
-grid has rates is run on a coarser grid (every rate above 0 must prune something), which makes its own table.
+A table holds one (dataset, model, components, grid of rates, condition): a model with fewer components than the
+standard grid has rates is run on a coarser grid (every rate above 0 must prune something), which makes its own
+table, and so does each condition (`pxp_bench.conditions`: removal, recovery, schedule, scope), so that rows
+never mix conditions.
 A row holds the seeds of one method configuration whose runs are comparable: same parameters, class count,
 weights, image size, reference size, autocast and per-layer cap. Variants of a method with the same parameters
 (``lrp`` ``default`` and ``epsilon``) are one configuration: one row naming both. The protocol version is equal
@@ -21,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pxp_bench.conditions import PAPER, Condition, condition_of_record
 from pxp_bench.rates import DEFAULT_RATES
 from pxp_bench.records.load import describe_grid, rounded_grid
 from pxp_bench.verdicts.setting import SettingVerdict, setting_verdict
@@ -125,18 +128,26 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
-    """The rows of one (dataset, model, components, grid), best mean A_PR first."""
+    """The rows of one (dataset, model, components, grid, condition), best mean A_PR first."""
 
     dataset: str
     model: str
     components: str
     rows: tuple[Row, ...]
     rates: tuple[float, ...] = DEFAULT_RATES
+    condition: Condition = PAPER
+
+    @property
+    def setting(self) -> str:
+        """``model · components · dataset`` and the grid where it is not the standard one: what the tables of
+        one setting under different conditions share."""
+        grid = "" if rounded_grid(self.rates) == rounded_grid(DEFAULT_RATES) else f" · {describe_grid(self.rates)}"
+        return f"{self.model} · {self.components} · {self.dataset}{grid}"
 
     @property
     def title(self) -> str:
-        grid = "" if rounded_grid(self.rates) == rounded_grid(DEFAULT_RATES) else f" · {describe_grid(self.rates)}"
-        return f"{self.model} · {self.components} · {self.dataset}{grid}"
+        """The setting, and the condition's label where it is not the paper's protocol."""
+        return self.setting if self.condition.is_paper else f"{self.setting} · {self.condition.label}"
 
     @property
     def baseline(self) -> int | None:
@@ -212,11 +223,19 @@ def _rows(results: Sequence[dict[str, Any]]) -> tuple[Row, ...]:
     return tuple(rows)
 
 
+def condition_order(condition: Condition) -> tuple[bool, str]:
+    """How the tables of one setting are ordered: the paper's protocol first, then by the conditions' choices."""
+    return not condition.is_paper, condition.description
+
+
 def group_tables(results: Sequence[dict[str, Any]]) -> list[Table]:
-    """One table per (dataset, model, components, grid), in that sort order: a table's runs share one grid,
-    so that their curves can be averaged rate by rate."""
-    by_table: dict[tuple[str, str, str, tuple[float, ...]], list[dict[str, Any]]] = defaultdict(list)
+    """One table per (dataset, model, components, grid, condition), in that sort order (the paper's protocol
+    first within a setting): a table's runs share one grid, so that their curves can be averaged rate by rate,
+    and one condition, so that a row never averages runs pruned, removed or recovered differently."""
+    by_table: dict[tuple[str, str, str, tuple[float, ...], Condition], list[dict[str, Any]]] = defaultdict(list)
     for result in results:
-        by_table[(result["dataset"], result["model"], result["components"], rounded_grid(result["rates"]))].append(result)
-    return [Table(dataset, model, components, rows=_rows(runs), rates=grid)
-            for (dataset, model, components, grid), runs in sorted(by_table.items())]
+        by_table[(result["dataset"], result["model"], result["components"], rounded_grid(result["rates"]),
+                  condition_of_record(result))].append(result)
+    ordered = sorted(by_table.items(), key=lambda item: (item[0][:4], condition_order(item[0][4])))
+    return [Table(dataset, model, components, rows=_rows(runs), rates=grid, condition=condition)
+            for (dataset, model, components, grid, condition), runs in ordered]

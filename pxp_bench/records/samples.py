@@ -1,5 +1,6 @@
 """A record's sample sets redrawn: the classes, reference, tuning and evaluation samples its seed and options
-draw (PROTOCOL section 1), and the weights its options load, against what the record says it used.
+draw (PROTOCOL section 1), the recovery samples of a recovered record (section 14), and the weights its options
+load, against what the record says it used.
 
 A record that claims another seed, another class draw or other weights than its samples and outcomes belong
 to is refused. The draw needs the dataset (and, for language models, the model's tokenizer) on this machine;
@@ -39,6 +40,8 @@ class Redrawn:
     sets: Any
     labels: np.ndarray
     weights: str
+    recovery_hash: str | None = None
+    """The hash of the recovery samples the options draw (`pxp_bench.recovery`), for a recovered record."""
 
 
 class NotRedrawn(Exception):
@@ -84,8 +87,20 @@ def redraw(record: dict[str, Any]) -> Redrawn:
         positions = {class_id: position for position, class_id in enumerate(sets.classes)}
         targets = splits.eval.targets
         labels = np.array([positions[int(targets[index])] for index in sets.evaluation], dtype=np.int64)
-        _draws[key] = Redrawn(sets, labels, weights)
+        _draws[key] = Redrawn(sets, labels, weights, _recovery_hash(bench, splits, sets))
     return _draws[key]
+
+
+def _recovery_hash(bench, splits, sets) -> str | None:
+    from pxp_bench.conditions import condition_of
+    from pxp_bench.data.protocol import index_hash
+    from pxp_bench.recovery import needed_samples, recovery_indices
+
+    condition = condition_of(bench)
+    if condition.recover == "none":
+        return None
+    drawn = recovery_indices(splits.train.targets, sets, bench.seed)
+    return index_hash(drawn[:needed_samples(condition.recover, condition.recover_steps)])
 
 
 def _labels(record: dict[str, Any]) -> np.ndarray:
@@ -111,6 +126,8 @@ def samples_problem(record: dict[str, Any]) -> str | None:
              ("samples.tuning_split", samples.get("tuning_split"), sets.tuning_split),
              ("samples.evaluation_hash", samples.get("evaluation_hash"), index_hash(sets.evaluation)),
              ("weights", record["weights"], drawn.weights)]
+    if drawn.recovery_hash is not None:
+        found.append(("recovery.samples_hash", (record.get("recovery") or {}).get("samples_hash"), drawn.recovery_hash))
     for field, stored, expected in found:
         if stored != expected:
             return (f"{field} is {stored!r}, but {seed} and its options give {expected!r}: the record's seed, "

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from pxp_bench.conditions import condition_of_record
 from pxp_bench.errors import ConfigError
+from pxp_bench.leaderboard.conditions import without_inconsistent_recoveries
 from pxp_bench.leaderboard.tables import canonical
 from pxp_bench.outcomes import read_outcomes
 from pxp_bench.records import KeptOut, load_records
@@ -28,8 +30,12 @@ class Side:
 
     @property
     def label(self) -> str:
+        """``method (variant) on model · components · dataset``, then `` · <condition>`` for another condition
+        than the paper's protocol."""
         run = self.runs[0]
-        return f"{run['method']} ({run['variant']}) on {run['model']} · {run['components']} · {run['dataset']}"
+        condition = condition_of_record(run)
+        return (f"{run['method']} ({run['variant']}) on {run['model']} · {run['components']} · {run['dataset']}"
+                + ("" if condition.is_paper else f" · {condition.label}"))
 
 
 @dataclass(frozen=True)
@@ -55,12 +61,13 @@ class Comparison:
 
 
 def read_side(path: Path) -> Side:
-    """The results in ``path`` (a file, or a folder of one method's runs) that the loader accepts
-    (`pxp_bench.records`), the newest run of each seed; the folder's other files are kept out, with why."""
+    """The results in ``path`` (a file, or a folder of one method's runs under one condition) that the loader
+    accepts (`pxp_bench.records`, and `pxp_bench.leaderboard.conditions` for a recovery's one-shot curve), the
+    newest run of each seed; the folder's other files are kept out, with why."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} does not exist; give a result JSON file or a folder of results.")
-    collection = load_records([path])
+    collection = without_inconsistent_recoveries(load_records([path]))
     if not collection.results:
         if not collection.kept_out:
             raise ConfigError(f"{path} holds no result JSON file; give a result file or a folder of results.")
@@ -68,10 +75,13 @@ def read_side(path: Path) -> Side:
         what = "" if path.is_file() else f"each of its {len(collection.kept_out)} JSON files is kept out (first: {first.path.name}: "
         raise ConfigError(f"{path}: {what}{first.reason}{')' if what else ''}")
     records = collection.results
-    kinds = {canonical([record.get(key) for key in IDENTITY] + [record.get("params")]) for record in records}
+    kinds = {canonical([record.get(key) for key in IDENTITY] + [record.get("params"),
+                                                                condition_of_record(record).description])
+             for record in records}
     if len(kinds) > 1:
-        raise ConfigError(f"{path} holds results of {len(kinds)} different methods, settings or parameters; give "
-                          "one result file, or a folder with one method's runs (one per seed).")
+        raise ConfigError(f"{path} holds results of {len(kinds)} different methods, settings, parameters or "
+                          "conditions; give one result file, or a folder with one method's runs under one condition "
+                          "(one per seed).")
     by_seed: dict[int, dict[str, Any]] = {}
     for record in records:
         if record["seed"] not in by_seed or record["created"] > by_seed[record["seed"]]["created"]:

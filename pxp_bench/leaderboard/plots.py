@@ -300,46 +300,44 @@ def write_png(path: Path, data: bytes) -> Path:
     return path
 
 
-def read_curves(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """The results in ``paths``; a file that is not a result with a drawable curve is a `ConfigError`
-    naming it."""
+def _read_drawable(paths: Sequence[Path], problem_of, what: str) -> list[dict[str, Any]]:
+    """The results in ``paths``; one ``problem_of`` finds undrawable is a `ConfigError` naming it."""
     results = []
     for path in map(Path, paths):
         result = read_result(path)
-        problem = curve_problem(result)
+        problem = problem_of(result)
         if problem:
-            raise ConfigError(f"cannot plot {path}: {problem}")
+            raise ConfigError(f"cannot plot {what}{path}: {problem}")
         results.append(result)
     return results
 
 
-def plot_result_files(paths: Sequence[Path], out: Path) -> Path:
-    """Overlay the curves of the result files ``paths`` in the PNG ``out`` (its folder is created).
+def read_curves(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The results in ``paths``; a file that is not a result with a drawable curve is a `ConfigError`
+    naming it."""
+    return _read_drawable(paths, curve_problem, "")
 
-    Only ``.png``: the plots are byte-stable PNGs, and bytes of one format under another's name would
-    mislead every program that opens them."""
+
+def _png_destination(paths: Sequence[Path], out: Path) -> None:
+    """Only ``.png`` (the plots are byte-stable PNGs, and bytes of one format under another's name would
+    mislead every program that opens them), at least one file, and a writable folder (created)."""
     if Path(out).suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: plots are PNG images; give a file name ending in .png.")
     if not paths:
         raise ConfigError("give at least one result JSON file to plot.")
     ensure_writable_dir(Path(out).parent)
+
+
+def plot_result_files(paths: Sequence[Path], out: Path) -> Path:
+    """Overlay the curves of the result files ``paths`` in the PNG ``out`` (`_png_destination`)."""
+    _png_destination(paths, out)
     curves = curves_png(read_curves(paths), [Path(path).name for path in paths])
     return write_png(Path(out), curves)
 
 
 def plot_profile_files(paths: Sequence[Path], out: Path) -> Path:
-    """Draw the layer profile (`profile_png`) of the result files ``paths`` in the PNG ``out`` (its folder
-    is created); only ``.png``, as for `plot_result_files`."""
-    if Path(out).suffix.lower() != ".png":
-        raise ConfigError(f"--out {out}: plots are PNG images; give a file name ending in .png.")
-    if not paths:
-        raise ConfigError("give at least one result JSON file to plot.")
-    ensure_writable_dir(Path(out).parent)
-    results = []
-    for path in map(Path, paths):
-        result = read_result(path)
-        problem = layers_problem(result)
-        if problem:
-            raise ConfigError(f"cannot plot the layer profile of {path}: {problem}")
-        results.append(result)
+    """Draw the layer profile (`profile_png`) of the result files ``paths`` in the PNG ``out``
+    (`_png_destination`)."""
+    _png_destination(paths, out)
+    results = _read_drawable(paths, layers_problem, "the layer profile of ")
     return write_png(Path(out), profile_png(results))

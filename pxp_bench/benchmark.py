@@ -179,6 +179,14 @@ def evaluate_condition(prepared: Prepared, scores: Mapping[str, torch.Tensor], s
         if on_rate is not None:
             on_rate(point)
 
+    def curve(batch_size: int, **particular) -> list[CurvePoint]:
+        """The pruned sets' curve on ``data`` (the one-shot and the recovered curve differ in ``particular``)."""
+        return prune_curve(prepared.model, prepared.components, order, prepared.rates,
+                           loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
+                           amp=bench.amp, channels_last=prepared.channels_last, task=prepared.task,
+                           probe=prepared.splits.probe if split == "eval" else None,  # tuning reads A_PR only
+                           counts=counts, fills=prepared.fills, **particular)
+
     def curve_at(batch_size: int) -> list[CurvePoint]:
         if progress is not None:
             progress.start("evaluating", len(prepared.rates) * (2 if recovering else 1))
@@ -187,12 +195,7 @@ def evaluate_condition(prepared: Prepared, scores: Mapping[str, torch.Tensor], s
             slim = slim_curve(prepared.model, prepared.components, example_input(prepared),  # and no copy
                               latency_repeats=bench.latency_repeats, amp=bench.amp,  # per trial
                               channels_last=prepared.channels_last, fills=prepared.fills)
-        return prune_curve(prepared.model, prepared.components, order, prepared.rates,
-                           loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
-                           amp=bench.amp, memo=memo, on_rate=measured if recovering else reported, slim=slim,
-                           channels_last=prepared.channels_last, task=prepared.task,
-                           probe=prepared.splits.probe if split == "eval" else None,  # tuning reads A_PR only
-                           counts=counts, fills=prepared.fills)
+        return curve(batch_size, memo=memo, on_rate=measured if recovering else reported, slim=slim)
 
     points = with_oom_backoff("evaluating", prepared.batch_size, curve_at)
     if not recovering:
@@ -211,11 +214,7 @@ def evaluate_condition(prepared: Prepared, scores: Mapping[str, torch.Tensor], s
     recovered_memo = prepared.memos.setdefault(f"{split}:recovered", EvaluationMemo()) if reuse else EvaluationMemo()
 
     def recovered_at(batch_size: int) -> list[CurvePoint]:
-        return prune_curve(prepared.model, prepared.components, order, prepared.rates,
-                           loader(data, batch_size, prepared.device), prepared.sets.classes, prepared.device,
-                           amp=bench.amp, memo=recovered_memo, on_rate=reported, channels_last=prepared.channels_last,
-                           task=prepared.task, probe=prepared.splits.probe if split == "eval" else None,
-                           counts=counts, fills=prepared.fills, model_at=recovered)
+        return curve(batch_size, memo=recovered_memo, on_rate=reported, model_at=recovered)
 
     after = with_oom_backoff("evaluating", prepared.batch_size, recovered_at)
     after = [replace(point, efficiency=before.efficiency) for point, before in zip(after, points)]  # the same

@@ -39,8 +39,12 @@ FINETUNE_LR = 0.01
 FINETUNE_MOMENTUM = 0.9
 
 
+def _batchnorms(model: nn.Module) -> list[nn.Module]:
+    return [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
+    return bool(_batchnorms(model))
 
 
 def recovery_indices(targets: Sequence[int], sets: ProtocolSets, seed: int) -> list[int]:
@@ -77,7 +81,7 @@ def check_recovery(recover: str, model: nn.Module, task: str, available: int) ->
 def recalibrate_batchnorm(model: nn.Module, components: Components, masks: Mapping[str, torch.Tensor],
                           fills: Mapping[str, torch.Tensor] | None, batches: Iterable, device: torch.device) -> None:
     """Re-estimate every BatchNorm's running statistics on ``batches`` (cumulative average), in place."""
-    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    norms = _batchnorms(model)
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()

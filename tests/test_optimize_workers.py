@@ -82,8 +82,10 @@ def test_a_killed_worker_leaves_the_study_usable_and_its_trial_is_retried(postgr
             study = optuna.load_study(study_name=name, storage=postgres_url)
         except KeyError:  # not created yet
             continue
-        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        # killed before it suggests its parameters, a trial has none to retry: wait for them
+        running = [trial for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if trial.params]
     assert running, "the worker never started a trial"
+    time.sleep(1)  # its parameters are suggested one after another within milliseconds; scoring takes far longer
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
     time.sleep(3)  # past the 2 s grace period: its trial is stale
@@ -93,5 +95,5 @@ def test_a_killed_worker_leaves_the_study_usable_and_its_trial_is_retried(postgr
     assert killed.state == optuna.trial.TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert retries and retries[0].state == optuna.trial.TrialState.COMPLETE
-    assert retries[0].params == killed.params
+    assert killed.params and retries[0].params == killed.params
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]

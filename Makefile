@@ -25,9 +25,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The loop while changing a module: the unit-level tests, that is every test in tests/ and the example's but
-# suites, end-to-end runs, multi-worker runs and the method matrix (the markers in pyproject.toml), and not the
+# suites, end-to-end runs, multi-worker runs, the method matrix and the cluster jobs (the markers in pyproject.toml), and not the
 # speed suites in benchmarks/, on two pytest-xdist workers. `make test` (what CI runs) runs them all, in one process.
-QUICK_MARKERS := not suite and not e2e and not workers and not matrix
+QUICK_MARKERS := not suite and not e2e and not workers and not matrix and not cluster
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "$(QUICK_MARKERS)" tests $(EXAMPLE)/tests
 

@@ -258,13 +258,21 @@ class ExecutorSpec:
     `pxp_bench.suites.cells.execute_cell` in a process of its own, at most ``jobs`` at a time where the
     executor limits that itself, and calls ``on_done(task, crash)`` as each one ends: ``crash`` is None
     when the process ended normally (the cell recorded its own outcome), else one line saying why it
-    died. ``options`` holds the executor's own settings (``options`` here: name -> help).
+    died. ``options`` holds the executor's own settings (``options`` here: name -> help). An executor
+    with ``reports_status`` also takes ``on_status(text)``, to tell the user where its work stands (the
+    cluster jobs' states) whenever that changes. ``check(options, count)``, where given, refuses (raising
+    `pxp_bench.errors.ConfigError`) what the executor could not run ``count`` cells with, before any runs.
     """
 
     name: str
     run: Callable | str
     summary: str
     options: Mapping[str, str] = field(default_factory=dict)
+    reports_status: bool = False
+    check: Callable | str | None = None
+
+    def load_check(self) -> Callable | None:
+        return None if self.check is None else resolve_callable(self.check, f"executor '{self.name}'")
 
     def load_run(self) -> Callable:
         return resolve_callable(self.run, f"executor '{self.name}'")

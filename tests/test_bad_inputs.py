@@ -220,7 +220,8 @@ def test_zoo_help_names_only_commands_that_exist():
 
 
 
-def test_a_refused_slurm_run_leaves_no_empty_out(tmp_path):
+def test_a_refused_slurm_run_leaves_no_empty_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # no SLURM commands on it
     (tmp_path / "tiny.toml").write_text(textwrap.dedent(TINY))
     out = tmp_path / "new" / "out"
     done = invoke("suite", "run", tmp_path / "tiny.toml", "--out", out, "--executor", "slurm")

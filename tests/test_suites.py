@@ -267,7 +267,8 @@ def test_executor_options_and_jobs_are_checked(tmp_path):
                           (["--executor", "dask"], "unknown executor 'dask'"),
                           (["--only", "resnet*"], "--only resnet* matches no cell"),
                           (["--set", "image_size"], "--set image_size: write it as key=value")]:
-        done = _suite_run(suite, "--out", str(tmp_path / "out"), *args, env={"PXP_BENCH_LOAD_PLUGINS": ""})
+        done = _suite_run(suite, "--out", str(tmp_path / "out"), *args,  # a PATH without SLURM's commands
+                          env={"PXP_BENCH_LOAD_PLUGINS": "", "PATH": os.path.dirname(sys.executable)})
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
 
 

@@ -120,3 +120,15 @@ RecoverOption = Annotated[str, typer.Option(help="After pruning at each rate: no
 RecoverStepsOption = Annotated[Optional[int], typer.Option(help="Fine-tuning steps per rate with --recover finetune (batch 64, SGD lr 0.01, momentum 0.9); default 100.")]
 ScheduleOption = Annotated[str, typer.Option(help="oneshot (score once, the paper's) or iterative (score the pruned model again before each rate; the pruned stay pruned).")]
 ScopeOption = Annotated[str, typer.Option(help="global (the least relevant of the whole model, the paper's) or layer (the same fraction of every layer).")]
+# a SLURM job's resources (`pxp_bench.cluster`), for `suite run --executor slurm` and `optimize --executor slurm`
+PartitionOption = Annotated[Optional[str], typer.Option(help="slurm: the partition (default: the cluster's).")]
+GpusOption = Annotated[Optional[int], typer.Option(help="slurm: GPUs per job (default 1).")]
+TimeLimitOption = Annotated[Optional[int], typer.Option(help="slurm: minutes per job before SLURM stops it (default 120).")]
+CpusOption = Annotated[Optional[int], typer.Option(help="slurm: CPU cores per job (default 8).")]
+MemGbOption = Annotated[Optional[int], typer.Option(help="slurm: memory per job in GB (default 32).")]
+ClusterOption = Annotated[Optional[str], typer.Option(help="slurm: slurm, or local to try the submission path on this machine.")]
+
+
+def slurm_options(**values) -> dict[str, str]:
+    """The SLURM options given on the command line, as the executor reads them (name -> text)."""
+    return {key: str(value) for key, value in values.items() if value is not None}

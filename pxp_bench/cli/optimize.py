@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from pxp_bench.cli.common import (AmpOption, BatchSizeOption, ComponentsOption, DataOption, DatasetOption,
-                                  DeviceOption, EncodingOption, ImageSizeOption, MaxLayerRateOption, ModelOption,
-                                  RatesOption, RecoverOption, RecoverStepsOption, RefPerClassOption, RemovalOption,
-                                  ScheduleOption, ScopeOption, WeightsOption, console, counted, err_console,
-                                  parse_classes, parse_seeds, user_errors)
+from pxp_bench.cli.common import (AmpOption, BatchSizeOption, ClusterOption, ComponentsOption, CpusOption, DataOption,
+                                  DatasetOption, DeviceOption, EncodingOption, GpusOption, ImageSizeOption,
+                                  MaxLayerRateOption, MemGbOption, ModelOption, PartitionOption, RatesOption,
+                                  RecoverOption, RecoverStepsOption, RefPerClassOption, RemovalOption, ScheduleOption,
+                                  ScopeOption, TimeLimitOption, WeightsOption, console, counted, err_console,
+                                  parse_classes, parse_seeds, slurm_options, user_errors)
 from pxp_bench.errors import ConfigError
 from pxp_bench.cli.interrupts import INTERRUPTED, command_guard, guarded_command
 from pxp_bench.rates import DEFAULT_GRID
@@ -41,6 +44,15 @@ def optimize(
     study: Annotated[Optional[str], typer.Option(help="Study name; default: from model, components, method and seeds.")] = None,
     pruner: Annotated[str, typer.Option(help="Stop clearly worse trials mid-curve: wilcoxon (paired test against the best trial), median or none.")] = "wilcoxon",
     jobs: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
+    executor: Annotated[str, typer.Option(help="Where the search runs: local (this command and --jobs - 1 workers) or slurm (--workers jobs of a job array sharing a --storage database; this command follows them, then evaluates the best).")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="slurm: search-only worker jobs sharing the study (default 2).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="slurm: submit the workers and return at once, saying how to follow them.")] = False,
+    partition: PartitionOption = None,
+    gpus: GpusOption = None,
+    time_limit: TimeLimitOption = None,
+    cpus: CpusOption = None,
+    mem_gb: MemGbOption = None,
+    cluster: ClusterOption = None,
     params: Annotated[Optional[Path], typer.Option(help="JSON file of method parameters to fix (not searched).")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A method parameter to fix, key=value (repeatable).")] = None,
     device: DeviceOption = "auto",
@@ -57,7 +69,6 @@ def optimize(
     """Tune a method's hyperparameters for pruning: the objective is A_PR on the tuning set, never the
     evaluation set, which only scores the best configuration at the end."""
     import optuna
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pxp_bench.optimize.config import StudyConfig
     from pxp_bench.optimize.report import best_params_json, best_trials, history_plot, provenance_json, trials_summary
@@ -78,6 +89,23 @@ def optimize(
     config = StudyConfig(bench, parse_seeds(seeds), optimizer, trials, timeout, storage, study, out, pruner)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
+    options = slurm_options(partition=partition, gpus=gpus, time_limit=time_limit, cpus=cpus, mem_gb=mem_gb,
+                            cluster=cluster)
+    if executor not in ("local", "slurm"):
+        raise ConfigError(f"--executor must be local or slurm for optimize, got '{executor}'.")
+    if executor == "local" and (options or workers is not None or detach):
+        given = ", ".join(["--workers"] * (workers is not None) + ["--detach"] * detach
+                          + [f"--{key.replace('_', '-')}" for key in options])
+        raise ConfigError(f"{given} {'is' if given.count(',') == 0 else 'are'} for --executor slurm; on this machine "
+                          "give --jobs.")
+    if executor == "slurm" and jobs != 1:
+        raise ConfigError("--jobs counts processes on this machine; with --executor slurm give --workers.")
+    cluster_run = None
+    if executor == "slurm":
+        from pxp_bench.optimize.cluster import check_cluster_workers
+
+        workers = 2 if workers is None else workers
+        cluster_run = check_cluster_workers(config, options, workers)  # before anything is written
     # a failed trial is raised to this command, which reports it (one line for a user error); Optuna's own
     # log of it, an interrupted trial's included, would repeat it with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -87,11 +115,13 @@ def optimize(
     guard.kept = lambda: _study_kept(run)
     try:
         run = StudyRun(config)  # every option checked and the runs prepared before anything is written
-        with local_workers(config, usable_jobs(jobs) - 1):
-            with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err_console) as bars:
-                task = bars.add_task("trials", total=trials, completed=run.finished())
-                run.search(on_trial=lambda *_: bars.update(task, completed=run.finished()))
+        if cluster_run is not None:
+            if _cluster_search(run, workers, options, cluster_run, detach):
+                return
+        else:
+            with local_workers(config, usable_jobs(jobs) - 1):
+                with _trials_bar(run) as look:
+                    run.search(on_trial=lambda *_: look())
         outcome = run.outcome()  # once the workers are done: their last trials count
     except KeyboardInterrupt:
         guard.say()
@@ -120,6 +150,43 @@ def optimize(
     console.print(f"best parameters: [bold]{best_path}[/] (pxp-bench run --params {best_path}); provenance: "
                   f"{provenance_path}; history: {plot_path}; results: {', '.join(str(p) for p in written)}",
                   highlight=False)
+
+
+@contextmanager
+def _trials_bar(run) -> Iterator[Callable[[], None]]:
+    """A progress bar of the study's finished trials while the block runs; it yields the update."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console) as bars:
+        task = bars.add_task("trials", total=run.config.trials, completed=run.finished())
+        yield lambda: bars.update(task, completed=run.finished())
+
+
+def _cluster_search(run, workers: int, options: dict[str, str], cluster: str, detach: bool) -> bool:
+    """The search by cluster jobs: submitted (none once the study holds its trials), then followed until
+    they end, or left to run (``detach``: True, the command is done)."""
+    from pxp_bench.optimize.cluster import array_id, follow, submit_workers
+
+    trials = run.config.trials
+    if run.finished() >= trials:
+        return False
+    jobs = submit_workers(run.config, workers, options)
+    logs = Path(run.config.out) / "slurm"
+    if detach:
+        console.print(f"{counted(workers, 'worker')} submitted as job array {array_id(jobs)} (logs in {logs}); follow "
+                      f"them with `squeue -j {array_id(jobs)}`. Once they are done, rerun this command without "
+                      "--executor and --detach: it evaluates the best configuration (and runs any trial still "
+                      "missing here).", highlight=False, soft_wrap=True)
+        return True
+    with _trials_bar(run) as look:
+        failures = follow(jobs, cluster, look, lambda text: err_console.print(escape(text), highlight=False))
+    for line in failures:
+        console.print(f"[red]failed[/] {escape(line)} (logs in {logs})", highlight=False, soft_wrap=True)
+    if run.finished() < trials:
+        raise ConfigError(f"the workers ended with {run.finished()} of {trials} trials finished (kept in "
+                          f"{run.where()}); rerun the command to resume.")
+    return False
 
 
 def _study_kept(run) -> str:

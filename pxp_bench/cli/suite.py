@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pxp_bench.cli.common import console, err_console, parse_seeds, user_errors
+from pxp_bench.cli.common import (ClusterOption, CpusOption, GpusOption, MemGbOption, PartitionOption, TimeLimitOption,
+                                  console, err_console, parse_seeds, slurm_options, user_errors)
 from pxp_bench.errors import ConfigError, PxpBenchError
 
 suite_app = typer.Typer(help="Standardized suites: a matrix of models, methods and seeds, run resumably "
@@ -55,11 +56,13 @@ def run_suite_command(
     only: Annotated[Optional[list[str]], typer.Option(help="Run only cells whose label matches this wildcard, e.g. 'resnet18/*' or '* lrp:* seed 0' (repeatable).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Replace a run option in every cell, e.g. --set image_size=64 --set weights=none (repeatable).")] = None,
     params_dir: Annotated[Optional[Path], typer.Option(help="Folder of the parameters files the suite names (default: beside the suite file).")] = None,
-    partition: Annotated[Optional[str], typer.Option(help="slurm: the partition.")] = None,
-    gpus: Annotated[Optional[int], typer.Option(help="slurm: GPUs per job (default 1).")] = None,
-    time_limit: Annotated[Optional[int], typer.Option(help="slurm: minutes per cell (default 120).")] = None,
+    partition: PartitionOption = None,
+    gpus: GpusOption = None,
+    time_limit: TimeLimitOption = None,
     array_size: Annotated[Optional[int], typer.Option(help="slurm: cells of the job array running at once (default: --jobs).")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="slurm: slurm, or local to try the submission path on this machine.")] = None,
+    cpus: CpusOption = None,
+    mem_gb: MemGbOption = None,
+    cluster: ClusterOption = None,
     option: Annotated[Optional[list[str]], typer.Option(help="A plugin executor's option as key=value (repeatable).")] = None,
 ) -> None:
     """Run every cell of a suite that has not finished yet; a failing cell is recorded and the rest go on."""
@@ -70,8 +73,8 @@ def run_suite_command(
     from pxp_bench.suites.fields import parse_overrides
     from pxp_bench.suites.runner import ELSEWHERE, run_suite
 
-    options = {key: str(value) for key, value in [("partition", partition), ("gpus", gpus), ("time_limit", time_limit),
-                                                   ("array_size", array_size), ("cluster", cluster)] if value is not None}
+    options = slurm_options(partition=partition, gpus=gpus, time_limit=time_limit, array_size=array_size, cpus=cpus,
+                            mem_gb=mem_gb, cluster=cluster)
     for pair in option or []:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -81,12 +84,13 @@ def run_suite_command(
     suite = select(load_suite(name, plugins, data=data, seeds=parse_seeds(seeds) if seeds is not None else None, overrides=parse_overrides(set_ or []),
                               params_dir=params_dir), only or [])
     out = out or Path("suite-results") / suite.name
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console) as bars:
-        bar = bars.add_task(f"suite {suite.name}", total=None)
-
-        def started(pending: int) -> None:
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console)
+    bar = bars.add_task(f"suite {suite.name}", total=None)
+    try:
+        def started(pending: int) -> None:  # every check passed: a refusal is one line, without a bar
             bars.update(bar, total=pending)
+            bars.start()
 
         def progressed(task, status: str) -> None:
             bars.advance(bar)
@@ -95,8 +99,13 @@ def run_suite_command(
             elif status != "done":
                 bars.console.print(f"[red]failed:[/] {escape(task.cell.label)}", highlight=False)
 
+        def status(text: str) -> None:  # a line per change: readable in a cluster job's log too
+            bars.console.print(escape(text), highlight=False)
+
         report = run_suite(suite, out, plugins, executor=executor, jobs=jobs, options=options,
-                           retry_failed=retry_failed, on_start=started, on_progress=progressed)
+                           retry_failed=retry_failed, on_start=started, on_progress=progressed, on_status=status)
+    finally:
+        bars.stop()
     console.print(f"suite {suite.name}: {report.done} cells finished now, {report.finished_before} before, "
                   f"{len(report.failed)} failed, of {len(suite.cells)}; results in [bold]{out}[/]", highlight=False)
     if report.elsewhere:

@@ -5,4 +5,4 @@ best configuration evaluated), `storage` (journal or database, opening or resumi
 identity), `provenance` (how the trials ended, which optimizers ran them, what an optimised result
 records), `report` (the files and summary a study leaves), `optimizers` and `builtin` (the built-in
 optimizer plugin), `slots` and `journal` (workers sharing a study and its journal file), `workers` and
-`worker` (local worker processes)."""
+`worker` (local worker processes), `cluster` (workers as jobs of a SLURM array)."""

@@ -3,18 +3,10 @@ job array). Third-party executors register the same way (`pxp_bench.specs.Execut
 
 from __future__ import annotations
 
+from pxp_bench.cluster import OPTIONS as SLURM_OPTIONS
 from pxp_bench.hookspecs import hookimpl
 from pxp_bench.specs import ExecutorSpec
 
-SLURM_OPTIONS = {
-    "partition": "SLURM partition (default: the cluster's)",
-    "gpus": "GPUs per job (default 1 on SLURM, 0 with --cluster local)",
-    "time_limit": "minutes per cell before SLURM stops it (default 120)",
-    "array_size": "cells of the array running at once (default: --jobs)",
-    "cpus": "CPU cores per job (default 8)",
-    "mem_gb": "memory per job in GB (default 32)",
-    "cluster": "slurm (default) or local: submitit's local executor, the same submission path on this machine",
-}
 
 
 @hookimpl
@@ -23,4 +15,5 @@ def register_executors(register) -> None:
                           "this machine: --jobs cells at a time, each in a process of its own"))
     register(ExecutorSpec("slurm", "pxp_bench.suites.slurm:run_slurm",
                           "a SLURM cluster through submitit: one job array, results in the shared --out folder",
-                          options=SLURM_OPTIONS))
+                          options=SLURM_OPTIONS, reports_status=True,
+                          check="pxp_bench.suites.slurm:check_slurm"))

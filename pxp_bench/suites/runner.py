@@ -65,9 +65,11 @@ def removed_if_left_empty(folder: Path) -> Iterator[None]:
 def run_suite(suite: Suite, out: Path, plugins: Plugins, *, executor: str = "local", jobs: int = 1,
               options: Mapping[str, str] | None = None, retry_failed: bool = False,
               on_progress: Callable[[CellTask, str], None] | None = None,
-              on_start: Callable[[int], None] | None = None) -> SuiteReport:
+              on_start: Callable[[int], None] | None = None,
+              on_status: Callable[[str], None] | None = None) -> SuiteReport:
     """Run every cell of ``suite`` that has not finished into ``out``; ``on_start(pending)`` and
-    ``on_progress(task, status)`` let a caller draw progress."""
+    ``on_progress(task, status)`` let a caller draw progress, ``on_status(text)`` hears an executor that
+    reports where its work stands (a cluster's job states)."""
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.")
     spec = plugins.executors.get(executor)
@@ -76,12 +78,14 @@ def run_suite(suite: Suite, out: Path, plugins: Plugins, *, executor: str = "loc
         known = ", ".join(f"--{name.replace('_', '-')}" for name in spec.options) or "none"
         raise ConfigError(f"executor '{executor}' takes no {', '.join(unknown)}; its options: {known}.")
     with removed_if_left_empty(Path(out)):
-        return _run_pending(suite, Path(out), spec, jobs, dict(options or {}), retry_failed, on_progress, on_start)
+        return _run_pending(suite, Path(out), spec, jobs, dict(options or {}), retry_failed, on_progress, on_start,
+                            on_status)
 
 
 def _run_pending(suite: Suite, out: Path, spec, jobs: int, options: dict[str, str], retry_failed: bool,
                  on_progress: Callable[[CellTask, str], None] | None,
-                 on_start: Callable[[int], None] | None) -> SuiteReport:
+                 on_start: Callable[[int], None] | None,
+                 on_status: Callable[[str], None] | None) -> SuiteReport:
     ensure_writable_dir(out)
     report = SuiteReport()
     pending = []
@@ -98,6 +102,9 @@ def _run_pending(suite: Suite, out: Path, spec, jobs: int, options: dict[str, st
 
     if any(task.cell.config.get("agreement") or task.cell.config.get("method") == ABLATION for task in pending):
         check_ablation_cache(out / ABLATION_CACHE)  # the cells share it (`cells._execute`): refused before any runs
+    check = spec.load_check()
+    if check is not None and pending:
+        check(options, len(pending))
     if on_start:
         on_start(len(pending))
 
@@ -122,5 +129,6 @@ def _run_pending(suite: Suite, out: Path, spec, jobs: int, options: dict[str, st
             on_progress(task, record["status"])
 
     if pending:
-        spec.load_run()(pending, jobs=jobs, options=options, on_done=on_done)
+        status = {"on_status": on_status} if spec.reports_status and on_status else {}
+        spec.load_run()(pending, jobs=jobs, options=options, on_done=on_done, **status)
     return report

@@ -12,29 +12,16 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
-from PIL import Image, ImageFilter
 
 from pxp_bench.benchmark import run_benchmark
 from pxp_bench.plan import Benchmark
-
-CLASSES = ("n01440764", "n01443537", "n01484850")
+from pxp_bench.testing.data import write_jpeg_folder
 
 
 @pytest.fixture(scope="module")
 def jpeg_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imagenet")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 10), ("val", 50)):
-        for name in CLASSES:
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for index in range(count):
-                pixels = rng.integers(0, 255, (75, 100, 3), dtype=np.uint8)
-                image = Image.fromarray(pixels).resize((500, 375), Image.BILINEAR).filter(ImageFilter.GaussianBlur(2))
-                image.save(folder / f"{name}_{index}.JPEG", quality=90)
-    return root
+    return write_jpeg_folder(tmp_path_factory.mktemp("imagenet"), per_split=(10, 50))
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vgg16_bn"])

@@ -1,7 +1,10 @@
 """`check_model` and `check_dataset`: a model builds and is deterministic; a dataset's splits are labelled,
-shaped as declared, and load the same twice."""
+shaped as declared, and load the same twice. `write_jpeg_folder`: an ImageNet-layout folder of generated JPEGs
+to run them (and whole runs) on."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -138,3 +141,29 @@ def _check_sequences(owner: str, splits, load_again):
         if not torch.equal(load_again().eval[0][0], splits.eval[0][0]):
             fail(owner, "two loads give different splits; split with a fixed seed.")
     return splits
+
+
+IMAGENET_CLASSES = ("n01440764", "n01443537", "n01484850")
+"""Three WordNet ids: the classes of `write_jpeg_folder`'s folder (``--dataset imagenet`` takes it)."""
+
+
+def write_jpeg_folder(root: str | Path, *, classes: tuple[str, ...] = IMAGENET_CLASSES,
+                      per_split: tuple[int, int] = (10, 50), size: tuple[int, int] = (500, 375),
+                      seed: int = 0) -> Path:
+    """``root/{train,val}/<class>/<class>_<i>.JPEG``: ``per_split`` (train, val) images per class of ``size``
+    (width, height; ImageNet's typical 500x375 by default), smooth random colours (upscaled 100x75 noise,
+    blurred), quality 90, the same files for the same arguments. Returns ``root``."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "val"), per_split):
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                pixels = rng.integers(0, 255, (75, 100, 3), dtype=np.uint8)
+                image = Image.fromarray(pixels).resize(size, Image.BILINEAR).filter(ImageFilter.GaussianBlur(2))
+                image.save(folder / f"{name}_{index}.JPEG", quality=90)
+    return root

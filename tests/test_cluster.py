@@ -99,8 +99,9 @@ def test_a_cancelled_cell_is_reported_failed_and_the_rerun_runs_exactly_it(slurm
     deadline, victim = time.monotonic() + 120, ""
     while not victim and time.monotonic() < deadline:
         time.sleep(0.2)
-        victim = subprocess.run(["squeue", "-h", "-n", "pxp-bench-cell", "-t", "RUNNING", "-o", "%i"],
-                                capture_output=True, text=True).stdout.split("\n")[0].strip()
+        jobs = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%o"], capture_output=True, text=True).stdout
+        # this run's jobs: their submission script lies in its output folder
+        victim = next((line.split("|")[0] for line in jobs.splitlines() if str(out) in line), "")
     assert victim, "no cell's job ever ran"
     subprocess.run(["scancel", victim], check=True)
     stdout, stderr = running.communicate(timeout=300)

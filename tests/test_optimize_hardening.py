@@ -294,3 +294,18 @@ def test_seeds_out_of_range_leave_nothing_written(tmp_path, seeds):
     result = CliRunner().invoke(app, ["optimize", *TINY, "--trials", "1", "--seeds", seeds, "--out", str(out)])
     assert result.exit_code == 2 and "--seeds" in result.output and "Traceback" not in result.output, result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "2"], "--workers is for --executor slurm; on this machine give --jobs"),
+    (["--partition", "gpu", "--detach"], "--detach, --partition are for --executor slurm"),
+    (["--executor", "slurm", "--jobs", "2"], "with --executor slurm give --workers"),
+    (["--executor", "dask"], "--executor must be local or slurm for optimize"),
+    (["--executor", "slurm", "--cluster", "local", "--workers", "0"], "--workers must be at least 1"),
+    (["--executor", "slurm", "--cluster", "local", "--detach"], "--detach leaves the workers to a scheduler"),
+])
+def test_cluster_options_out_of_place_leave_nothing_written(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["optimize", *TINY, "--trials", "1", *args, "--out", str(out)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output and not out.exists()

@@ -106,6 +106,9 @@ def optimize(
 
         workers = 2 if workers is None else workers
         cluster_run = check_cluster_workers(config, options, workers)  # before anything is written
+        if detach and cluster_run == "local":
+            raise ConfigError("--detach leaves the workers to a scheduler; --cluster local runs them under this "
+                              "command, which must wait for them.")
     # a failed trial is raised to this command, which reports it (one line for a user error); Optuna's own
     # log of it, an interrupted trial's included, would repeat it with a traceback
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -1,8 +1,8 @@
 """What the real scheduler adds per suite cell (issue 32's target: at most 5 s more than the local executor).
 
 The same 4 cheap cells (tests/helpers.py's TINY_SUITE: magnitude and random on digits-vgg filters, seeds 0
-and 1) through ``suite run --executor local`` and ``--executor slurm`` (one cell at a time each, 1 core
-and 2 GB per job) into fresh folders; ``extra_info`` holds both wall times and the overhead per cell.
+and 1) through ``suite run --executor local`` and ``--executor slurm`` (one cell at a time each, on 2 cores:
+a SLURM job of 2 cores and 2 GB) into fresh folders; ``extra_info`` holds both wall times and the overhead per cell.
 The local executor starts each cell from a fork server that has imported torch once; a SLURM job starts
 a fresh interpreter on its node, which is most of the difference. Needs a SLURM cluster (`.ci/slurm.sh`)
 and runs under ``make bench`` only.
@@ -45,7 +45,7 @@ def test_a_cell_through_slurm_against_the_local_executor(benchmark, tmp_path):
     suite = tmp_path / "tiny.toml"
     suite.write_text(textwrap.dedent(TINY_SUITE))
     local_s = _suite_run(suite, tmp_path / "local")
-    slurm_s = benchmark.pedantic(_suite_run, args=(suite, tmp_path / "slurm", "--executor", "slurm", "--cpus", "1",
+    slurm_s = benchmark.pedantic(_suite_run, args=(suite, tmp_path / "slurm", "--executor", "slurm", "--cpus", "2",
                                                    "--mem-gb", "2", "--gpus", "0"), rounds=1, iterations=1)
     overhead = (slurm_s - local_s) / CELLS
     benchmark.extra_info.update({"cells": CELLS, "local_s": round(local_s, 1), "slurm_s": round(slurm_s, 1),

@@ -10,6 +10,8 @@ subprocess per cell on this machine): a dry run before queueing.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Callable, Mapping
@@ -58,10 +60,12 @@ def check_slurm(options: Mapping[str, str], count: int) -> None:
 
 
 def cell_job(task: CellTask) -> None:
-    """What each job of the array runs: the cell, stopped at once when the job is cancelled (then it has no
-    record, and the submitting command records it failed with its log's last line)."""
+    """What each job of the array runs: the cell, on as many torch threads as the job has cores (not the
+    submitting machine's share), stopped at once when the job is cancelled (then it has no record, and the
+    submitting command records it failed with its log's last line)."""
     stop_on_sigterm()
-    execute_cell(task)
+    cores = os.environ.get("SLURM_CPUS_PER_TASK")
+    execute_cell(dataclasses.replace(task, threads=int(cores)) if cores else task)
 
 
 def _as_completed(jobs, poll_s: float, on_poll: Callable[[], None]):

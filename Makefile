@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/pxp-bench run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The loop while changing a module: the unit-level tests, that is every test in tests/ and the example's but
 # suites, end-to-end runs, multi-worker runs, the method matrix and the cluster jobs (the markers in pyproject.toml), and not the

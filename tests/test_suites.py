@@ -257,8 +257,12 @@ def test_failing_and_crashing_cells_are_recorded_and_the_rest_go_on(tmp_path):
     assert len(list(out.glob("*.json"))) == 1  # the finished cell was never run twice
 
 
-@pytest.mark.suite
-def test_executor_options_and_jobs_are_checked(tmp_path):
+def test_executor_options_and_jobs_are_checked(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pxp_bench.cli import app
+
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # a PATH without SLURM's commands
     suite = str(_suite(tmp_path))
     for args, message in [(["--jobs", "0"], "--jobs must be at least 1"),
                           (["--partition", "gpu"], "executor 'local' takes no partition"),
@@ -267,9 +271,10 @@ def test_executor_options_and_jobs_are_checked(tmp_path):
                           (["--executor", "dask"], "unknown executor 'dask'"),
                           (["--only", "resnet*"], "--only resnet* matches no cell"),
                           (["--set", "image_size"], "--set image_size: write it as key=value")]:
-        done = _suite_run(suite, "--out", str(tmp_path / "out"), *args,  # a PATH without SLURM's commands
-                          env={"PXP_BENCH_LOAD_PLUGINS": "", "PATH": os.path.dirname(sys.executable)})
-        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        done = CliRunner().invoke(app, ["suite", "run", suite, "--out", str(tmp_path / "out"), *args])
+        output = " ".join(done.output.split())
+        assert done.exit_code == 2 and message in output and "Traceback" not in output, (args, output)
+        assert not (tmp_path / "out").exists()
 
 
 PAPER_DRY_RUN = ["--seeds", "0,1", "--set", "weights=none", "--set", "image_size=32", "--set", "rates=0,0.5",

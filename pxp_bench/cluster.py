@@ -11,9 +11,10 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from pxp_bench.errors import ConfigError
 
@@ -104,10 +105,49 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+def array_id(jobs: Sequence) -> str:
+    """The SLURM id of the array that ``jobs`` (``4711_0``, ``4711_1``...) belong to."""
+    return jobs[0].job_id.split("_")[0]
+
+
 def job_states(jobs: Sequence) -> str:
     """The jobs' states in a few words, e.g. ``2 RUNNING, 1 PENDING, 3 COMPLETED``."""
     counts = Counter(_state(job) for job in jobs)
     return ", ".join(f"{count} {state}" for state, count in counts.most_common())
+
+
+def state_reporter(jobs: Sequence, label: str, on_status: Callable[[str], None]) -> Callable[[], None]:
+    """A function that tells ``on_status`` the jobs' states (``"LABEL 4711: 2 RUNNING, 1 PENDING"``) when they
+    changed since it last did: one line per change, readable in a log file too."""
+    said = ""
+
+    def report() -> None:
+        nonlocal said
+        states = job_states(jobs)
+        if states != said:
+            on_status(f"{label} {array_id(jobs)}: {states}")
+            said = states
+
+    return report
+
+
+def ended(jobs: Sequence, cluster: str, on_look: Callable[[], None]) -> Iterator[tuple[Any, str | None]]:
+    """Each of ``jobs`` as it ends, with None when it finished, else one line saying why not (`failure`);
+    ``on_look()`` at every look. submitit's own ``as_completed`` has no hook for the looks."""
+    waiting = list(jobs)
+    while waiting:
+        on_look()
+        finished = [job for job in waiting if job.done()]
+        for job in finished:
+            waiting.remove(job)
+            try:
+                job.result()
+                why = None
+            except Exception as exc:  # noqa: BLE001 - submitit re-raises whatever ended the job
+                why = failure(job, exc)
+            yield job, why
+        if waiting and not finished:
+            time.sleep(POLL_S[cluster])
 
 
 def _state(job) -> str:

@@ -169,7 +169,8 @@ def _trials_bar(run) -> Iterator[Callable[[], None]]:
 def _cluster_search(run, workers: int, options: dict[str, str], cluster: str, detach: bool) -> bool:
     """The search by cluster jobs: submitted (none once the study holds its trials), then followed until
     they end, or left to run (``detach``: True, the command is done)."""
-    from pxp_bench.optimize.cluster import array_id, follow, submit_workers
+    from pxp_bench.cluster import array_id
+    from pxp_bench.optimize.cluster import follow, submit_workers
 
     trials = run.config.trials
     if run.finished() >= trials:

@@ -13,12 +13,10 @@ retries it; finished trials are in the database and never lost.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from pxp_bench.cluster import (POLL_S, check_with_scheduler, cluster_of, failure, job_states, make_executor,
-                               stop_on_sigterm)
+from pxp_bench.cluster import check_with_scheduler, cluster_of, ended, make_executor, state_reporter, stop_on_sigterm
 from pxp_bench.errors import ConfigError
 from pxp_bench.optimize.config import StudyConfig, config_from_json, config_to_json
 
@@ -61,33 +59,24 @@ def submit_workers(config: StudyConfig, workers: int, options: Mapping[str, str]
     return executor.map_array(search_worker, configs)
 
 
-def array_id(jobs: Sequence) -> str:
-    return jobs[0].job_id.split("_")[0]
-
-
 def follow(jobs: Sequence, cluster: str, on_look: Callable[[], None], on_status: Callable[[str], None]) -> list[str]:
     """Wait for the workers' jobs, calling ``on_look`` at each look and ``on_status`` when their states
     change; returns one line per job that ended without finishing. Interrupted (Ctrl-C), it cancels the
     jobs still there: their finished trials are kept, their running ones retried on resume."""
-    waiting, failures, said = list(jobs), [], ""
+    report = state_reporter(jobs, "workers", on_status)
+
+    def look() -> None:
+        on_look()
+        report()
+
+    failures = []
     try:
-        while waiting:
-            on_look()
-            states = job_states(jobs)
-            if states != said:
-                on_status(f"workers {array_id(jobs)}: {states}")
-                said = states
-            for job in [job for job in waiting if job.done()]:
-                waiting.remove(job)
-                try:
-                    job.result()
-                except Exception as exc:  # noqa: BLE001 - submitit re-raises whatever ended the job
-                    failures.append(f"worker {failure(job, exc)}")
-            if waiting:
-                time.sleep(POLL_S[cluster])
+        for _, why in ended(jobs, cluster, look):
+            if why is not None:
+                failures.append(f"worker {why}")
     except BaseException:
-        for job in waiting:
-            job.cancel(check=False)
+        for job in jobs:
+            job.cancel(check=False)  # the ended ones too: scancel of an ended job does nothing
         raise
-    on_look()
+    look()
     return failures

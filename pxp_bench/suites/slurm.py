@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from pathlib import Path
 from typing import Callable, Mapping
 
-from pxp_bench.cluster import (POLL_S, check_with_scheduler, cluster_of, failure, job_states, make_executor, number,
+from pxp_bench.cluster import (check_with_scheduler, cluster_of, ended, make_executor, number, state_reporter,
                                stop_on_sigterm)
 from pxp_bench.suites.cells import CellTask, execute_cell
 
@@ -24,7 +23,6 @@ from pxp_bench.suites.cells import CellTask, execute_cell
 def run_slurm(tasks: list[CellTask], *, jobs: int, options: Mapping[str, str],
               on_done: Callable[[CellTask, str | None], None],
               on_status: Callable[[str], None] | None = None) -> None:
-
     if not tasks:
         return
     executor, cluster = make_executor(Path(tasks[0].out) / "slurm", options, "pxp-bench-cell", jobs)
@@ -34,23 +32,10 @@ def run_slurm(tasks: list[CellTask], *, jobs: int, options: Mapping[str, str],
         chunk = tasks[start:start + batch]
         submitted = executor.map_array(cell_job, chunk)
         by_job = {job.job_id: task for job, task in zip(submitted, chunk)}
-        said = ""
-
-        def report_states(*_) -> None:
-            nonlocal said
-            states = job_states(submitted)
-            if on_status and states != said:
-                on_status(f"jobs {submitted[0].job_id.split('_')[0]}: {states}")
-                said = states
-
-        for job in _as_completed(submitted, POLL_S[cluster], report_states):
-            try:
-                job.result()
-                crash = None
-            except Exception as exc:  # noqa: BLE001 - submitit re-raises whatever ended the job
-                crash = f"the cell's {failure(job, exc)}"
-            on_done(by_job[job.job_id], crash)
-            report_states()
+        report = state_reporter(submitted, "jobs", on_status) if on_status else lambda: None
+        for job, why in ended(submitted, cluster, report):
+            on_done(by_job[job.job_id], None if why is None else f"the cell's {why}")
+        report()
 
 
 def check_slurm(options: Mapping[str, str], count: int) -> None:
@@ -66,16 +51,3 @@ def cell_job(task: CellTask) -> None:
     stop_on_sigterm()
     cores = os.environ.get("SLURM_CPUS_PER_TASK")
     execute_cell(dataclasses.replace(task, threads=int(cores)) if cores else task)
-
-
-def _as_completed(jobs, poll_s: float, on_poll: Callable[[], None]):
-    """submitit's ``as_completed``, reporting the jobs' states at each look (submitit's has no hook)."""
-    waiting = list(jobs)
-    while waiting:
-        on_poll()
-        ended = [job for job in waiting if job.done()]
-        for job in ended:
-            waiting.remove(job)
-            yield job
-        if waiting and not ended:
-            time.sleep(poll_s)

@@ -35,6 +35,7 @@ scheduler itself is asked (``sacct``) at submitit's own pace, every minute at mo
 
 
 def number(options: Mapping[str, str], key: str, default: int) -> int:
+    """The whole number option ``key`` (0 or more), or ``default`` where it is not given."""
     value = options.get(key)
     if value is None:
         return default

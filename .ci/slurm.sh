@@ -2,8 +2,8 @@
 # accounting (slurmdbd on a local MariaDB), since submitit follows its jobs through `sacct`: without it a
 # cancelled job is never seen to end. This host is the controller and its only node; two partitions,
 # `debug` (the default) and `long`, so that a test can see a chosen partition reach the scheduler.
-# Idempotent: what is installed is not installed again, what runs is not started again. Exports
-# PXP_BENCH_TEST_SLURM=1 once `sinfo` shows the node idle.
+# Idempotent: what is installed is not installed again, what runs is not started again, and a SLURM
+# configuration this script did not write (a machine with a SLURM of its own) is left alone.
 slurm_say() { echo "slurm.sh: $*"; }
 
 slurm_packages="slurmctld slurmd slurm-client slurmdbd munge mariadb-server"
@@ -33,11 +33,22 @@ if ! mariadb-admin ping --silent >/dev/null 2>&1; then
   slurm_say "starting MariaDB"
   (runuser -u mysql -- mariadbd --skip-networking=0 --bind-address=127.0.0.1 >/var/log/slurm/mariadb.log 2>&1 &)
   for _ in $(seq 60); do mariadb-admin ping --silent >/dev/null 2>&1 && break; sleep 0.5; done
+  mariadb-admin ping --silent >/dev/null 2>&1 || { slurm_say "MariaDB did not start; see /var/log/slurm/mariadb.log"; return 1 2>/dev/null || exit 1; }
 fi
 mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
+            ALTER USER 'slurm'@'localhost' IDENTIFIED BY 'slurm';
             GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 
+slurm_marker="# written by pxp-bench's .ci/slurm.sh"
+if [ -e /etc/slurm/slurm.conf ] && ! grep -qF "$slurm_marker" /etc/slurm/slurm.conf; then
+  slurm_say "/etc/slurm/slurm.conf is not ours: left alone, as is this host's SLURM"
+  slurm_own=no
+else
+  slurm_own=yes
+fi
+if [ "$slurm_own" = yes ]; then
 cat > /etc/slurm/slurmdbd.conf <<EOF
+$slurm_marker
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1
@@ -55,6 +66,7 @@ chown slurm:slurm /etc/slurm/slurmdbd.conf && chmod 0600 /etc/slurm/slurmdbd.con
 # the node as slurmd sees it (its cores and memory), without the uptime
 slurm_node=$(slurmd -C | head -n 1)
 cat > /etc/slurm/slurm.conf <<EOF
+$slurm_marker
 ClusterName=pxp
 SlurmctldHost=$slurm_host(127.0.0.1)
 SlurmUser=root
@@ -94,13 +106,13 @@ if ! pgrep -x slurmd >/dev/null; then
   slurm_say "starting slurmd"
   slurmd
 fi
+fi
 for _ in $(seq 60); do
   state=$(sinfo -h -n "$slurm_host" -o %T 2>/dev/null | head -n 1)
   case "$state" in idle*|mix*|alloc*) break ;; down*|drain*) scontrol update nodename="$slurm_host" state=resume 2>/dev/null ;; esac
   sleep 0.5
 done
 case "$state" in
-  idle*|mix*|alloc*) slurm_say "cluster pxp up: node $slurm_host ($state), partitions debug (default) and long, accounting on MariaDB"
-                     export PXP_BENCH_TEST_SLURM=1 ;;
+  idle*|mix*|alloc*) slurm_say "cluster up: node $slurm_host ($state); partitions: $(sinfo -h -o %P | tr '\n' ' ')" ;;
   *) slurm_say "the node did not come up (state '$state'); see /var/log/slurm/" ; return 1 2>/dev/null || exit 1 ;;
 esac

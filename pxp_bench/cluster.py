@@ -34,8 +34,8 @@ POLL_S = {"slurm": 2.0, "local": 1.0}
 scheduler itself is asked (``sacct``) at submitit's own pace, every minute at most once the jobs are old."""
 
 
-def number(options: Mapping[str, str], key: str, default: int) -> int:
-    """The whole number option ``key`` (0 or more), or ``default`` where it is not given."""
+def number(options: Mapping[str, str], key: str, default: int, least: int = 0) -> int:
+    """The whole number option ``key`` (``least`` or more), or ``default`` where it is not given."""
     value = options.get(key)
     if value is None:
         return default
@@ -43,8 +43,8 @@ def number(options: Mapping[str, str], key: str, default: int) -> int:
         count = int(value)
     except ValueError:
         raise ConfigError(f"--{key.replace('_', '-')} must be a whole number, got '{value}'.") from None
-    if count < 0:
-        raise ConfigError(f"--{key.replace('_', '-')} must be 0 or more, got {count}.")
+    if count < least:
+        raise ConfigError(f"--{key.replace('_', '-')} must be {least} or more, got {count}.")
     return count
 
 
@@ -95,8 +95,32 @@ def make_executor(folder: Path, options: Mapping[str, str], name: str, parallel:
     executor.update_parameters(name=name, timeout_min=wanted["time_limit"], gpus_per_node=wanted["gpus"],
                                cpus_per_task=wanted["cpus"], mem_gb=wanted["mem_gb"],
                                slurm_partition=wanted["partition"],
-                               slurm_array_parallelism=number(options, "array_size", parallel))
+                               slurm_array_parallelism=number(options, "array_size", parallel, least=1))
     return executor, cluster
+
+
+def submit_array(executor, function: Callable, items: Sequence, folder: Path) -> list:
+    """``executor.map_array``, where a refused submission (what ``sbatch --test-only`` does not check: QOS,
+    association limits, a controller gone) is one line, and what submitit wrote for it into a fresh
+    ``folder`` is removed."""
+    fresh = not folder.exists()
+    try:
+        return executor.map_array(function, items)
+    except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, or sbatch's CalledProcessError
+        if fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ConfigError(f"SLURM refused the submission ({lines[-1] if lines else type(exc).__name__}); no job was "
+                          "submitted.") from None
+
+
+def cancel(jobs: Sequence, cluster: str) -> None:
+    """Cancel the jobs: one ``scancel`` of their array on SLURM (quick, whatever their number)."""
+    if cluster == "slurm":
+        subprocess.run(["scancel", array_id(jobs)], capture_output=True)
+    else:
+        for job in jobs:
+            job.cancel(check=False)
 
 
 def stop_on_sigterm() -> None:
@@ -133,20 +157,20 @@ def state_reporter(jobs: Sequence, label: str, on_status: Callable[[str], None])
 
 
 def ended(jobs: Sequence, cluster: str, on_look: Callable[[], None]) -> Iterator[tuple[Any, str | None]]:
-    """Each of ``jobs`` as it ends, with None when it finished, else one line saying why not (`failure`);
-    ``on_look()`` at every look. submitit's own ``as_completed`` has no hook for the looks."""
-    waiting = list(jobs)
+    """Each of ``jobs`` as it ends, with None when it finished, else one line saying why not; ``on_look()``
+    at every look. submitit's own ``as_completed`` has no hook for the looks, asks the scheduler ever more
+    rarely (every 10 minutes once the jobs are old: here every `SACCT_S`), and waits 15 s for the result of
+    a job that will never have one."""
+    waiting, asked = list(jobs), time.monotonic()
     while waiting:
         on_look()
+        if cluster == "slurm" and time.monotonic() - asked >= SACCT_S:
+            type(jobs[0]).watcher.update()  # one sacct call for every job of the class
+            asked = time.monotonic()
         finished = [job for job in waiting if job.done()]
         for job in finished:
             waiting.remove(job)
-            try:
-                job.result()
-                why = None
-            except Exception as exc:  # noqa: BLE001 - submitit re-raises whatever ended the job
-                why = failure(job, exc)
-            yield job, why
+            yield job, _failure(job)
         if waiting and not finished:
             time.sleep(POLL_S[cluster])
 
@@ -158,15 +182,40 @@ def _state(job) -> str:
     return "SUBMITTED" if state == "UNKNOWN" else state  # not yet in the scheduler's accounting
 
 
-def failure(job, exc: BaseException) -> str:
-    """Why a job gave no result, in one line: the scheduler's state (asked now) and the last line of the
-    error it left."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not set(line.strip()) <= set("-")]
-    said = f" ({type(exc).__name__}: {lines[-1]})"[:300] if lines else ""
-    state = (job.get_info(mode="force").get("State") or "").split(" ")[0]
-    ended = f"ended {state}" if state in ENDED else "failed"  # the scheduler may not know yet
-    return f"job {job.job_id} {ended}{said}"
+def _failure(job) -> str | None:
+    """None for a job that finished, else ``job 4711_3 ended CANCELLED (its error's or log's last line)``."""
+    if not job.paths.result_pickle.exists():
+        state = _scheduler_state(job)
+        if state in ENDED:  # no result will come: its stderr says why
+            return _line(job, state, _last_line(job.paths.stderr))
+    try:
+        job.result()
+        return None
+    except Exception as exc:  # noqa: BLE001 - submitit re-raises whatever ended the job
+        # a raised error's message is its trace, then where the logs are: the trace's last line says it
+        text = str(exc).split("You can check full logs")[0]
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not set(line.strip()) <= set("-")]
+        return _line(job, _scheduler_state(job), f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__)
 
 
+def _scheduler_state(job) -> str:
+    return (job.get_info(mode="force").get("State") or "").split(" ")[0]
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()[-20:] if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _line(job, state: str, reason: str) -> str:
+    how = f"ended {state}" if state in ENDED else "failed"  # the scheduler may not know yet
+    return f"job {job.job_id} {how}{f' ({reason})'[:300] if reason else ''}"
+
+
+SACCT_S = 30
+"""How often a command following jobs asks the scheduler for their states (one ``sacct`` call for all)."""
 ENDED = ("CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
 """The scheduler's states of a job that ended without finishing."""

@@ -179,18 +179,19 @@ def _cluster_search(run, workers: int, options: dict[str, str], cluster: str, de
     logs = Path(run.config.out) / "slurm"
     if detach:
         console.print(f"{counted(workers, 'worker')} submitted as job array {array_id(jobs)} (logs in {logs}); follow "
-                      f"them with `squeue -j {array_id(jobs)}`. Once they are done, rerun this command without "
-                      "--executor and --detach: it evaluates the best configuration (and runs any trial still "
-                      "missing here).", highlight=False, soft_wrap=True)
+                      f"them with `squeue -j {array_id(jobs)}`. Once it lists none of them, rerun this command "
+                      "without --executor, --detach, --workers and the SLURM options: it evaluates the best "
+                      "configuration (and runs any trial still missing, here).", highlight=False, soft_wrap=True)
         return True
     with _trials_bar(run) as look:
         failures = follow(jobs, cluster, look, lambda text: err_console.print(escape(text), highlight=False))
     for line in failures:
         console.print(f"[red]failed[/] {escape(line)} (logs in {logs})", highlight=False, soft_wrap=True)
-    if run.finished() < trials:
-        raise ConfigError(f"the workers ended with {run.finished()} of {trials} trials finished (kept in "
-                          f"{run.where()}); rerun the command to resume.")
-    return False
+    if failures and run.finished() < trials:
+        console.print(f"The workers ended with {run.finished()} of {trials} trials finished (kept in {run.where()}); "
+                      "rerun the command to resume.", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    return False  # all its trials, or --timeout stopped the workers: the best so far is evaluated
 
 
 def _study_kept(run) -> str:

@@ -13,15 +13,14 @@ retries it; finished trials are in the database and never lost.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from pxp_bench.cluster import check_with_scheduler, cluster_of, ended, make_executor, state_reporter, stop_on_sigterm
+from pxp_bench.cluster import (cancel, check_with_scheduler, cluster_of, ended, make_executor, state_reporter,
+                               stop_on_sigterm, submit_array)
 from pxp_bench.errors import ConfigError
 from pxp_bench.optimize.config import StudyConfig, config_from_json, config_to_json
-
-SHARED_SCHEMES = ("postgresql", "mysql")
-
 
 def check_cluster_workers(config: StudyConfig, options: Mapping[str, str], workers: int) -> str:
     """Refuse what cannot run as cluster workers, before anything is written; the cluster (slurm or local)."""
@@ -29,7 +28,7 @@ def check_cluster_workers(config: StudyConfig, options: Mapping[str, str], worke
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
     cluster = cluster_of(options)
     scheme = (config.storage or "").split(":", 1)[0].split("+", 1)[0]
-    if cluster == "slurm" and scheme not in SHARED_SCHEMES:
+    if cluster == "slurm" and (config.storage is None or scheme == "sqlite"):  # other schemes: `check_config`
         where = "a journal file" if config.storage is None else "a SQLite database"
         raise ConfigError(f"workers on a cluster share the study through a database server: --storage is {where}, "
                           "whose file locks network file systems do not keep across machines. Give --storage "
@@ -44,6 +43,11 @@ def search_worker(config_json: str) -> None:
     Cancelled, it fails its running trial at once (as Ctrl-C does) and the others fill the slot."""
     stop_on_sigterm()
     import optuna
+    import torch
+
+    cores = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cores:  # the job's cores, not the node's
+        torch.set_num_threads(int(cores))
 
     from pxp_bench.optimize.study import run_study
 
@@ -56,7 +60,7 @@ def submit_workers(config: StudyConfig, workers: int, options: Mapping[str, str]
     seeds differ (``StudyConfig.worker``)."""
     executor, _ = make_executor(Path(config.out) / "slurm", options, "pxp-bench-worker", workers)
     configs = [config_to_json(dataclasses.replace(config, worker=index)) for index in range(1, workers + 1)]
-    return executor.map_array(search_worker, configs)
+    return submit_array(executor, search_worker, configs, Path(config.out) / "slurm")
 
 
 def follow(jobs: Sequence, cluster: str, on_look: Callable[[], None], on_status: Callable[[str], None]) -> list[str]:
@@ -75,8 +79,7 @@ def follow(jobs: Sequence, cluster: str, on_look: Callable[[], None], on_status:
             if why is not None:
                 failures.append(f"worker {why}")
     except BaseException:
-        for job in jobs:
-            job.cancel(check=False)  # the ended ones too: scancel of an ended job does nothing
+        cancel(jobs, cluster)  # the ended ones too: cancelling an ended job does nothing
         raise
     look()
     return failures

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from pxp_bench.cluster import (check_with_scheduler, cluster_of, ended, make_executor, number, state_reporter,
-                               stop_on_sigterm)
+                               stop_on_sigterm, submit_array)
 from pxp_bench.suites.cells import CellTask, execute_cell
 
 
@@ -30,7 +30,7 @@ def run_slurm(tasks: list[CellTask], *, jobs: int, options: Mapping[str, str],
     batch = len(tasks) if cluster == "slurm" else max(1, number(options, "array_size", jobs))
     for start in range(0, len(tasks), batch):
         chunk = tasks[start:start + batch]
-        submitted = executor.map_array(cell_job, chunk)
+        submitted = submit_array(executor, cell_job, chunk, Path(tasks[0].out) / "slurm")
         by_job = {job.job_id: task for job, task in zip(submitted, chunk)}
         report = state_reporter(submitted, "jobs", on_status) if on_status else lambda: None
         for job, why in ended(submitted, cluster, report):
@@ -40,6 +40,7 @@ def run_slurm(tasks: list[CellTask], *, jobs: int, options: Mapping[str, str],
 
 def check_slurm(options: Mapping[str, str], count: int) -> None:
     """Refuse options the scheduler would refuse for ``count`` cells, before any is submitted."""
+    number(options, "array_size", 1, least=1)
     if cluster_of(options) == "slurm":
         check_with_scheduler(options, count)
 

@@ -8,7 +8,6 @@ from pxp_bench.hookspecs import hookimpl
 from pxp_bench.specs import ExecutorSpec
 
 
-
 @hookimpl
 def register_executors(register) -> None:
     register(ExecutorSpec("local", "pxp_bench.suites.local:run_local",

@@ -8,6 +8,7 @@ job ended (it warns that it bypasses sacct and waits). The CI cluster (`.ci/slur
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -128,6 +129,12 @@ def stop_on_sigterm() -> None:
     Ctrl-C does. submitit ignores SIGTERM in its jobs and waits for the SIGKILL that follows KillWait
     seconds later (30 by default), so a cancelled cell or worker would run on meanwhile."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def job_cores() -> int | None:
+    """In a SLURM job: the cores it was given (torch's threads should follow them, not the node's); else None."""
+    cores = os.environ.get("SLURM_CPUS_PER_TASK")
+    return int(cores) if cores else None
 
 
 def array_id(jobs: Sequence) -> str:

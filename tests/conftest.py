@@ -74,3 +74,16 @@ def install_plugin(tmp_path, monkeypatch, fresh_plugin_cache):
 def imagenet_like(tmp_path_factory):
     """Three WordNet-id classes, 6 train and 3 val JPEGs each."""
     return write_image_folder(tmp_path_factory.mktemp("imagenet"), ["n01440764", "n01443537", "n01484850"])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL database of the multi-worker and cluster tests: `.ci/run` starts it (`.ci/postgres.sh`) and
+    sets PXP_BENCH_REQUIRE_POSTGRES, so there they run; elsewhere they skip unless PXP_BENCH_TEST_POSTGRES is set."""
+    url = os.environ.get("PXP_BENCH_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("PXP_BENCH_REQUIRE_POSTGRES"):
+            pytest.fail("PXP_BENCH_REQUIRE_POSTGRES is set but PXP_BENCH_TEST_POSTGRES is not: start the server "
+                        "with `source .ci/postgres.sh`.")
+        pytest.skip("set PXP_BENCH_TEST_POSTGRES=postgresql://USER:PASSWORD@127.0.0.1/DB (see .ci/postgres.sh)")
+    return url

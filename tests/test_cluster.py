@@ -8,7 +8,6 @@ run where `sinfo` answers, and skip otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -152,15 +151,6 @@ def test_cluster_workers_refuse_a_study_kept_in_files(slurm, tmp_path):
         assert done.returncode == 2 and "share the study through a database server" in done.stderr, done.stderr
         assert not (tmp_path / "out").exists() and not (tmp_path / "study.db").exists()
 
-
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    url = os.environ.get("PXP_BENCH_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("PXP_BENCH_REQUIRE_POSTGRES"):
-            pytest.fail("PXP_BENCH_REQUIRE_POSTGRES is set but PXP_BENCH_TEST_POSTGRES is not: `source .ci/postgres.sh`.")
-        pytest.skip("set PXP_BENCH_TEST_POSTGRES=postgresql://USER:PASSWORD@127.0.0.1/DB (see .ci/postgres.sh)")
-    return url
 
 
 def test_optimize_runs_its_workers_as_cluster_jobs(slurm, postgres_url, tmp_path):

@@ -37,16 +37,6 @@ run_study(StudyConfig(bench, seeds=(0,), optimizer="random", trials=trials, stor
 """
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    url = os.environ.get("PXP_BENCH_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("PXP_BENCH_REQUIRE_POSTGRES"):
-            pytest.fail("PXP_BENCH_REQUIRE_POSTGRES is set but PXP_BENCH_TEST_POSTGRES is not: start the server "
-                        "with `source .ci/postgres.sh`.")
-        pytest.skip("set PXP_BENCH_TEST_POSTGRES=postgresql://USER:PASSWORD@127.0.0.1/DB (see .ci/postgres.sh)")
-    return url
-
 
 def _worker(url: str, name: str, trials: int, n_samples: int, out) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PXP_BENCH_LOAD_PLUGINS="")

@@ -13,12 +13,11 @@ retries it; finished trials are in the database and never lost.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from pxp_bench.cluster import (cancel, check_with_scheduler, cluster_of, ended, make_executor, state_reporter,
-                               stop_on_sigterm, submit_array)
+from pxp_bench.cluster import (cancel, check_with_scheduler, cluster_of, ended, job_cores, make_executor,
+                               state_reporter, stop_on_sigterm, submit_array)
 from pxp_bench.errors import ConfigError
 from pxp_bench.optimize.config import StudyConfig, config_from_json, config_to_json
 
@@ -45,9 +44,9 @@ def search_worker(config_json: str) -> None:
     import optuna
     import torch
 
-    cores = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cores:  # the job's cores, not the node's
-        torch.set_num_threads(int(cores))
+    cores = job_cores()
+    if cores:
+        torch.set_num_threads(cores)
 
     from pxp_bench.optimize.study import run_study
 

@@ -11,12 +11,11 @@ subprocess per cell on this machine): a dry run before queueing.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Callable, Mapping
 
-from pxp_bench.cluster import (check_with_scheduler, cluster_of, ended, make_executor, number, state_reporter,
-                               stop_on_sigterm, submit_array)
+from pxp_bench.cluster import (check_with_scheduler, cluster_of, ended, job_cores, make_executor, number,
+                               state_reporter, stop_on_sigterm, submit_array)
 from pxp_bench.suites.cells import CellTask, execute_cell
 
 
@@ -50,5 +49,5 @@ def cell_job(task: CellTask) -> None:
     submitting machine's share), stopped at once when the job is cancelled (then it has no record, and the
     submitting command records it failed with its log's last line)."""
     stop_on_sigterm()
-    cores = os.environ.get("SLURM_CPUS_PER_TASK")
-    execute_cell(dataclasses.replace(task, threads=int(cores)) if cores else task)
+    cores = job_cores()
+    execute_cell(dataclasses.replace(task, threads=cores) if cores else task)
